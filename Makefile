@@ -1,0 +1,35 @@
+# StemProver: the Makefile is the contract. CI only calls `make test`.
+#   make reproduce [PROFILE=auto|smoke|cpu|gpu] [FROM=NN]   notebooks 01-08, then the paper
+#   make test                                               lint, unit tests, nbval, smoke paper
+SHELL := /bin/bash
+PY := .venv/bin/python
+PROFILE ?= auto
+FROM ?= 01
+
+.PHONY: install test lint unit nbval reproduce paper clean
+
+install:
+	@bash .ci/install.sh
+
+lint: install
+	$(PY) -m ruff check stemprover tests
+
+unit: install
+	$(PY) -m pytest -q tests
+
+nbval: install
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --sanitize-with notebooks/sanitize.cfg notebooks/; \
+	else echo "nbval: no notebooks yet"; fi
+
+test: lint unit nbval
+	@if [ -f paper/main.tex ]; then $(MAKE) --no-print-directory paper PROFILE=smoke; fi
+
+reproduce: install
+	$(PY) -m stemprover.reproduce --profile $(PROFILE) --from $(FROM)
+
+paper: install
+	$(PY) -m stemprover.reproduce --profile $(PROFILE) --paper-only
+
+clean:
+	rm -rf build paper/build results/smoke
