@@ -91,8 +91,13 @@ def _check(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def build(cls: type[T], values: dict[str, Any] | None = None, *, where: str | None = None,
-          ignore: typing.Iterable[str] = ()) -> T:
+def build(
+    cls: type[T],
+    values: dict[str, Any] | None = None,
+    *,
+    where: str | None = None,
+    ignore: typing.Iterable[str] = (),
+) -> T:
     """Build dataclass ``cls`` from ``values``, checking keys and types.
 
     Args:

@@ -24,7 +24,9 @@ def resolve_profile(profile: str) -> str:
     """``auto`` is ``gpu`` when CUDA is present, ``cpu`` otherwise."""
     if profile != "auto":
         if profile not in PROFILES:
-            raise StemproverError(f"unknown profile {profile!r}; choose auto or {', '.join(PROFILES)}")
+            raise StemproverError(
+                f"unknown profile {profile!r}; choose auto or {', '.join(PROFILES)}"
+            )
         return profile
     import torch
 
@@ -57,11 +59,11 @@ def run_notebooks(profile: str, first: str = "01") -> list[str]:
     first = stage_name(first)
     out_dir = repo_root() / "build" / "notebooks" / profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = list(STAGES[STAGES.index(first):])
+    todo = list(STAGES[STAGES.index(first) :])
     ran = []
     for index, stage in enumerate(todo, 1):
         if not notebook_path(stage).exists():
-            missing = ", ".join(s for s in todo[index - 1:] if not notebook_path(s).exists())
+            missing = ", ".join(s for s in todo[index - 1 :] if not notebook_path(s).exists())
             print(f"reproduce: stage {stage} is not there yet (missing: {missing}); stopping here.")
             break
         print(f"reproduce [{profile}] {index}/{len(todo)} {stage} ...", flush=True)
@@ -89,7 +91,9 @@ def build_paper(profile: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stemprover.reproduce", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="stemprover.reproduce", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--profile", default="auto", help="auto, smoke, cpu or gpu")
     parser.add_argument("--from", dest="first", default="01", help="first stage to run, e.g. 05")
     parser.add_argument("--paper-only", action="store_true", help="only build the paper")

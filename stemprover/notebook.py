@@ -1,0 +1,28 @@
+"""Helpers that notebooks call in their first cell (kept out of the notebooks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stemprover.config import build
+from stemprover.paths import results_dir
+from stemprover.seed import seed_everything
+
+
+def setup(stage: str, params: dict[str, Any], config_cls: type | None = None):
+    """Seed, make the stage's results folder, and build its config.
+
+    Args:
+        stage: e.g. ``"01_phase_analysis"``.
+        params: the notebook's parameters (``profile``, ``seed`` and stage keys).
+        config_cls: dataclass to build from ``params`` minus ``profile``; None to skip.
+
+    Returns:
+        ``(out_dir, cfg)``.
+    """
+    seed_everything(int(params.get("seed", 0)))
+    out_dir = results_dir(params["profile"], stage)
+    cfg = None
+    if config_cls is not None:
+        cfg = build(config_cls, {k: v for k, v in params.items() if k != "profile"})
+    return out_dir, cfg
