@@ -1,0 +1,327 @@
+"""Audio input and output: load, validate, resample, change channels, loudness, save.
+
+    audio, sample_rate = load_audio("stem.wav", 44100)       # float32 (channels, samples)
+    save_audio("out/stem.wav", audio, sample_rate, protect=["stem.wav"])
+
+All arrays are float32 with the layout ``(n_channels, n_samples)``. Every problem with an
+input (missing, empty, truncated or non-audio file, NaN samples, too many channels, a clip
+that is too short) raises :class:`stemprover.errors.StemproverError` with a one-line
+message that names the file. Writes are atomic: a temporary file in the destination folder
+is renamed over the target with ``os.replace``, so a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import soundfile as sf
+import soxr
+
+from stemprover.errors import StemproverError
+
+STEM_FILE_SUFFIX = ".stem.mp4"
+STEM_NAMES = ("mixture", "drums", "bass", "other", "vocals")
+"""Stream order of Native Instruments stem files (MUSDB18), as stempeg reads them."""
+
+PathLike = str | os.PathLike
+
+
+def check_audio(
+    audio: np.ndarray, name: str, *, min_samples: int = 1, max_channels: int = 2
+) -> np.ndarray:
+    """Validate an audio array and return it as float32 ``(n_channels, n_samples)``.
+
+    Args:
+        audio: ``(n_samples,)`` or ``(n_channels, n_samples)``; float, or integer PCM
+            (scaled to [-1, 1)).
+        name: What to call the array in error messages (usually its file name).
+        min_samples: Fewest samples accepted, e.g. one STFT frame (``n_fft``).
+        max_channels: Most channels accepted.
+
+    Returns:
+        A float32 array ``(n_channels, n_samples)``; 1-D input becomes one channel.
+
+    Raises:
+        StemproverError: wrong rank or dtype, no samples, NaN/inf, too many channels,
+            or fewer than ``min_samples`` samples.
+    """
+    array = np.asarray(audio)
+    if array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        array = (array.astype(np.float64) - (info.max + 1 + info.min) / 2) / ((info.max + 1) / 2)
+    elif array.dtype.kind != "f":
+        raise StemproverError(f"{name}: audio must be a float array, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise StemproverError(
+            f"{name}: audio must be (channels, samples), got shape {tuple(array.shape)}"
+        )
+    n_channels, n_samples = array.shape
+    if n_channels > max_channels:
+        hint = " (is it (samples, channels)? transpose it)" if n_samples <= max_channels else ""
+        raise StemproverError(
+            f"{name}: has {n_channels} channels, at most {max_channels} are supported{hint}"
+        )
+    if n_channels == 0 or n_samples == 0:
+        raise StemproverError(f"{name}: contains no samples")
+    if not np.isfinite(array).all():
+        raise StemproverError(f"{name}: contains NaN or infinite samples")
+    if n_samples < min_samples:
+        raise StemproverError(
+            f"{name}: too short, {n_samples} samples but at least {min_samples} are needed "
+            "(one analysis frame)"
+        )
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise StemproverError(f"{path}: no such file")
+    if path.is_dir():
+        raise StemproverError(f"{path}: is a directory, expected an audio file")
+    if path.stat().st_size == 0:
+        raise StemproverError(f"{path}: empty file (0 bytes)")
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    try:
+        info = sf.info(str(path))
+        # libsndfile clamps a WAV/AIFF whose header promises more data than the file holds
+        # and notes "(should be N)" in its log; a cut-off download must not pass silently.
+        if "should be" in info.extra_info and info.format in ("WAV", "WAVEX", "AIFF", "RF64"):
+            raise StemproverError(f"{path}: truncated audio file (header and size disagree)")
+        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except StemproverError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+        reason = str(err).split(":")[-1].strip() or type(err).__name__
+        raise StemproverError(
+            f"{path}: not a readable audio file ({reason})"
+        ) from err
+    if info.frames > 0 and data.shape[0] < info.frames:
+        raise StemproverError(
+            f"{path}: truncated audio file ({data.shape[0]} of {info.frames} samples read)"
+        )
+    return data.T, int(sample_rate)
+
+
+def load_audio(
+    path: PathLike,
+    sample_rate: int | None = None,
+    *,
+    mono: bool = False,
+    min_samples: int = 1,
+) -> tuple[np.ndarray, int]:
+    """Load an audio file as float32 ``(n_channels, n_samples)``.
+
+    Any format libsndfile reads (wav, flac, ogg, mp3, aiff, ...). A ``.stem.mp4`` file
+    yields its mixture (use :func:`load_stems` for the stems).
+
+    Args:
+        path: The file.
+        sample_rate: Resample to this rate in Hz (soxr); None keeps the file's rate.
+        mono: Average the channels to one.
+        min_samples: Fewest samples accepted after resampling, e.g. ``n_fft``.
+
+    Returns:
+        ``(audio, sample_rate)`` with audio float32 ``(n_channels, n_samples)``.
+
+    Raises:
+        StemproverError: naming the file, for a missing file, a directory, an empty,
+            unreadable, non-audio or truncated file, NaN/inf samples, more than two
+            channels, or fewer than ``min_samples`` samples.
+    """
+    path = Path(path)
+    _check_path(path)
+    if path.name.lower().endswith(STEM_FILE_SUFFIX):
+        stems, file_rate = load_stems(path)
+        audio = stems["mixture"]
+    else:
+        audio, file_rate = _read_soundfile(path)
+    audio = check_audio(audio, str(path))
+    if sample_rate is not None and sample_rate != file_rate:
+        audio = resample(audio, file_rate, sample_rate)
+        file_rate = int(sample_rate)
+    if mono:
+        audio = to_mono(audio)
+    return check_audio(audio, str(path), min_samples=min_samples), file_rate
+
+
+def load_stems(path: PathLike) -> tuple[dict[str, np.ndarray], int]:
+    """Load a Native Instruments ``.stem.mp4`` file (MUSDB18) with stempeg.
+
+    Args:
+        path: The stem file; needs ffmpeg on the PATH.
+
+    Returns:
+        ``(stems, sample_rate)``: stems maps "mixture", "drums", "bass", "other",
+        "vocals" to float32 ``(n_channels, n_samples)``.
+    """
+    import stempeg
+
+    path = Path(path)
+    _check_path(path)
+    try:
+        data, rate = stempeg.read_stems(str(path), dtype=np.float32, always_3d=True)
+    except Exception as err:  # stempeg wraps ffmpeg; any failure means an unreadable file
+        raise StemproverError(f"{path}: not a readable stem file ({type(err).__name__})") from err
+    data = np.asarray(data)
+    if data.ndim != 3 or data.shape[0] != len(STEM_NAMES):
+        raise StemproverError(
+            f"{path}: expected {len(STEM_NAMES)} streams (mixture + 4 stems), "
+            f"got array of shape {data.shape}"
+        )
+    stems = {
+        name: check_audio(data[i].T, f"{path} [{name}]") for i, name in enumerate(STEM_NAMES)
+    }
+    return stems, int(rate)
+
+
+def save_audio(
+    path: PathLike,
+    audio: np.ndarray,
+    sample_rate: int,
+    subtype: str | None = "FLOAT",
+    *,
+    protect: Iterable[PathLike] = (),
+) -> Path:
+    """Write audio atomically: a temporary file in the same folder, then ``os.replace``.
+
+    Args:
+        path: Destination; the format comes from its extension. Parent folders are made.
+        audio: ``(n_samples,)`` or ``(n_channels, n_samples)``.
+        sample_rate: Hz.
+        subtype: soundfile subtype; formats that cannot store it (e.g. "FLOAT" in FLAC)
+            get the format's default subtype. None means the default.
+        protect: Paths that must never be overwritten (the inputs of a run).
+
+    Returns:
+        The written path.
+
+    Raises:
+        StemproverError: for invalid audio, a protected destination or a failed write.
+    """
+    path = Path(path)
+    for protected in protect:
+        if path.resolve() == Path(protected).resolve():
+            raise StemproverError(f"{path}: refusing to overwrite an input file")
+    if path.is_dir():
+        raise StemproverError(f"{path}: is a directory, expected an output file name")
+    audio = check_audio(audio, str(path))
+    format_name = path.suffix.lstrip(".").upper()
+    if format_name not in sf.available_formats():
+        raise StemproverError(f"{path}: unsupported audio file extension {path.suffix!r}")
+    if subtype is None or not sf.check_format(format_name, subtype):
+        subtype = sf.default_subtype(format_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        sf.write(tmp_name, audio.T, int(sample_rate), subtype=subtype, format=format_name)
+        os.replace(tmp_name, path)
+    except Exception as err:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise StemproverError(f"{path}: could not write audio ({err})") from err
+    return path
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample with soxr ("HQ") along the last axis.
+
+    Args:
+        audio: ``(n_samples,)`` or ``(n_channels, n_samples)``.
+        orig_sr: Input rate in Hz.
+        target_sr: Output rate in Hz.
+
+    Returns:
+        float32 array with the same leading shape and ``round(n * target / orig)`` samples.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if int(orig_sr) == int(target_sr):
+        return audio.copy()
+    if orig_sr <= 0 or target_sr <= 0:
+        raise StemproverError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    out = soxr.resample(audio.T, int(orig_sr), int(target_sr), quality="HQ")
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Average channels: ``(n_channels, n)`` or ``(n,)`` -> ``(1, n)`` float32."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        return audio[None, :].copy()
+    return audio.mean(axis=0, keepdims=True)
+
+
+def to_channels(audio: np.ndarray, n_channels: int) -> np.ndarray:
+    """Convert to ``n_channels`` (1 or 2): mono is duplicated, stereo is averaged.
+
+    Args:
+        audio: ``(n,)`` or ``(c, n)``.
+        n_channels: Target channel count.
+
+    Returns:
+        float32 ``(n_channels, n)``.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None, :]
+    current = audio.shape[0]
+    if current == n_channels:
+        return audio.copy()
+    if current == 1:
+        return np.repeat(audio, n_channels, axis=0)
+    if n_channels == 1:
+        return to_mono(audio)
+    raise StemproverError(f"cannot convert {current} channels to {n_channels}")
+
+
+def is_silent(audio: np.ndarray, threshold_db: float = -100.0) -> bool:
+    """True when the RMS level over all channels is below ``threshold_db`` dBFS."""
+    audio = np.asarray(audio, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(audio**2))) if audio.size else 0.0
+    return rms <= 0.0 or 20.0 * np.log10(rms) < threshold_db
+
+
+def loudness(audio: np.ndarray, sr: int) -> float:
+    """Integrated loudness (ITU-R BS.1770-4) in LUFS with pyloudnorm; -inf for silence.
+
+    Args:
+        audio: ``(n,)`` or ``(n_channels, n)``, at least 0.4 s long (one gating block).
+        sr: Sample rate in Hz.
+    """
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim == 1:
+        audio = audio[None, :]
+    meter = pyloudnorm.Meter(int(sr))
+    if audio.shape[-1] < int(round(meter.block_size * sr)):
+        raise StemproverError(
+            f"loudness needs at least {meter.block_size:.1f} s of audio, "
+            f"got {audio.shape[-1] / sr:.3f} s"
+        )
+    return float(meter.integrated_loudness(audio.T))
+
+
+def normalize_loudness(audio: np.ndarray, sr: int, target_lufs: float = -23.0) -> np.ndarray:
+    """Scale to ``target_lufs`` integrated loudness; silence is returned unchanged.
+
+    Args:
+        audio: ``(n,)`` or ``(n_channels, n)``.
+        sr: Sample rate in Hz.
+        target_lufs: Target loudness (EBU R128 uses -23 LUFS).
+
+    Returns:
+        float32 array of the input's shape. Peaks may exceed 1.0 (no limiter).
+    """
+    current = loudness(audio, sr)
+    audio = np.asarray(audio, dtype=np.float32)
+    if not np.isfinite(current):
+        return audio.copy()
+    gain = 10.0 ** ((target_lufs - current) / 20.0)
+    return (audio * gain).astype(np.float32)
