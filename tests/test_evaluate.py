@@ -1,0 +1,177 @@
+"""Evaluation pipeline on tiny synthetic items whose scores are known."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from stemprover.constants import STEMS
+from stemprover.errors import StemproverError
+from stemprover.evaluate import (
+    EvaluationConfig,
+    evaluate_items,
+    featured_system,
+    headline,
+    make_systems,
+    resolve_separator,
+    run_evaluation,
+    system_names,
+)
+from stemprover.examples import spectrogram_arrays
+from stemprover.stats import AGGREGATE_COLUMNS
+from stemprover.testsets import (
+    TestItem,
+    active_excerpt,
+    make_item,
+    parse_separator,
+    separate_items,
+)
+
+SR = 8000
+FREQS = {"vocals": 440.0, "drums": 1200.0, "bass": 110.0, "other": 2500.0}
+
+
+def _tone(freq, seconds=1.0, phase=0.0):
+    t = np.arange(int(seconds * SR)) / SR
+    return np.tile(0.2 * np.sin(2 * np.pi * freq * t + phase), (2, 1)).astype(np.float32)
+
+
+def _item(index, snr_db, testset="synthetic"):
+    """Separated stems = clean + white noise at ``snr_db`` (so SI-SDR ~ snr_db)."""
+    rng = np.random.default_rng(index)
+    clean = {s: _tone(f, phase=index) for s, f in FREQS.items()}
+    separated = {}
+    for stem, audio in clean.items():
+        noise = rng.normal(size=audio.shape).astype(np.float32)
+        noise *= np.sqrt(np.mean(audio**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
+        separated[stem] = audio + noise
+    mixture = np.sum(list(clean.values()), axis=0)
+    return TestItem(testset, f"t{index}", "fake", SR, mixture, clean, separated)
+
+
+def _cfg(**kw):
+    base = dict(sample_rate=SR, n_fft=256, hop_length=64, n_bootstrap=200)
+    base.update(stems=["vocals", "bass"], systems=["identity"], steps=[1, 4])
+    return EvaluationConfig(**{**base, **kw})
+
+
+SYSTEMS = {
+    "identity": lambda item: dict(item.separated),
+    "perfect": lambda item: {s: a.copy() for s, a in item.clean.items()},
+    "stemprover@4": lambda item: {s: 0.5 * (item.separated[s] + item.clean[s]) for s in STEMS},
+}
+
+
+def test_parse_separator_reads_numbers_and_strings():
+    assert parse_separator("hpss") == ("hpss", {})
+    name, kwargs = parse_separator("degraded:artifact=bleed,severity=0.5,seed=3")
+    assert name == "degraded" and kwargs == {"artifact": "bleed", "severity": 0.5, "seed": 3}
+    with pytest.raises(StemproverError):
+        parse_separator("degraded:artifact")
+
+
+def test_active_excerpt_avoids_silence_of_any_stem():
+    loud = np.ones((2, 1000), dtype=np.float32)
+    half = loud.copy()
+    half[:, :600] = 0.0  # this stem is silent for the first 600 samples
+    start, end = active_excerpt({"a": loud, "b": half}, 300, hop_samples=50)
+    assert start >= 600 and end - start == 300
+    assert active_excerpt({"a": loud}, 5000) == (0, 1000)
+
+
+def test_make_item_resamples_and_keeps_mixture_equal_to_sum():
+    audio = {s: _tone(f, seconds=2.0) for s, f in FREQS.items()}
+    audio["mixture"] = np.zeros_like(audio["vocals"])  # ignored: rebuilt from the stems
+    item = make_item("real", "x", audio, SR, excerpt_seconds=0.5, sample_rate=SR // 2)
+    assert item.mixture.shape == (2, SR // 4)
+    np.testing.assert_allclose(item.mixture, sum(item.clean.values()), atol=1e-6)
+    with pytest.raises(StemproverError, match="missing"):
+        make_item("real", "x", {"mixture": audio["vocals"]}, SR, excerpt_seconds=1, sample_rate=SR)
+
+
+def test_separate_items_passes_references_and_names_tracks():
+    calls = []
+
+    class Fake:
+        def separate(self, mixture, sample_rate, references=None):
+            calls.append(references is not None)
+            return {s: 0.5 * references[s] for s in STEMS}
+
+    base = [_item(0, 10.0)]
+    out = list(separate_items(base, ["a:severity=1", "b"], lambda name, **kw: Fake()))
+    assert [i.key for i in out] == ["t0@a:severity=1", "t0@b"] and all(calls)
+    np.testing.assert_allclose(out[0].separated["bass"], 0.5 * base[0].clean["bass"])
+
+
+def test_scores_match_the_known_snr_and_tables_have_the_contract_columns():
+    items = [_item(i, 10.0) for i in range(3)]
+    result, kept = evaluate_items(items, SYSTEMS, _cfg(), keep=lambda i: i.track == "t1")
+    table = result.per_track
+    si = table[(table.metric == "si_sdr") & (table.system == "identity")]["value"]
+    assert len(si) == 6 and np.all(np.abs(si - 10.0) < 1.0)
+    perfect = table[(table.metric == "si_sdr") & (table.system == "perfect")]["value"]
+    assert np.all(perfect > 60.0)
+    assert {"sdr", "sir", "sar", "lsd", "pesq", "stoi"} <= set(table.metric)
+    assert table[(table.metric == "pesq") & (table.stem == "bass")].empty  # speech metrics: vocals
+    assert tuple(result.aggregate.columns) == AGGREGATE_COLUMNS
+    assert set(result.aggregate["n"]) == {3}
+    sig = result.significance
+    gain = sig[(sig.system == "stemprover@4") & (sig.metric == "si_sdr")]["mean_diff"]
+    assert len(gain) == 2 and np.all(gain > 2.0)  # half the noise: about +6 dB
+    assert set(result.phase_bands["system"]) == set(SYSTEMS)
+    assert list(kept) == ["synthetic"] and kept["synthetic"][0].track == "t1"
+    head = headline(sig)
+    assert set(head.metric) == {"si_sdr", "sdr"} and "identity" not in set(head.system)
+
+
+def test_run_evaluation_writes_small_examples_and_spectrograms(tmp_path):
+    items = [_item(i, 5.0, "synthetic") for i in range(2)] + [_item(9, 0.0, "real")]
+    cfg = _cfg(example_seconds=0.5, spectrogram_seconds=0.25, examples_max_mb=0.05)
+    result = run_evaluation(cfg, "smoke", tmp_path, systems=SYSTEMS, items=items)
+    for name in ("per_track.csv", "aggregate.csv", "significance.csv", "phase_bands.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+    agg = pd.read_csv(tmp_path / "aggregate.csv")
+    assert list(agg.columns) == list(AGGREGATE_COLUMNS)
+    assert set(agg.testset) == {"synthetic", "real"}
+    wavs = sorted((tmp_path / "examples").glob("*.wav"))
+    assert len(wavs) == 2 * 4  # mixture, identity, stemprover@4, clean for each test set
+    assert sum(p.stat().st_size for p in wavs) <= 0.05e6
+    info = sf.info(wavs[0])
+    assert info.subtype == "PCM_16" and info.channels == 1
+    with np.load(tmp_path / "spectrograms.npz") as npz:
+        assert str(npz["enhanced_system"]) == "stemprover@4"
+        assert npz["clean_db"].shape == npz["enhanced_db"].shape == npz["separated_phase_error"].shape
+        assert npz["freqs_hz"].shape[0] == 129 and npz["clean_db"].dtype == np.float16
+    summary = json.loads((tmp_path / "evaluation.json").read_text())
+    assert summary["n_items"] == {"real": 1, "synthetic": 2}
+    assert len(result.per_track) > 0
+
+
+def test_spectrogram_phase_error_is_zero_for_clean_and_pi_for_negated():
+    clean = _tone(500.0)[0]
+    arrays = spectrogram_arrays(-clean, clean, clean, SR, 256, 64)
+    loud = arrays["clean_db"] > arrays["clean_db"].max() - 20
+    assert np.all(np.abs(arrays["enhanced_phase_error"][loud]) < 1e-2)
+    assert np.all(np.abs(np.abs(arrays["separated_phase_error"][loud].astype(float)) - np.pi) < 1e-2)
+
+
+def test_system_names_and_featured_system():
+    cfg = _cfg(systems=["identity", "stemprover", "irm1"], steps=[1, 4, 25])
+    assert system_names(cfg) == ["identity", "stemprover@1", "stemprover@4", "stemprover@25", "irm1"]
+    assert featured_system(["identity", "stemprover@1", "stemprover@25"]) == "stemprover@1"
+    assert featured_system(["identity", "regression"]) == "regression"
+    with pytest.raises(StemproverError, match="unknown system"):
+        make_systems(_cfg(systems=["identity", "magic"]), "smoke")
+
+
+def test_resolve_separator_finds_the_trained_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
+    assert resolve_separator("hpss", "smoke") == "hpss"
+    with pytest.raises(StemproverError, match="01_phase_analysis"):
+        resolve_separator("htdemucs", "smoke")
+    weights = tmp_path / "results" / "smoke" / "01_phase_analysis" / "weights"
+    weights.mkdir(parents=True)
+    (weights / "htdemucs.th").write_bytes(b"")
+    assert resolve_separator("htdemucs", "smoke") == f"htdemucs:checkpoint={weights / 'htdemucs.th'}"
