@@ -3,15 +3,12 @@
 Both are small because they are committed with the results: the WAV clips feed the
 companion page, the arrays feed the before/after/clean figure of ``08_figures``.
 
-``spectrograms.npz`` keys (one excerpt of one channel of one stem):
+``spectrograms.npz`` keys (one excerpt of the first channel of one stem, time-aligned):
 
-* ``separated_db``, ``enhanced_db``, ``clean_db``: ``(n_freqs, n_frames)`` float16
-  magnitude in dB (20 log10, floor -120 dB);
-* ``separated_phase_error``, ``enhanced_phase_error``: ``(n_freqs, n_frames)`` float16,
-  wrapped phase difference to the clean stem in radians, in [-pi, pi];
-* ``freqs_hz`` ``(n_freqs,)``, ``times_s`` ``(n_frames,)`` float32;
+* ``separated``, ``enhanced``, ``clean``: ``(n_samples,)`` float32 waveforms; the figure
+  takes their STFT with ``n_fft``/``hop_length`` (magnitude, and phase error to ``clean``);
 * ``sample_rate``, ``n_fft``, ``hop_length`` (ints) and ``testset``, ``track``, ``stem``,
-  ``enhanced_system`` (strings).
+  ``system`` (strings; ``system`` is the enhancing system).
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import librosa
 import numpy as np
 
 CLIP_SYSTEMS = ("identity", "postfilter", "regression")
@@ -80,32 +76,6 @@ def save_examples(kept: dict, cfg: Any, folder: Path, enhanced: str) -> list[Pat
     return paths
 
 
-def spectrogram_arrays(
-    separated: np.ndarray,
-    enhanced: np.ndarray,
-    clean: np.ndarray,
-    sample_rate: int,
-    n_fft: int,
-    hop_length: int,
-) -> dict[str, np.ndarray]:
-    """Magnitude (dB) and phase error to ``clean`` of mono signals ``(n_samples,)``."""
-    specs = {
-        name: librosa.stft(np.asarray(x, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)
-        for name, x in (("separated", separated), ("enhanced", enhanced), ("clean", clean))
-    }
-    arrays = {}
-    for name, spec in specs.items():
-        arrays[f"{name}_db"] = (20 * np.log10(np.abs(spec) + 1e-6)).astype(np.float16)
-    for name in ("separated", "enhanced"):
-        error = np.angle(specs[name] * np.conj(specs["clean"]))
-        arrays[f"{name}_phase_error"] = error.astype(np.float16)
-    arrays["freqs_hz"] = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft).astype(np.float32)
-    n_frames = specs["clean"].shape[-1]
-    times = librosa.frames_to_time(np.arange(n_frames), sr=sample_rate, hop_length=hop_length)
-    arrays["times_s"] = times.astype(np.float32)
-    return arrays
-
-
 def save_spectrograms(kept: dict, cfg: Any, path: Path, enhanced: str) -> Path | None:
     """Write ``spectrograms.npz`` (keys in the module docstring) for the first kept test set."""
     if not kept or not enhanced:
@@ -116,15 +86,13 @@ def save_spectrograms(kept: dict, cfg: Any, path: Path, enhanced: str) -> Path |
     stem = cfg.example_stem
     clean = item.clean[stem][0]
     start, end = clip_window(clean[None], int(cfg.spectrogram_seconds * item.sample_rate))
-    arrays = spectrogram_arrays(
-        item.separated[stem][0, start:end],
-        np.asarray(outputs[enhanced][stem])[0, start:end],
-        clean[start:end],
-        item.sample_rate,
-        cfg.n_fft,
-        cfg.hop_length,
-    )
+    waves = {
+        "separated": item.separated[stem][0, start:end],
+        "enhanced": np.asarray(outputs[enhanced][stem])[0, start:end],
+        "clean": clean[start:end],
+    }
     meta = {"sample_rate": item.sample_rate, "n_fft": cfg.n_fft, "hop_length": cfg.hop_length}
-    meta |= {"testset": testset, "track": item.track, "stem": stem, "enhanced_system": enhanced}
+    meta |= {"testset": testset, "track": item.track, "stem": stem, "system": enhanced}
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in waves.items()}
     np.savez_compressed(path, **arrays, **{k: np.asarray(v) for k, v in meta.items()})
     return path

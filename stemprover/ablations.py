@@ -1,0 +1,226 @@
+"""The ablation grid, as code: one factor changed at a time from a reference setting.
+
+    rows = grid(AblationConfig())                  # the rows, without running anything
+    table = run_grid(rows, train_fn, evaluate_fn)  # train each distinct model once, score all
+
+Every row trains under the same budget (``base_steps`` of base pretraining plus
+``finetune_steps`` on the pairs; the "no pretraining" row spends both on the pairs) and is
+scored on the same validation items. Rows that differ from the reference only at
+inference (steps, strength, segment overlap) reuse the reference model.
+
+The factors and their settings (reference first):
+
+==================  ==========================================================
+finetuning          lora | full (all weights) | scratch (no base pretraining)
+phase_losses        on | off (diffusion loss only)
+representation      complex | magnitude (input phase reused) | mag_if
+control             controlnet | concat (condition as extra input channels)
+freq_attention      on | off
+mode                pixel | latent
+lora_rank           the profile's rank | the ranks in ``lora_ranks``
+adapters            per_artifact | general (one adapter for every artifact)
+steps               4 | the values in ``steps``
+strength            1.0 | the values in ``strengths``
+overlap             0.25 | the values in ``overlaps`` (fraction of a segment)
+==================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from stemprover.errors import StemproverError
+
+FACTORS = (
+    "finetuning",
+    "phase_losses",
+    "representation",
+    "control",
+    "freq_attention",
+    "mode",
+    "lora_rank",
+    "adapters",
+    "steps",
+    "strength",
+    "overlap",
+)
+INFERENCE_FACTORS = ("steps", "strength", "overlap")
+TABLE_COLUMNS = (
+    "name",
+    "factor",
+    "setting",
+    "si_sdr",
+    "si_sdr_ci_low",
+    "si_sdr_ci_high",
+    "phase_dev",
+    "lsd",
+    "n",
+    "train_seconds",
+)
+"""Columns of ``ablations.csv``: SI-SDR (dB) with its bootstrap CI, phase deviation (rad),
+LSD (dB), number of validation scores and seconds of training of the row's model."""
+
+
+@dataclass
+class AblationConfig:
+    seed: int = 0
+    sample_rate: int = 16000  # model rate, Hz
+    n_fft: int = 256
+    hop_length: int = 64
+    representation: str = "complex"  # the reference representation (common profile key)
+    factors: list[str] = field(default_factory=lambda: list(FACTORS))
+    base_steps: int = 4  # base pretraining steps of every row (smoke: wiring only)
+    finetune_steps: int = 4  # steps on the pairs of every row
+    batch_size: int = 4
+    lora_ranks: list[int] = field(default_factory=lambda: [1, 8])  # besides the reference rank
+    steps: list[int] = field(default_factory=lambda: [1, 10])  # besides the reference 4
+    strengths: list[float] = field(default_factory=lambda: [0.5])  # besides the reference 1.0
+    overlaps: list[float] = field(default_factory=lambda: [0.0, 0.5])  # besides 0.25
+    reference_steps: int = 4
+    reference_strength: float = 1.0
+    reference_overlap: float = 0.25
+    valid_tracks: int = 1  # corpus valid-split tracks; the same for every row
+    valid_seconds: float = 1.0  # excerpt per track, long enough for several segments
+    valid_separators: list[str] = field(default_factory=lambda: ["hpss"])
+    stems: list[str] = field(default_factory=lambda: ["vocals"])
+    device: str = "cpu"
+    n_bootstrap: int = 1000
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the grid.
+
+    Attributes:
+        name: ``"reference"`` or ``"<factor>=<setting>"``.
+        factor, setting: What this row changes (``"reference"`` for the reference).
+        model: ModelConfig overrides.
+        train: Training choices: ``finetuning``, ``phase_losses``, ``adapters``.
+        infer: Inference choices: ``steps``, ``strength``, ``overlap``.
+    """
+
+    name: str
+    factor: str
+    setting: str
+    model: tuple[tuple[str, Any], ...] = ()
+    train: tuple[tuple[str, Any], ...] = ()
+    infer: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def train_key(self) -> tuple:
+        """Rows with equal keys share one trained model."""
+        return (self.model, self.train)
+
+    def options(self) -> dict[str, dict[str, Any]]:
+        return {"model": dict(self.model), "train": dict(self.train), "infer": dict(self.infer)}
+
+
+REFERENCE_TRAIN = {"finetuning": "lora", "phase_losses": True, "adapters": "per_artifact"}
+
+
+def _row(factor: str, setting: Any, base: dict[str, dict[str, Any]], part: str, key: str) -> Row:
+    parts = {name: dict(values) for name, values in base.items()}
+    parts[part][key] = setting
+    label = ("on" if setting else "off") if isinstance(setting, bool) else str(setting)
+    return Row(
+        f"{factor}={label}",
+        factor,
+        label,
+        *(tuple(sorted(parts[p].items())) for p in ("model", "train", "infer")),
+    )
+
+
+def grid(cfg: AblationConfig, reference_rank: int | None = None) -> list[Row]:
+    """The rows for ``cfg.factors``: the reference first, then each changed setting once.
+
+    Args:
+        cfg: Ablation settings.
+        reference_rank: LoRA rank of the reference model (the profile's), to skip it in
+            the rank factor; None keeps every rank in ``cfg.lora_ranks``.
+    """
+    unknown = sorted(set(cfg.factors) - set(FACTORS))
+    if unknown:
+        raise StemproverError(f"unknown ablation factor(s) {', '.join(unknown)}; known: {FACTORS}")
+    infer = {
+        "steps": cfg.reference_steps,
+        "strength": cfg.reference_strength,
+        "overlap": cfg.reference_overlap,
+    }
+    base = {"model": {}, "train": dict(REFERENCE_TRAIN), "infer": infer}
+    reference = Row(
+        "reference", "reference", "reference", (), tuple(sorted(REFERENCE_TRAIN.items())),
+        tuple(sorted(infer.items())),
+    )
+    settings: dict[str, tuple[str, str, list[Any]]] = {
+        "finetuning": ("train", "finetuning", ["full", "scratch"]),
+        "phase_losses": ("train", "phase_losses", [False]),
+        "representation": (
+            "model",
+            "representation",
+            [r for r in ("complex", "magnitude", "mag_if") if r != cfg.representation],
+        ),
+        "control": ("model", "control", ["concat"]),
+        "freq_attention": ("model", "freq_attention", [False]),
+        "mode": ("model", "mode", ["latent"]),
+        "lora_rank": ("model", "lora_rank", [r for r in cfg.lora_ranks if r != reference_rank]),
+        "adapters": ("train", "adapters", ["general"]),
+        "steps": ("infer", "steps", [s for s in cfg.steps if s != cfg.reference_steps]),
+        "strength": (
+            "infer",
+            "strength",
+            [s for s in cfg.strengths if s != cfg.reference_strength],
+        ),
+        "overlap": ("infer", "overlap", [o for o in cfg.overlaps if o != cfg.reference_overlap]),
+    }
+    rows = [reference]
+    for factor in FACTORS:
+        if factor in cfg.factors:
+            part, key, values = settings[factor]
+            rows += [_row(factor, value, base, part, key) for value in values]
+    return rows
+
+
+TrainFn = Callable[[Row], Any]
+"""Trains the model of a row (only its ``model`` and ``train`` parts matter)."""
+EvaluateFn = Callable[[Any, Row], dict[str, float]]
+"""Scores a trained model with a row's ``infer`` settings on the validation items."""
+
+
+def run_grid(
+    rows: list[Row], train_fn: TrainFn, evaluate_fn: EvaluateFn, progress: bool = True
+) -> pd.DataFrame:
+    """Train every distinct model once, score every row, and tabulate.
+
+    Returns:
+        A table with :data:`TABLE_COLUMNS`, one line per row, in grid order.
+    """
+    models: dict[tuple, tuple[Any, float]] = {}
+    records = []
+    for row in tqdm(rows, desc="ablations", unit="row", disable=not progress):
+        if row.train_key not in models:
+            start = time.perf_counter()
+            model = train_fn(row)
+            models[row.train_key] = (model, time.perf_counter() - start)
+        model, seconds = models[row.train_key]
+        scores = evaluate_fn(model, row)
+        missing = [c for c in TABLE_COLUMNS[3:-1] if c not in scores]
+        if missing:
+            raise StemproverError(f"ablation row {row.name}: no score for {', '.join(missing)}")
+        records.append(
+            {"name": row.name, "factor": row.factor, "setting": row.setting}
+            | {c: scores[c] for c in TABLE_COLUMNS[3:-1]}
+            | {"train_seconds": round(seconds, 2)}
+        )
+    return pd.DataFrame(records, columns=list(TABLE_COLUMNS))
+
+
+def rows_json(rows: list[Row]) -> str:
+    """The grid as JSON (written next to the table so every row's settings are on record)."""
+    return json.dumps([{"name": r.name, **r.options()} for r in rows], indent=2)

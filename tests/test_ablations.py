@@ -1,0 +1,84 @@
+"""The ablation grid: its rows, model sharing between rows and the table it makes."""
+
+import pytest
+
+from stemprover.ablations import (
+    FACTORS,
+    TABLE_COLUMNS,
+    AblationConfig,
+    grid,
+    rows_json,
+    run_grid,
+)
+from stemprover.errors import StemproverError
+
+
+def test_grid_changes_one_factor_at_a_time():
+    cfg = AblationConfig(lora_ranks=[2, 8], steps=[1, 4, 10], strengths=[0.5, 1.0])
+    rows = grid(cfg, reference_rank=8)
+    reference = rows[0]
+    assert reference.name == "reference"
+    names = [r.name for r in rows]
+    assert len(names) == len(set(names))
+    assert {r.factor for r in rows[1:]} == set(FACTORS)
+    # the reference values are not repeated as rows of their own
+    assert "lora_rank=8" not in names and "steps=4" not in names and "strength=1.0" not in names
+    assert "representation=complex" not in names
+    assert {"representation=magnitude", "representation=mag_if", "phase_losses=off"} <= set(names)
+    for row in rows[1:]:
+        changed = [
+            part
+            for part in ("model", "train", "infer")
+            if dict(getattr(row, part)) != dict(getattr(reference, part))
+        ]
+        assert len(changed) == 1, row.name
+        before, after = dict(getattr(reference, changed[0])), dict(getattr(row, changed[0]))
+        assert len(set(after.items()) ^ set(before.items())) in (1, 2), row.name
+
+
+def test_grid_subset_and_unknown_factor():
+    rows = grid(AblationConfig(factors=["control"]))
+    assert [r.name for r in rows] == ["reference", "control=concat"]
+    assert dict(rows[1].model) == {"control": "concat"}
+    with pytest.raises(StemproverError, match="unknown ablation factor"):
+        grid(AblationConfig(factors=["colour"]))
+
+
+def test_run_grid_trains_each_distinct_model_once():
+    cfg = AblationConfig(factors=["control", "steps", "overlap"], steps=[1, 10], overlaps=[0.0])
+    rows = grid(cfg)
+    trained = []
+
+    def train(row):
+        trained.append(row.name)
+        return dict(row.model).get("control", "controlnet")
+
+    def evaluate(model, row):
+        steps = dict(row.infer)["steps"]
+        bonus = 1.0 if model == "controlnet" else 0.0
+        return {
+            "si_sdr": steps + bonus,
+            "si_sdr_ci_low": steps + bonus - 0.5,
+            "si_sdr_ci_high": steps + bonus + 0.5,
+            "phase_dev": 0.1,
+            "lsd": 2.0,
+            "n": 3,
+        }
+
+    table = run_grid(rows, train, evaluate, progress=False)
+    # steps and overlap rows reuse the reference model: only two trainings
+    assert trained == ["reference", "control=concat"]
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert list(table["name"]) == [r.name for r in rows]
+    by_name = table.set_index("name")
+    assert by_name.loc["control=concat", "si_sdr"] == 4.0
+    assert by_name.loc["steps=10", "si_sdr"] == 11.0
+    assert by_name.loc["overlap=0.0", "factor"] == "overlap"
+    assert (table["train_seconds"] >= 0).all()
+    assert '"name": "control=concat"' in rows_json(rows)
+
+
+def test_run_grid_rejects_a_row_without_scores():
+    rows = grid(AblationConfig(factors=[]))
+    with pytest.raises(StemproverError, match="no score"):
+        run_grid(rows, lambda row: None, lambda model, row: {"si_sdr": 0.0}, progress=False)
