@@ -90,7 +90,7 @@ def sample(
     strength: float = 0.5,
     scheduler: Literal["ddim", "dpmpp"] = "dpmpp",
     adapter_weights: dict[str, float] | torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     noise: torch.Tensor | None = None,
     use_cache: bool = True,
     forward: Any = None,
@@ -105,8 +105,9 @@ def sample(
         strength: Noise level to start from, in (0, 1]; 1 starts from (almost) pure noise.
         scheduler: "ddim" or "dpmpp" (DPM-Solver++ 2M).
         adapter_weights: Adapter name -> weight, or ``(B, n_adapters)`` per item.
-        generator: Source of the starting noise when ``noise`` is not given.
-        noise: Starting noise ``(B, C, F, T)``; lets callers make it independent of batching.
+        generator: Source of the starting noise when ``noise`` is not given; a list with
+            one generator per item makes each item's noise independent of the batching.
+        noise: Starting noise in model space (``(B, C, F, T)`` in pixel mode).
         use_cache: Encode the condition once (True) or at every step (False).
         forward: Callable used instead of ``model`` for the denoiser calls (e.g. a
             ``torch.compile``-d model); same signature as ``model.forward``.
@@ -121,11 +122,13 @@ def sample(
         return (forward or model)(separated, mixture).float()
     noise_scheduler = make_scheduler(model, scheduler)
     timesteps, _ = timesteps_for(noise_scheduler, steps, strength)
+    # Noise lives in model space: the scaled picture, or an autoencoder's latents.
+    encode = getattr(model, "encode_image", None)
+    clean_guess = (encode(separated) if encode else separated).float()
     if noise is None:
-        noise = torch.randn(
-            separated_img.shape, generator=generator, device=separated_img.device
-        )
-    clean_guess = separated_img.float()
+        from diffusers.utils.torch_utils import randn_tensor
+
+        noise = randn_tensor(clean_guess.shape, generator=generator, device=clean_guess.device)
     start = timesteps[:1].repeat(clean_guess.shape[0]).to(clean_guess.device)
     latents = noise_scheduler.add_noise(clean_guess, noise.float().to(clean_guess.device), start)
     condition = model.encode_condition(separated, mixture) if use_cache else None
@@ -137,7 +140,10 @@ def sample(
         t_batch = t.reshape(1).repeat(latents.shape[0]).to(latents.device)
         output = denoise(model_input.to(dtype), t_batch, condition, adapter_weights)
         latents = noise_scheduler.step(output.float(), t, latents).prev_sample
-    return latents
+    decode = getattr(model, "decode_image", None)
+    if decode is None:
+        return latents
+    return decode(latents.to(dtype), tuple(separated_img.shape[-2:])).float()
 
 
 def _model_dtype(model: Any) -> torch.dtype:
@@ -145,3 +151,32 @@ def _model_dtype(model: Any) -> torch.dtype:
         return next(model.parameters()).dtype
     except (AttributeError, StopIteration):
         return torch.float32
+
+
+@torch.no_grad()
+def sample_waves(
+    model: Any,
+    separated: torch.Tensor,
+    mixture: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Clean waveforms from separated ones at the model's rate.
+
+    Args:
+        model: A StemProverModel or RegressionModel (with ``.representation``).
+        separated: ``(B, n_samples)`` float32 at ``model.config.sample_rate``.
+        mixture: ``(B, n_samples)`` or None.
+        **kwargs: Passed to :func:`sample` (steps, strength, scheduler, adapter_weights, ...).
+
+    Returns:
+        float32 ``(B, n_samples)``.
+    """
+    from stemprover.spectral import image_to_wave, stft, wave_to_image
+
+    rep = model.representation
+    separated_img = wave_to_image(separated.float(), rep)
+    mixture_img = None if mixture is None else wave_to_image(mixture.float(), rep)
+    clean_img = sample(model, separated_img, mixture_img, **kwargs)
+    # Only the magnitude picture lacks a phase; it reuses the separated stem's.
+    phase = stft(separated.float(), rep.cfg) if rep.name == "magnitude" else None
+    return image_to_wave(clean_img.float(), rep, separated.shape[-1], phase=phase)

@@ -1,0 +1,375 @@
+"""Enhance separated stems: segments, resampling, batched sampling, overlap-add.
+
+    from stemprover.enhance import enhance, enhance_file
+    cleaned = enhance(vocals, 44100, "models/default", mixture=song, steps=4)  # (C, n) array
+    enhance_file("vocals.wav", "cleaned/", steps=4, adapters="auto")   # streams the file
+
+The stem is cut into segments of the model's training length (:mod:`stemprover.segment`,
+boundaries moved to quiet frames). Each segment is resampled to the model's rate with soxr,
+its channels go through the model as a batch (stereo = two items), and the result is
+brought back as ``input + resample_back(enhanced - resampled_input)``. That is a
+complementary crossover at the model's Nyquist frequency: content above the model's band
+is kept from the input, and a model that changes nothing returns the input exactly.
+Segments that are digital silence are passed through, so silence stays silence. Outputs are
+joined with normalised cross-fades and written as soon as they are final, so a long file
+never sits in memory (:mod:`stemprover.streaming`).
+
+Randomness: each segment and channel draws its starting noise from its own generator,
+derived from ``seed`` and its position, so results do not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from stemprover.audio import check_audio, is_silent, resample, to_channels
+from stemprover.constants import ADAPTERS
+from stemprover.errors import StemproverError
+from stemprover.segment import OverlapAdder, frame_energy, plan_segments
+from stemprover.streaming import ArraySink, ArraySource, FileSink, FileSource, energy_hop
+
+Adapters = None | str | Mapping[str, float]
+SILENCE_DB = -100.0  # below this RMS a segment is treated as digital silence
+
+
+@dataclass
+class EnhanceOptions:
+    """Settings of one enhancement run; every default has its reason."""
+
+    steps: int = 4  # few steps: the start is partway, near the answer
+    strength: float = 0.5  # half-way noise keeps the stem's structure and fixes its detail
+    scheduler: Literal["ddim", "dpmpp"] = "dpmpp"  # DPM-Solver++ 2M: best at few steps
+    adapters: Adapters = None  # None: the model's default (general); or name, mix, "auto"
+    batch_size: int = 8  # segment-channels per model call
+    device: str = "cpu"
+    dtype: str = "auto"  # "auto": bfloat16 on CUDA, float32 on CPU
+    compile: bool = False  # torch.compile the denoiser (GPU; pays off on long files)
+    seed: int = 0
+    overlap: float = 0.25  # shared fraction of a segment, cross-faded
+    tolerance: float = 0.125  # how far (fraction of a segment) a boundary may move earlier
+    segment_seconds: float | None = None  # None: the model's training segment length
+    use_cache: bool = True  # encode the condition once per segment (False: every step)
+    progress: bool = False
+
+
+def parse_adapters(spec: Adapters) -> None | str | dict[str, float]:
+    """``"hf_loss"``, ``"hf_loss:0.7,general:0.3"``, ``"auto"``, a dict, or None.
+
+    Returns:
+        None, ``"auto"`` or ``{name: weight}`` with known names and non-negative weights.
+    """
+    if spec is None or (isinstance(spec, str) and spec.strip() in ("", "auto")):
+        return None if spec is None or not spec.strip() else "auto"
+    if isinstance(spec, Mapping):
+        weights = {str(k): float(v) for k, v in spec.items()}
+    else:
+        weights = {}
+        for part in str(spec).split(","):
+            name, _, value = part.strip().partition(":")
+            try:
+                weights[name.strip()] = float(value) if value else 1.0
+            except ValueError:
+                raise StemproverError(
+                    f"adapter weight {value!r} of {name!r} is not a number"
+                ) from None
+    unknown = sorted(set(weights) - set(ADAPTERS))
+    if unknown:
+        raise StemproverError(
+            f"unknown adapter(s) {', '.join(unknown)}; choose from {', '.join(ADAPTERS)} or auto"
+        )
+    if any(w < 0 or not np.isfinite(w) for w in weights.values()) or sum(weights.values()) <= 0:
+        raise StemproverError(f"adapter weights must be non-negative and not all zero: {spec}")
+    return weights
+
+
+def default_model_path() -> Path:
+    from stemprover.paths import repo_root
+
+    return repo_root() / "models" / "default"
+
+
+def resolve_model(model: Any = None, device: str = "cpu", dtype: str = "auto"):
+    """A loaded model on ``device``: a model object, a folder, or None for models/default."""
+    import torch
+
+    if model is None or isinstance(model, (str, os.PathLike)):
+        folder = Path(model) if model is not None else default_model_path()
+        if not (folder / "stemprover.json").is_file():
+            raise StemproverError(f"{folder}: not a model folder (no stemprover.json)")
+        from stemprover.model import load_model
+
+        try:
+            model = load_model(folder)
+        except StemproverError:
+            raise
+        except Exception as err:  # corrupt safetensors, shape mismatch, bad JSON, ...
+            reason = " ".join(str(err).split())[:200]
+            raise StemproverError(
+                f"{folder}: weights do not match the model config ({type(err).__name__}: "
+                f"{reason})"
+            ) from err
+    try:
+        torch_device = torch.device(device)
+        if torch_device.type == "cuda" and not torch.cuda.is_available():
+            raise StemproverError(f"device {device!r} requested but CUDA is not available")
+    except RuntimeError as err:
+        raise StemproverError(f"unknown device {device!r}") from err
+    target = torch.float32
+    if torch_device.type == "cuda":
+        target = {"auto": torch.bfloat16, "bfloat16": torch.bfloat16, "float16": torch.float16,
+                  "float32": torch.float32}[dtype]
+    return model.to(device=torch_device, dtype=target).eval()
+
+
+class Enhancer:
+    """A loaded model plus options; :meth:`run` streams one source into one sink."""
+
+    def __init__(self, model: Any = None, options: EnhanceOptions | None = None, **kwargs):
+        self.options = options or EnhanceOptions(**kwargs)
+        check = self.options
+        from stemprover.sampler import check_steps
+
+        check_steps(check.steps, check.strength)
+        if check.batch_size < 1:
+            raise StemproverError(f"batch size must be at least 1, got {check.batch_size}")
+        if not 0 <= check.overlap <= 0.5:
+            raise StemproverError(f"overlap must be in [0, 0.5], got {check.overlap}")
+        self.adapters = parse_adapters(check.adapters)
+        self.model = resolve_model(model, check.device, check.dtype)
+        self.config = self.model.config
+        self.forward = None
+        if check.compile:
+            import torch
+
+            self.forward = torch.compile(self.model)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.config.sample_rate)
+
+    def min_samples(self, sample_rate: int) -> int:
+        """One analysis frame (``n_fft`` at the model rate) in samples at ``sample_rate``."""
+        return int(np.ceil(self.config.n_fft * sample_rate / self.sample_rate))
+
+    def segment_samples(self, sample_rate: int) -> int:
+        seconds = self.options.segment_seconds
+        if seconds is None:
+            seconds = self.config.segment_samples / self.sample_rate
+        return max(self.min_samples(sample_rate) * 2, int(round(seconds * sample_rate)))
+
+    def plan(self, source) -> list[tuple[int, int]]:
+        sr = source.sample_rate
+        segment = self.segment_samples(sr)
+        hop = energy_hop(sr)
+        energy = source.energy
+        if energy is None:
+            energy = frame_energy(source.read(0, source.n_samples), hop)
+        return plan_segments(
+            source.n_samples, segment, int(self.options.overlap * segment) // 2 * 2,
+            energy=energy, tolerance_samples=int(self.options.tolerance * segment),
+            energy_hop=hop,
+        )
+
+    def run(self, source, sink, mixture=None, name: str = "") -> None:
+        """Enhance ``source`` segment by segment into ``sink`` (both see :mod:`streaming`)."""
+        from tqdm.auto import tqdm
+
+        if mixture is not None:
+            if mixture.n_samples != source.n_samples or mixture.sample_rate != source.sample_rate:
+                raise StemproverError(
+                    f"{mixture.name}: mixture has {mixture.n_samples} samples at "
+                    f"{mixture.sample_rate} Hz but {source.name} has {source.n_samples} at "
+                    f"{source.sample_rate} Hz; they must match"
+                )
+        plan = self.plan(source)
+        adder = OverlapAdder(plan, source.n_channels)
+        size = self.options.batch_size
+        bar = tqdm(total=len(plan), desc=name or "enhance", unit="seg",
+                   disable=not self.options.progress, leave=False)
+        try:
+            # batch_size counts model items; one segment is n_channels items.
+            per_call = max(1, size // source.n_channels)
+            for first in range(0, len(plan), per_call):
+                indices = range(first, min(first + per_call, len(plan)))
+                for index, out in zip(indices, self._batch(source, mixture, plan, indices)):
+                    adder.add(index, out)
+                sink.write(adder.pop())
+                bar.update(len(indices))
+        finally:
+            bar.close()
+
+    def _batch(self, source, mixture, plan, indices) -> list[np.ndarray]:
+        """Enhance segments ``indices`` of ``plan``; returns ``(n_channels, length)`` each."""
+        import torch
+
+        from stemprover.sampler import sample_waves
+        from stemprover.seed import hash_key
+
+        sr, model_sr, opts = source.sample_rate, self.sample_rate, self.options
+        n_channels = source.n_channels
+        use_mix = mixture is not None and getattr(self.config, "use_mixture", True)
+        outs: list[np.ndarray | None] = []
+        work = []  # (position in batch, segment index, input, resampled input, mixture)
+        for position, index in enumerate(indices):
+            segment = source.read(*plan[index])
+            if is_silent(segment, SILENCE_DB):  # nothing to clean; a model would add noise
+                outs.append(segment)
+                continue
+            outs.append(None)
+            mix = None
+            if use_mix:
+                mix = resample(to_channels(mixture.read(*plan[index]), n_channels), sr, model_sr)
+            work.append((position, index, segment, resample(segment, sr, model_sr), mix))
+        if not work:
+            return outs
+        # One fixed picture size: the same noise per segment whatever the batching, and
+        # one shape for torch.compile.
+        segment = self.segment_samples(sr)
+        length = max(int(np.ceil(segment * model_sr / sr)) + 1,
+                     max(item[3].shape[1] for item in work))
+        device = next(self.model.parameters()).device
+
+        def rows(arrays):
+            batch = np.zeros((len(arrays) * n_channels, length), dtype=np.float32)
+            for k, array in enumerate(arrays):
+                batch[k * n_channels : (k + 1) * n_channels, : array.shape[1]] = array
+            return torch.from_numpy(batch).to(device)
+
+        generators = [
+            torch.Generator(device=device).manual_seed(hash_key((opts.seed, index, channel)))
+            for _, index, *_ in work for channel in range(n_channels)
+        ]
+        clean = sample_waves(
+            self.model, rows([w[3] for w in work]),
+            rows([w[4] for w in work]) if use_mix else None,
+            steps=opts.steps, strength=opts.strength, scheduler=opts.scheduler,
+            adapter_weights=self._adapter_weights(work, model_sr, n_channels),
+            generator=generators, use_cache=opts.use_cache, forward=self.forward,
+        ).float().cpu().numpy()
+        for k, (position, _, segment, resampled, _) in enumerate(work):
+            enhanced = clean[k * n_channels : (k + 1) * n_channels, : resampled.shape[1]]
+            # Complementary crossover: the model's change, brought back to the input rate.
+            change = fit_length(resample(enhanced - resampled, model_sr, sr), segment.shape[1])
+            outs[position] = segment + change
+        return outs
+
+    def _adapter_weights(self, work, model_sr: int, n_channels: int):
+        """The run's adapter mix, or per-segment rows from the artifact detectors."""
+        if self.adapters != "auto":
+            return self.adapters
+        import torch
+
+        from stemprover.detectors import adapter_weights, detect
+
+        matrix = []
+        for _, _, _, resampled, mix in work:
+            weights = adapter_weights(detect(resampled, model_sr, mixture=mix))
+            matrix += [[float(weights.get(name, 0.0)) for name in ADAPTERS]] * n_channels
+        return torch.tensor(matrix, dtype=torch.float32)
+
+
+def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
+    """Crop or zero-pad the last axis to ``length`` (resampling may be off by a sample)."""
+    if audio.shape[-1] >= length:
+        return audio[..., :length]
+    pad = np.zeros((*audio.shape[:-1], length - audio.shape[-1]), dtype=audio.dtype)
+    return np.concatenate([audio, pad], axis=-1)
+
+
+def enhance(
+    audio: np.ndarray,
+    sample_rate: int,
+    model: Any = None,
+    *,
+    mixture: np.ndarray | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> np.ndarray:
+    """Enhance a separated stem held in memory.
+
+    Args:
+        audio: ``(n_channels, n_samples)`` or ``(n_samples,)``, 1 or 2 channels, any rate.
+        sample_rate: Hz, 8 kHz to 96 kHz.
+        model: A loaded model, a model folder, or None for ``models/default/``.
+        mixture: The mixture the stem came from, same length and rate, or None.
+        progress: Show a tqdm bar over segments.
+        **options: :class:`EnhanceOptions` fields (steps, strength, adapters, batch_size,
+            device, seed, scheduler, ...).
+
+    Returns:
+        float32 array with the input's shape.
+    """
+    enhancer = model if isinstance(model, Enhancer) else Enhancer(
+        model, EnhanceOptions(progress=progress, **options))
+    check_rate(sample_rate, "audio")
+    one_dim = np.asarray(audio).ndim == 1
+    audio = check_audio(audio, "audio", min_samples=enhancer.min_samples(sample_rate))
+    source = ArraySource(audio, int(sample_rate), "audio")
+    mix = None
+    if mixture is not None:
+        mix = ArraySource(check_audio(mixture, "mixture"), int(sample_rate), "mixture")
+    sink = ArraySink(source.n_channels, source.n_samples)
+    enhancer.run(source, sink, mix)
+    return sink.audio[0] if one_dim else sink.audio
+
+
+def check_rate(sample_rate: int, name: str) -> None:
+    if not 8000 <= int(sample_rate) <= 96000:
+        raise StemproverError(f"{name}: sample rate {sample_rate} Hz is outside 8-96 kHz")
+
+
+def output_path(in_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """``out_dir/<name>.enhanced.wav`` for input ``<name>.<ext>``."""
+    return Path(out_dir) / f"{Path(in_path).stem}.enhanced.wav"
+
+
+def enhance_file(
+    in_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model: Any = None,
+    *,
+    mixture: str | os.PathLike | None = None,
+    protect: tuple = (),
+    **options: Any,
+) -> Path:
+    """Enhance a file into ``out_dir/<name>.enhanced.wav``, streaming it in blocks.
+
+    Args:
+        in_path: Separated stem (wav, flac, ogg, aiff, mp3), 1-2 channels, 8-96 kHz.
+        out_dir: Output folder (created); the output is written atomically.
+        model: An :class:`Enhancer`, a model, a folder, or None for ``models/default/``.
+        mixture: The mixture file, same rate and length, or None.
+        protect: More paths that must never be overwritten (e.g. all inputs of a run).
+        **options: :class:`EnhanceOptions` fields.
+
+    Returns:
+        The written path.
+    """
+    enhancer = model if isinstance(model, Enhancer) else Enhancer(model, EnhanceOptions(**options))
+    target = output_path(in_path, out_dir)
+    protected = (in_path, *(p for p in (mixture,) if p), *protect)
+    for path in protected:
+        if Path(path).exists() and target.resolve() == Path(path).resolve():
+            raise StemproverError(f"{target}: refusing to overwrite an input file")
+    source = FileSource.open(in_path, min_samples=1)
+    check_rate(source.sample_rate, str(in_path))
+    minimum = enhancer.min_samples(source.sample_rate)
+    if source.n_samples < minimum:
+        raise StemproverError(
+            f"{in_path}: too short, {source.n_samples} samples but at least {minimum} are "
+            "needed (one analysis frame)"
+        )
+    mix = FileSource.open(mixture) if mixture is not None else None
+    with FileSink(target, source.sample_rate, source.n_channels, protect=protected) as sink:
+        enhancer.run(source, sink, mix, name=Path(in_path).name)
+        if sink.n_written != source.n_samples:
+            raise StemproverError(f"{target}: wrote {sink.n_written} of {source.n_samples}")
+    return target
+
+

@@ -1,0 +1,165 @@
+"""Enhancement pipeline with small fake models whose right answers are known."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from stemprover.enhance import Enhancer, enhance, enhance_file, output_path, parse_adapters
+from stemprover.errors import StemproverError
+from stemprover.spectral import StftConfig, get_representation
+
+MODEL_RATE = 16000
+
+
+def _config(**changes):
+    values = dict(sample_rate=MODEL_RATE, n_fft=256, hop_length=64, segment_samples=2048,
+                  use_mixture=True, prediction_type="epsilon")
+    values.update(changes)
+    return SimpleNamespace(**values)
+
+
+class RegressionFake(torch.nn.Module):
+    """One-pass model: multiplies the picture by ``gain`` (1 = identity, 0 = silence)."""
+
+    def __init__(self, gain: float = 1.0, **config):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(float(gain)))
+        self.config = _config(**config)
+        self.representation = get_representation("complex", StftConfig(256, 64))
+        self.calls = []
+
+    def forward(self, separated_img, mixture_img=None):
+        self.calls.append((separated_img.shape, mixture_img is not None))
+        return separated_img * self.gain
+
+
+class NoisyDiffusionFake(torch.nn.Module):
+    """Diffusion-shaped model whose output depends on the starting noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(0.3))
+        self.config = _config()
+        self.representation = get_representation("complex", StftConfig(256, 64))
+        self.scheduler_config = {"num_train_timesteps": 1000}
+        self.adapters_seen = []
+
+    def encode_condition(self, separated_img, mixture_img=None):
+        return separated_img
+
+    def forward(self, noisy, timesteps, condition, adapter_weights=None):
+        self.adapters_seen.append(adapter_weights)
+        return self.weight * noisy + 0.01 * condition
+
+
+def _stereo(n_samples, sample_rate, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / sample_rate
+    tone = np.sin(2 * np.pi * 440 * t) * np.linspace(0.2, 1.0, n_samples)
+    return np.stack([0.3 * tone, 0.1 * rng.standard_normal(n_samples)]).astype(np.float32)
+
+
+def _rel_err(a, b):
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12))
+
+
+@pytest.mark.parametrize("sample_rate,n_samples", [(16000, 300), (16000, 9001),
+                                                   (44100, 20000), (8000, 5000)])
+def test_identity_model_returns_input(sample_rate, n_samples):
+    audio = _stereo(n_samples, sample_rate)
+    out = enhance(audio, sample_rate, RegressionFake(), batch_size=3)
+    assert out.shape == audio.shape and out.dtype == np.float32
+    assert _rel_err(out, audio) <= 1e-5
+
+
+def test_content_above_model_band_is_kept_from_input():
+    rate, n = 44100, 44100
+    t = np.arange(n) / rate
+    low = 0.3 * np.sin(2 * np.pi * 1000 * t)
+    high = 0.3 * np.sin(2 * np.pi * 12000 * t)  # above the 8 kHz Nyquist of a 16 kHz model
+    out = enhance((low + high)[None].astype(np.float32), rate, RegressionFake(gain=0.0))
+    inner = slice(2000, n - 2000)  # resampler edge transients at the clip's ends
+    # The model silenced its band; the band above it passes untouched.
+    assert _rel_err(out[0, inner], high[inner]) < 0.02
+
+
+def test_silence_in_silence_out():
+    model = NoisyDiffusionFake()
+    out = enhance(np.zeros((2, 10000), np.float32), 22050, model, steps=2)
+    assert np.array_equal(out, np.zeros((2, 10000), np.float32))
+    assert model.adapters_seen == []  # no segment reached the model
+
+
+def test_seed_decides_and_batching_does_not():
+    audio = _stereo(12000, MODEL_RATE)
+    model = NoisyDiffusionFake()
+    a = enhance(audio, MODEL_RATE, model, steps=2, seed=1, batch_size=2)
+    b = enhance(audio, MODEL_RATE, model, steps=2, seed=1, batch_size=16)
+    c = enhance(audio, MODEL_RATE, model, steps=2, seed=2, batch_size=2)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert _rel_err(a, c) > 1e-3
+
+
+def test_adapter_mix_reaches_model():
+    model = NoisyDiffusionFake()
+    enhance(_stereo(3000, MODEL_RATE), MODEL_RATE, model, steps=1,
+            adapters="hf_loss:0.7,general:0.3")
+    assert model.adapters_seen == [{"hf_loss": 0.7, "general": 0.3}]
+
+
+def test_parse_adapters():
+    assert parse_adapters("bleed") == {"bleed": 1.0}
+    assert parse_adapters(" hf_loss:0.7, general:0.3") == {"hf_loss": 0.7, "general": 0.3}
+    assert parse_adapters("auto") == "auto" and parse_adapters(None) is None
+    for bad in ("reverb", "hf_loss:x", "hf_loss:-1", "general:0"):
+        with pytest.raises(StemproverError):
+            parse_adapters(bad)
+
+
+def test_mono_vector_and_mixture_conditioning():
+    model = RegressionFake()
+    audio = _stereo(5000, MODEL_RATE)[0]
+    out = enhance(audio, MODEL_RATE, model, mixture=np.stack([audio, audio]))
+    assert out.shape == audio.shape
+    assert all(has_mix for _, has_mix in model.calls)
+    with pytest.raises(StemproverError, match="mixture"):
+        enhance(audio, MODEL_RATE, model, mixture=audio[:-10])
+
+
+def test_rejects_too_short_and_bad_rate():
+    with pytest.raises(StemproverError, match="too short"):
+        enhance(np.ones(100, np.float32), MODEL_RATE, RegressionFake())
+    with pytest.raises(StemproverError, match="8-96 kHz"):
+        enhance(np.ones(5000, np.float32), 4000, RegressionFake())
+
+
+def test_file_is_streamed_to_same_result(tmp_path):
+    rate = 22050
+    audio = _stereo(3 * rate + 17, rate)
+    src = tmp_path / "song vocals.wav"
+    sf.write(src, audio.T, rate, subtype="FLOAT")
+    enhancer = Enhancer(RegressionFake(gain=0.5), steps=1, batch_size=2)
+    target = enhance_file(src, tmp_path / "out", enhancer)
+    assert target == output_path(src, tmp_path / "out")
+    assert target.name == "song vocals.enhanced.wav"
+    written, written_rate = sf.read(target, dtype="float32", always_2d=True)
+    assert written_rate == rate and written.shape == audio.T.shape
+    in_memory = enhance(audio, rate, enhancer)
+    np.testing.assert_allclose(written.T, in_memory, atol=1e-6)
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def test_never_overwrites_an_input(tmp_path):
+    src = tmp_path / "x.enhanced.wav"
+    sf.write(src, _stereo(4000, MODEL_RATE).T, MODEL_RATE)
+    same = tmp_path / "x.enhanced.enhanced.wav"
+    sf.write(same, _stereo(4000, MODEL_RATE).T, MODEL_RATE)
+    before = same.read_bytes()
+    with pytest.raises(StemproverError, match="overwrite"):
+        enhance_file(src, tmp_path, RegressionFake(), protect=(same,))
+    assert same.read_bytes() == before
