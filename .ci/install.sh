@@ -29,11 +29,19 @@ fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 
-# torch first, so that nothing later pulls a CUDA build on a CPU machine.
+# torch first, so that nothing later pulls a CUDA build on a CPU machine: PyPI's Linux
+# wheel is the CUDA one (with ~3 GB of nvidia-* wheels), so a Linux machine without an
+# NVIDIA GPU gets the +cpu build from PyTorch's CPU index instead.
 # A torch that is already there (a user's own CUDA build, say) is left alone.
+TORCH_ARGS=""
+if [ "$(uname -s)" = "Linux" ] && ! nvidia-smi -L >/dev/null 2>&1 && [ -z "${TORCH_CUDA:-}" ]; then
+  case "$TORCH_SPEC" in *+*) ;; *==*) TORCH_SPEC="$TORCH_SPEC+cpu" ;; esac
+  # one retry: where that index cannot be reached (offline mirrors), fail over quickly
+  TORCH_ARGS="--retries 1 --extra-index-url https://download.pytorch.org/whl/cpu"
+fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   echo "install: $TORCH_SPEC"
-  $PIP install "$TORCH_SPEC"
+  $PIP install $TORCH_ARGS "$TORCH_SPEC"
 fi
 
 stamp="$VENV/.stemprover-installed"
