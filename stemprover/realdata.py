@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stemprover.audio import check_audio, load_stems
+from stemprover.audio import load_audio, load_stems
 from stemprover.constants import STEMS
 from stemprover.errors import StemproverError
 
@@ -86,9 +86,18 @@ def musdb_tracks(
     if len(database) == 0:
         raise StemproverError(f"{root}: no tracks in the {subset!r} subset")
     for track in database:
-        audio = {"mixture": check_audio(track.audio.T, f"{track.name} [mixture]")}
-        for stem in STEMS:
-            if stem not in track.sources:
-                raise StemproverError(f"{track.path}: missing the {stem} stem")
-            audio[stem] = check_audio(track.sources[stem].audio.T, f"{track.name} [{stem}]")
-        yield track.name, audio, int(track.rate)
+        if is_wav:
+            # musdb would decode WAVs through ffmpeg as 16-bit PCM; read them exactly instead.
+            mixture, rate = load_audio(track.path)
+            audio = {"mixture": mixture}
+            for stem in STEMS:
+                if stem not in track.sources:
+                    raise StemproverError(f"{Path(track.path).parent}: missing {stem}.wav")
+                audio[stem], _ = load_audio(track.sources[stem].path)
+        else:
+            stems, rate = load_stems(track.path)
+            audio = {name: stems[name] for name in ("mixture", *STEMS)}
+        shapes = {a.shape for a in audio.values()}
+        if len(shapes) != 1:
+            raise StemproverError(f"{track.path}: mixture and stems differ in shape {sorted(shapes)}")
+        yield track.name, audio, int(rate)
