@@ -53,7 +53,8 @@ def check_audio(
     array = np.asarray(audio)
     if array.dtype.kind in "iu":
         info = np.iinfo(array.dtype)
-        array = (array.astype(np.float64) - (info.max + 1 + info.min) / 2) / ((info.max + 1) / 2)
+        half_range = (float(info.max) - float(info.min) + 1) / 2
+        array = (array.astype(np.float64) - (float(info.max) + float(info.min) + 1) / 2) / half_range
     elif array.dtype.kind != "f":
         raise StemproverError(f"{name}: audio must be a float array, got dtype {array.dtype}")
     if array.ndim == 1:
