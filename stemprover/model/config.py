@@ -1,0 +1,140 @@
+"""Model configuration: one dataclass, defaults per profile, and the profile YAML overlay.
+
+    cfg = model_config("cpu")                     # profile defaults + notebooks/params/cpu.yaml
+    cfg = model_config("smoke", control="concat") # with overrides, e.g. for an ablation
+
+The dataclass defaults are the ``smoke`` profile (tiny, CPU, seconds). ``PROFILE_DEFAULTS``
+holds what the larger profiles change, each with its reason. The ``model:`` section of
+``notebooks/params/<profile>.yaml`` overrides both, and the profile's ``common`` section supplies
+``sample_rate``, ``n_fft``, ``hop_length`` and ``representation``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from stemprover.config import build, load_profile, subset
+from stemprover.errors import StemproverError
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a StemProver model (base U-Net, control branch, adapters, diffusion)."""
+
+    sample_rate: int = 16000  # model rate in Hz; comes from the profile's `common` section
+    n_fft: int = 256  # STFT size; 129 bins keep the smoke picture small
+    hop_length: int = 64  # n_fft / 4: the usual 75 % overlap for a Hann window
+    representation: Literal["magnitude", "complex", "mag_if"] = "complex"  # keeps the phase
+    mode: Literal["pixel", "latent"] = "pixel"  # pixel needs no autoencoder, so it is the default
+    latent_channels: int = 4  # Stable Diffusion's latent width, so SD autoencoders fit
+    block_out_channels: tuple[int, ...] = (16, 32)  # tiny: the smoke run only proves the wiring
+    layers_per_block: int = 1  # one ResNet per level is enough at this size
+    attention_head_dim: int = 8  # heads of width 8 divide every block width used here
+    cross_attention_dim: int = 32  # width of the artifact-type tokens (a text encoder's width)
+    norm_num_groups: int = 8  # GroupNorm groups; must divide every block width
+    n_condition_tokens: int = 4  # artifact-type "prompt" length; a few tokens beat one
+    control: Literal["controlnet", "concat"] = "controlnet"  # concat is the ablation
+    condition_channels: int = 16  # width of each path (magnitude, phase) of the control embedding
+    freq_attention: bool = True  # attention along frequency per frame; off for the ablation
+    freq_attention_heads: int = 2  # heads of the frequency attention
+    lora_rank: int = 4  # small adapters: a few thousand parameters each at smoke size
+    lora_alpha: float = 4.0  # alpha = rank gives LoRA scale 1
+    lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")  # attention projections
+    prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"  # v is stable at t~T
+    num_train_timesteps: int = 1000  # the standard DDPM grid; DDIM samples a few of them
+    beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: less time wasted at pure noise
+    segment_frames: int = 64  # STFT frames per training segment (set from the pairs)
+    use_mixture: bool = True  # the mixture tells what was lost to the other stems
+    image_scale: float = 1.0  # multiplies the picture so clean data has unit std (set in 03)
+    base_path: str | None = None  # a local diffusers checkpoint to use as base instead of training
+
+    def __post_init__(self) -> None:
+        self.block_out_channels = tuple(self.block_out_channels)
+        self.lora_targets = tuple(self.lora_targets)
+        if not self.block_out_channels:
+            raise StemproverError("ModelConfig.block_out_channels must not be empty")
+        for width in self.block_out_channels:
+            if width % self.norm_num_groups:
+                raise StemproverError(
+                    f"ModelConfig: width {width} is not a multiple of norm_num_groups="
+                    f"{self.norm_num_groups}"
+                )
+        if self.n_fft < 16 or self.hop_length < 1 or self.hop_length > self.n_fft:
+            raise StemproverError(
+                f"ModelConfig: bad STFT n_fft={self.n_fft}, hop_length={self.hop_length}"
+            )
+        if self.lora_rank < 1:
+            raise StemproverError(f"ModelConfig.lora_rank must be >= 1, got {self.lora_rank}")
+
+    @property
+    def downsample_factor(self) -> int:
+        """How much the U-Net shrinks the picture (each level but the last halves it)."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
+    @property
+    def segment_samples(self) -> int:
+        """Samples in one segment of ``segment_frames`` frames (centred STFT)."""
+        return (self.segment_frames - 1) * self.hop_length
+
+
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": {},
+    "cpu": {
+        "block_out_channels": (32, 64, 64),  # three levels see a few hundred ms of context
+        "attention_head_dim": 16,  # fewer, wider heads are cheaper on CPU
+        "cross_attention_dim": 64,  # token width grows with the U-Net
+        "condition_channels": 32,  # the control paths grow with the first block
+        "freq_attention_heads": 4,  # 4 heads of width 16 over 64 channels
+        "lora_rank": 8,  # room for four artifact types on a 2-core budget
+        "lora_alpha": 8.0,  # keeps the LoRA scale at 1
+        "segment_frames": 128,  # about 0.75 s at 22.05 kHz and hop 128
+    },
+    "gpu": {
+        "block_out_channels": (64, 128, 256, 256),  # SD-like four levels, sized for 10 min on H100
+        "layers_per_block": 2,  # SD's depth per level
+        "attention_head_dim": 32,  # 8 heads at the widest level
+        "cross_attention_dim": 256,  # token width grows with the U-Net
+        "norm_num_groups": 32,  # SD's GroupNorm
+        "condition_channels": 64,  # the control paths grow with the first block
+        "freq_attention_heads": 4,  # 4 heads of width 32 on a 128-wide merged feature
+        "lora_rank": 16,  # more capacity per artifact type
+        "lora_alpha": 16.0,  # keeps the LoRA scale at 1
+        "segment_frames": 256,  # about 1.5 s at 44.1 kHz and hop 256
+    },
+}
+
+COMMON_KEYS = ("sample_rate", "n_fft", "hop_length", "representation")
+
+
+def model_config(profile: str, **overrides: Any) -> ModelConfig:
+    """The ModelConfig of a profile: defaults, then the YAML ``common``/``model:`` keys, then overrides.
+
+    Args:
+        profile: "smoke", "cpu" or "gpu".
+        **overrides: Any ModelConfig field.
+
+    Raises:
+        StemproverError: on an unknown profile, key or wrongly typed value.
+    """
+    if profile not in PROFILE_DEFAULTS:
+        raise StemproverError(f"unknown profile {profile!r}")
+    data = load_profile(profile)
+    values: dict[str, Any] = dict(PROFILE_DEFAULTS[profile])
+    values.update({k: v for k, v in data.get("common", {}).items() if k in COMMON_KEYS})
+    values.update(data.get("model", {}))
+    values.update(overrides)
+    return build(ModelConfig, values, where=f"{profile}.yaml model")
+
+
+def config_from_dict(values: dict[str, Any], where: str = "ModelConfig") -> ModelConfig:
+    """Rebuild a saved config (``stemprover.json``), rejecting unknown keys."""
+    return build(ModelConfig, values, where=where)
+
+
+def replace(cfg: ModelConfig, **changes: Any) -> ModelConfig:
+    """A copy of ``cfg`` with ``changes`` applied and checked."""
+    values = dataclasses.asdict(cfg)
+    values.update(changes)
+    return build(ModelConfig, subset(ModelConfig, values))

@@ -1,0 +1,108 @@
+"""The regression baseline: the same U-Net, mapping separated to clean in one pass.
+
+Without it a paper cannot say what diffusion adds. It sees the same condition (the separated
+picture, optionally stacked with the mixture), is trained on the same pairs with the same losses
+and budget, and predicts a residual: ``clean = separated + unet([separated, mixture])``, so
+that an untrained model starts at the identity-like input rather than at zero.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from stemprover.errors import StemproverError
+from stemprover.model.config import ModelConfig, config_from_dict
+from stemprover.model.serialize import (
+    CONFIG_FILE,
+    EMBEDDINGS,
+    FORMAT,
+    _load_embeddings,
+    _plain,
+    load_unet,
+    read_meta,
+    save_unet,
+    version,
+    write_folder,
+)
+from stemprover.model.unet import build_unet, crop, pad_to_multiple, unet_downsample_factor
+from stemprover.spectral import StftConfig, get_representation
+
+
+class _Tokens(nn.Module):
+    def __init__(self, n_tokens: int, width: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(1, n_tokens, width) * 0.02)
+
+
+class RegressionModel(nn.Module):
+    """U-Net regression from separated (and mixture) pictures to clean pictures.
+
+    Args:
+        config: The same ModelConfig as the diffusion model (pixel mode only).
+        unet: A prebuilt U-Net (used when loading).
+    """
+
+    kind = "regression"
+
+    def __init__(self, config: ModelConfig, unet=None):
+        super().__init__()
+        if config.mode != "pixel":
+            raise StemproverError("the regression baseline runs in pixel mode only")
+        self.config = config
+        self.stft = StftConfig(n_fft=config.n_fft, hop_length=config.hop_length)
+        self.representation = get_representation(config.representation, self.stft)
+        channels = self.representation.channels
+        n_in = channels * (2 if config.use_mixture else 1)
+        self.unet = unet if unet is not None else build_unet(config, n_in, channels)
+        if self.unet.config.in_channels != n_in or self.unet.config.out_channels != channels:
+            raise StemproverError(
+                f"regression U-Net has {self.unet.config.in_channels}->"
+                f"{self.unet.config.out_channels} channels, the config needs {n_in}->{channels}"
+            )
+        self.artifact_embedding = _Tokens(config.n_condition_tokens, config.cross_attention_dim)
+
+    def forward(
+        self, separated_img: torch.Tensor, mixture_img: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Separated picture ``(B, C, F, T)`` (+ mixture) -> clean picture ``(B, C, F, T)``."""
+        scale = self.config.image_scale
+        inputs = [separated_img * scale]
+        if self.config.use_mixture:
+            mix = torch.zeros_like(separated_img) if mixture_img is None else mixture_img
+            if mix.shape != separated_img.shape:
+                raise StemproverError("mixture picture does not match the separated picture")
+            inputs.append(mix * scale)
+        x, size = pad_to_multiple(torch.cat(inputs, 1), unet_downsample_factor(self.unet))
+        tokens = self.artifact_embedding.table.expand(x.shape[0], -1, -1).to(x.dtype)
+        timesteps = torch.zeros(x.shape[0], device=x.device, dtype=torch.long)
+        residual = self.unet(x, timesteps, encoder_hidden_states=tokens).sample
+        return separated_img + crop(residual, size) / scale
+
+    def save_pretrained(self, folder) -> None:
+        """Write stemprover.json (kind "regression"), unet/ and embeddings.safetensors."""
+
+        def fill(tmp):
+            meta = {"kind": self.kind, "version": version(), "format": FORMAT,
+                    "config": _plain(self.config), "has_control": False, "adapters": []}
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+            save_unet(self.unet, tmp / "unet")
+            state = {"artifact_embedding.table": self.artifact_embedding.table.detach().cpu()}
+            save_file(state, tmp / EMBEDDINGS)
+
+        write_folder(folder, fill)
+
+    @classmethod
+    def from_pretrained(cls, folder, device=None, dtype=None) -> RegressionModel:
+        from pathlib import Path
+
+        folder = Path(folder)
+        meta = read_meta(folder, cls.kind)
+        cfg = config_from_dict(meta["config"], where=str(folder / CONFIG_FILE))
+        model = cls(cfg, unet=load_unet(folder / "unet"))
+        _load_embeddings(model, folder / EMBEDDINGS)
+        model.eval()
+        return model.to(device=device, dtype=dtype) if (device or dtype) else model

@@ -1,0 +1,138 @@
+"""The base U-Net, the artifact-type embedding that stands in for a text prompt, and padding.
+
+The base is a diffusers ``UNet2DConditionModel`` shaped like Stable Diffusion's (cross-attention
+down/up blocks and a plain last level), sized by :class:`~stemprover.model.config.ModelConfig`.
+Instead of text-encoder tokens it receives, as ``encoder_hidden_states``, a few learned tokens per
+artifact type, mixed with the adapter weights: ``tokens = sum_k w_k * table[k]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from torch import nn
+
+from stemprover.constants import ADAPTERS
+from stemprover.errors import StemproverError
+from stemprover.model.config import ModelConfig
+
+CLEAN_ROW = 0
+"""Row of the token table used for the unconditional (clean) base model; adapters follow."""
+
+
+def block_types(n_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Stable-Diffusion-style block types: cross-attention everywhere but the deepest level."""
+    down = ("CrossAttnDownBlock2D",) * (n_levels - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_levels - 1)
+    return down, up
+
+
+def build_unet(cfg: ModelConfig, in_channels: int, out_channels: int | None = None):
+    """A fresh ``UNet2DConditionModel`` for ``cfg``.
+
+    Args:
+        cfg: Model configuration (widths, depth, attention, cross-attention width).
+        in_channels: Picture (pixel mode) or latent channels.
+        out_channels: Output channels; defaults to ``in_channels``.
+    """
+    down, up = block_types(len(cfg.block_out_channels))
+    if len(cfg.block_out_channels) == 1:
+        down, up = ("CrossAttnDownBlock2D",), ("CrossAttnUpBlock2D",)
+    return UNet2DConditionModel(
+        in_channels=in_channels,
+        out_channels=out_channels or in_channels,
+        down_block_types=down,
+        up_block_types=up,
+        block_out_channels=cfg.block_out_channels,
+        layers_per_block=cfg.layers_per_block,
+        cross_attention_dim=cfg.cross_attention_dim,
+        attention_head_dim=cfg.attention_head_dim,
+        norm_num_groups=cfg.norm_num_groups,
+    )
+
+
+def unet_downsample_factor(unet: UNet2DConditionModel) -> int:
+    """Factor by which the picture must be divisible (one halving per downsampling block)."""
+    return 2 ** sum(1 for block in unet.down_blocks if block.downsamplers is not None)
+
+
+class ArtifactEmbedding(nn.Module):
+    """Learned "prompt" tokens per artifact type, mixed by adapter weights.
+
+    Row 0 is the clean/unconditional token set used in pretraining; rows ``1 + k`` belong to
+    ``ADAPTERS[k]``. :meth:`init_adapter_rows` copies row 0 into the adapter rows so that a
+    fresh controlled model sees exactly the base's tokens for any weights that sum to 1.
+    """
+
+    def __init__(self, n_tokens: int, width: int, n_adapters: int = len(ADAPTERS)):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(1 + n_adapters, n_tokens, width) * 0.02)
+
+    @property
+    def n_adapters(self) -> int:
+        return self.table.shape[0] - 1
+
+    @torch.no_grad()
+    def init_adapter_rows(self) -> None:
+        self.table[1:] = self.table[CLEAN_ROW]
+
+    def forward(self, weights: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Tokens ``(batch, n_tokens, width)``.
+
+        Args:
+            weights: ``(batch, n_adapters)`` adapter weights, or None for the clean tokens.
+            batch: Batch size (used when ``weights`` is None).
+        """
+        if weights is None:
+            return self.table[CLEAN_ROW].unsqueeze(0).expand(batch, -1, -1)
+        weights = weights.to(self.table.dtype)
+        return torch.einsum("bk,ktd->btd", weights, self.table[1:])
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Zero-pad the last two dims ``(F, T)`` up to multiples of ``multiple``.
+
+    Returns:
+        The padded tensor and the original ``(F, T)`` for :func:`crop`.
+    """
+    n_freq, n_time = image.shape[-2:]
+    pad_f = (-n_freq) % multiple
+    pad_t = (-n_time) % multiple
+    if pad_f or pad_t:
+        image = F.pad(image, (0, pad_t, 0, pad_f))
+    return image, (n_freq, n_time)
+
+
+def crop(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple`."""
+    return image[..., : size[0], : size[1]]
+
+
+def freeze(module: nn.Module) -> None:
+    """Turn off gradients of every parameter of ``module``."""
+    for param in module.parameters():
+        param.requires_grad_(False)
+
+
+def check_unet(
+    unet: UNet2DConditionModel, in_channels: int, where: str, cfg: ModelConfig | None = None
+) -> None:
+    """Raise StemproverError when a U-Net cannot take ``in_channels`` or disagrees with ``cfg``."""
+    if cfg is not None:
+        ucfg = unet.config
+        pairs = {
+            "block_out_channels": (tuple(ucfg.block_out_channels), cfg.block_out_channels),
+            "layers_per_block": (ucfg.layers_per_block, cfg.layers_per_block),
+            "cross_attention_dim": (ucfg.cross_attention_dim, cfg.cross_attention_dim),
+        }
+        for key, (weights, config) in pairs.items():
+            if weights != config:
+                raise StemproverError(
+                    f"{where}: config {key}={config} does not match the U-Net weights ({weights})"
+                )
+    if unet.config.in_channels != in_channels or unet.config.out_channels != in_channels:
+        raise StemproverError(
+            f"{where}: U-Net has {unet.config.in_channels} input / {unet.config.out_channels} "
+            f"output channels but the model needs {in_channels}"
+        )

@@ -1,0 +1,203 @@
+"""StemProverModel: zero-initialised control, adapters, padding, persistence, SD-shaped bases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from stemprover.errors import StemproverError
+from stemprover.model import RegressionModel, StemProverModel, load_base, load_model, model_config
+from stemprover.model.adapters import n_adapter_parameters
+from stemprover.model.freq_attention import FrequencyAttention
+
+
+def tiny_config(**overrides):
+    values = dict(block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4,
+                  cross_attention_dim=16, condition_channels=8, n_condition_tokens=2,
+                  lora_rank=2, lora_alpha=2.0)
+    values.update(overrides)
+    return model_config("smoke", **values)
+
+
+def inputs(batch=2, n_freqs=33, n_frames=12, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    sep, mix, noisy = (torch.randn(batch, 2, n_freqs, n_frames, generator=gen) for _ in range(3))
+    return sep * 0.1, mix * 0.1, noisy, torch.tensor([10, 900])[:batch]
+
+
+@torch.no_grad()
+def perturb(module: torch.nn.Module, seed: int = 1) -> None:
+    """Give every trainable-by-design tensor random values (zero convs, LoRA B, ...)."""
+    gen = torch.Generator().manual_seed(seed)
+    for param in module.parameters():
+        param.add_(torch.randn(param.shape, generator=gen) * 0.05)
+
+
+@pytest.mark.parametrize("control", ["controlnet", "concat"])
+def test_controlled_model_equals_base_at_init(control):
+    torch.manual_seed(0)
+    model = StemProverModel(tiny_config(control=control)).eval()
+    model.add_adapters()
+    sep, mix, noisy, t = inputs()
+    with torch.no_grad():
+        base = model(noisy, t, None, None)
+        cond = model.encode_condition(sep, mix)
+        assert torch.equal(model(noisy, t, cond, {"general": 1.0}), base)
+        # 0.3 * tokens + 0.7 * tokens rounds in the last bit, hence the tolerance
+        mixed = model(noisy, t, cond, {"hf_loss": 0.3, "bleed": 0.7})
+        torch.testing.assert_close(mixed, base, rtol=0, atol=1e-5)
+    # once the control branch has learned something, the condition matters
+    if control == "controlnet":
+        perturb(model.condition_embedding)
+        perturb(model.controlnet.controlnet_down_blocks)
+    else:
+        perturb(model.concat_conditioning)
+    with torch.no_grad():
+        cond = model.encode_condition(sep, mix)
+        assert not torch.allclose(model(noisy, t, cond, {"general": 1.0}), base)
+
+
+def test_any_size_is_padded_and_cropped():
+    model = StemProverModel(tiny_config()).eval()
+    sep, mix, noisy, t = inputs(n_freqs=17, n_frames=7)
+    with torch.no_grad():
+        out = model(noisy, t, model.encode_condition(sep, mix))
+    assert out.shape == noisy.shape
+    with pytest.raises(StemproverError, match="condition was encoded"):
+        model(noisy[..., :5], t, model.encode_condition(sep, mix))
+
+
+def test_adapter_mixing_by_name_and_per_item_rows():
+    torch.manual_seed(0)
+    model = StemProverModel(tiny_config()).eval()
+    model.add_adapters()
+    perturb(model.unet)  # LoRA B matrices become non-zero
+    sep, mix, noisy, t = inputs()
+    with torch.no_grad():
+        cond = model.encode_condition(sep, mix)
+        hf = model(noisy, t, cond, {"hf_loss": 1.0})
+        general = model(noisy, t, cond, {"general": 2.0})  # weights are normalised
+        rows = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]])
+        mixed = model(noisy, t, cond, rows)
+    assert not torch.allclose(hf, general)
+    torch.testing.assert_close(mixed[0], hf[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mixed[1], general[1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(StemproverError, match="unknown adapter"):
+        model(noisy, t, cond, {"reverb": 1.0})
+
+
+def test_save_load_round_trip_and_mismatch(tmp_path):
+    torch.manual_seed(0)
+    model = StemProverModel(tiny_config(prediction_type="epsilon")).eval()
+    model.add_adapters(("general", "bleed"))
+    perturb(model)
+    sep, mix, noisy, t = inputs()
+    with torch.no_grad():
+        expected = model(noisy, t, model.encode_condition(sep, mix), {"bleed": 0.5, "general": 0.5})
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "adapters" / "bleed" / "adapter_model.safetensors").exists()
+    loaded = load_model(tmp_path / "m")
+    assert loaded.adapter_names == ["general", "bleed"]
+    assert loaded.scheduler_config["prediction_type"] == "epsilon"
+    with torch.no_grad():
+        got = loaded(noisy, t, loaded.encode_condition(sep, mix), {"bleed": 0.5, "general": 0.5})
+    assert torch.equal(got, expected)
+    meta_path = tmp_path / "m" / "stemprover.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["cross_attention_dim"] = 24
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StemproverError, match="does not match"):
+        load_model(tmp_path / "m")
+
+
+def test_v_prediction_scheduler_saved(tmp_path):
+    model = StemProverModel(tiny_config(prediction_type="v_prediction"))
+    model.save_pretrained(tmp_path / "v")
+    saved = json.loads((tmp_path / "v" / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["prediction_type"] == "v_prediction"
+    assert saved["num_train_timesteps"] == 1000
+
+
+def test_frequency_attention_works_within_frames_only():
+    torch.manual_seed(0)
+    attention = FrequencyAttention(8, n_heads=2).eval()
+    features = torch.randn(1, 8, 12, 5)
+    changed = features.clone()
+    changed[..., 3] += 1.0
+    with torch.no_grad():
+        diff = (attention(changed) - attention(features)).abs().amax(dim=(0, 1, 2))
+    assert diff[3] > 1e-3
+    assert torch.all(diff[[0, 1, 2, 4]] == 0)
+    assert torch.equal(FrequencyAttention(8, enabled=False)(features), features)
+
+
+def test_regression_model_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = RegressionModel(tiny_config()).eval()
+    sep, mix, _, _ = inputs(n_freqs=31, n_frames=9)
+    with torch.no_grad():
+        out = model(sep, mix)
+    assert out.shape == sep.shape
+    model.save_pretrained(tmp_path / "r")
+    assert isinstance(load_model(tmp_path / "r"), RegressionModel)
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "r")(sep, mix), out)
+
+
+def test_stable_diffusion_shaped_checkpoint_loads_as_base(tmp_path):
+    """A tiny SD-shaped pipeline folder (unet/ + vae/) goes through the base-loading path."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        in_channels=4, out_channels=4, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1, cross_attention_dim=24, attention_head_dim=4, norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=4, scaling_factor=0.18215,
+    )
+    unet.save_pretrained(tmp_path / "sd" / "unet")
+    vae.save_pretrained(tmp_path / "sd" / "vae")
+    (tmp_path / "sd" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    model = load_base(tmp_path / "sd", tiny_config())
+    assert model.config.mode == "latent" and model.config.cross_attention_dim == 24
+    model.add_adapters()
+    sep, mix, _, t = inputs(n_freqs=33, n_frames=12)
+    latents = model.encode_image(sep)
+    assert latents.shape == (2, 4, 17, 6)  # 2x autoencoder on 33 -> 34 bins, 12 frames
+    with torch.no_grad():
+        base = model(latents, t, None, None)
+        cond = model.encode_condition(sep, mix)
+        assert torch.equal(model(latents, t, cond, {"general": 1.0}), base)
+    perturb(model.unet)
+    with torch.no_grad():
+        expected = model(latents, t, cond, {"hf_loss": 1.0})
+        assert model.decode_image(expected, (33, 12)).shape == sep.shape
+    assert n_adapter_parameters(model.unet, "hf_loss") > 0
+    model.save_pretrained(tmp_path / "tuned")
+    loaded = load_model(tmp_path / "tuned")
+    with torch.no_grad():
+        got = loaded(latents, t, loaded.encode_condition(sep, mix), {"hf_loss": 1.0})
+    assert torch.equal(got, expected)
+
+
+def test_pixel_base_with_wrong_channels_is_refused(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4,
+    )
+    unet.save_pretrained(tmp_path / "u")
+    with pytest.raises(StemproverError, match="no vae"):
+        load_base(tmp_path / "u", tiny_config())
+    with pytest.raises(StemproverError, match="not found"):
+        load_base(tmp_path / "missing", tiny_config())
