@@ -99,5 +99,5 @@ def musdb_tracks(
             audio = {name: stems[name] for name in ("mixture", *STEMS)}
         shapes = {a.shape for a in audio.values()}
         if len(shapes) != 1:
-            raise StemproverError(f"{track.path}: mixture and stems differ in shape {sorted(shapes)}")
+            raise StemproverError(f"{track.path}: mixture and stems differ in shape {shapes}")
         yield track.name, audio, int(rate)

@@ -47,7 +47,8 @@ def _bass_line(chords, key, scale, bar_seconds, rng) -> list[Note]:
         if style == 0:  # driving eighths on the root
             hits = [(i / 8, root, 1 / 8) for i in range(8)]
         elif style == 1:  # root-fifth-octave-fifth quarters
-            hits = [(0, root, 0.25), (0.25, fifth, 0.25), (0.5, root + 12, 0.25), (0.75, fifth, 0.25)]
+            hits = [(0, root, 0.25), (0.25, fifth, 0.25), (0.5, root + 12, 0.25),
+                    (0.75, fifth, 0.25)]  # fmt: skip
         else:  # syncopated: dotted quarter, eighth, half
             hits = [(0, root, 0.375), (0.375, root, 0.125), (0.5, fifth, 0.5)]
         for offset, pitch, length in hits:
@@ -72,7 +73,8 @@ def _comp(chords, key, scale, bar_seconds, rng, sustained: bool) -> list[Note]:
             chosen = [pitches[i % len(pitches)]] if arpeggio else pitches
             for pitch in chosen:
                 vel = int(np.clip(rng.normal(70 if sustained else 80, 8), 30, 127))
-                notes.append(Note(t0 + offset * bar_seconds, 0.95 * length * bar_seconds, pitch, vel))
+                onset = t0 + offset * bar_seconds
+                notes.append(Note(onset, 0.95 * length * bar_seconds, pitch, vel))
     return notes
 
 

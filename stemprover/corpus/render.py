@@ -40,13 +40,13 @@ def resolve_soundfont(name: str) -> Path:
     """
     candidate = Path(name).expanduser()
     if candidate.suffix in (".sf2", ".sf3") and candidate.is_file():
-        return candidate.resolve()
+        return candidate.absolute()
     extra = [d for d in os.environ.get("STEMPROVER_SOUNDFONTS", "").split(":") if d]
     for folder in (*extra, *SOUNDFONT_DIRS):
         for suffix in (".sf2", ".sf3"):
             path = Path(folder) / f"{name}{suffix}"
             if path.is_file():
-                return path.resolve()
+                return path.absolute()  # keep a symlink's name (the soundfont name)
     package = DEBIAN_PACKAGES.get(name, "a package providing it")
     raise StemproverError(
         f"soundfont {name!r} not found in {', '.join(SOUNDFONT_DIRS)} "
