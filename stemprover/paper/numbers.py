@@ -1,0 +1,231 @@
+"""``paper/generated/numbers.tex``: one ``\\newcommand`` for every number the paper quotes.
+
+Macro names are letters only (TeX control words): ``macro_name("synthetic", "vocals",
+"stemprover@4", "si_sdr")`` is ``spSyntheticVocalsStemproverFourSiSdr``; digits are
+spelled out. Values are typeset with a fixed number of decimals per metric, a true minus
+sign and ``n/a`` for anything the run did not measure.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from stemprover.errors import StemproverError
+from stemprover.paper.data import NAN, PaperData
+from stemprover.paths import repo_root
+
+PREFIX = "sp"
+MACRO = re.compile(r"^[A-Za-z]+$")
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen \
+fifteen sixteen seventeen eighteen nineteen".split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: int) -> str:
+    """``25`` -> ``"TwentyFive"`` (0 to 999_999; larger numbers digit by digit)."""
+    if n < 20:
+        return _ONES[n].capitalize()
+    if n < 100:
+        return _TENS[n // 10].capitalize() + (number_words(n % 10) if n % 10 else "")
+    if n < 1000:
+        rest = number_words(n % 100) if n % 100 else ""
+        return number_words(n // 100) + "Hundred" + rest
+    if n < 1_000_000:
+        rest = number_words(n % 1000) if n % 1000 else ""
+        return number_words(n // 1000) + "Thousand" + rest
+    return "".join(_ONES[int(d)].capitalize() for d in str(n))
+
+
+def camel(part: object) -> str:
+    """One name part as CamelCase letters.
+
+    ``"si_sdr"`` -> ``SiSdr``; ``"0.25"`` -> ``ZeroPointTwentyFive``.
+    """
+    words = re.findall(r"[A-Za-z]+|\d+|\.", str(part))
+    out = []
+    for word in words:
+        if word == ".":
+            out.append("Point")
+        elif word.isdigit():
+            out.append(number_words(int(word)))
+        else:
+            out.append(word[0].upper() + word[1:].lower())
+    return "".join(out)
+
+
+def macro_name(*parts: object) -> str:
+    name = PREFIX + "".join(camel(p) for p in parts)
+    if not MACRO.match(name) or name == PREFIX:
+        raise StemproverError(f"cannot make a LaTeX macro name from {parts!r}")
+    return name
+
+
+def decimals_for(metric: str) -> int:
+    name = re.sub(r"[^a-z]", "", metric.lower())
+    if any(k in name for k in ("stoi", "phase", "mrstft", "rtf", "ratio")):
+        return 3
+    return 2
+
+
+def fmt(value: float | int | None, decimals: int = 2, signed: bool = False) -> str:
+    """A number as TeX: ``n/a`` when missing, ``\\ensuremath{-}`` for a minus sign."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return r"\textit{n/a}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ("\\ensuremath{-}" if value < 0 else "") + f"{abs(value):,d}".replace(",", "{,}")
+    if round(abs(value), decimals) == 0:
+        return f"{0:.{decimals}f}"
+    sign = "\\ensuremath{-}" if value < 0 else ("+" if signed else "")
+    return sign + f"{abs(value):.{decimals}f}"
+
+
+def escape(text: object) -> str:
+    """Plain text made safe for LaTeX."""
+    table = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\^{}",
+    }
+    return "".join(table.get(c, c) for c in str(text))
+
+
+class Macros(dict):
+    """Ordered ``{macro name: TeX body}`` that refuses duplicate names."""
+
+    def add(self, parts: Iterable[object] | str, body: str) -> str:
+        name = macro_name(*([parts] if isinstance(parts, str) else parts))
+        if name in self:
+            raise StemproverError(f"duplicate paper macro \\{name} from {parts!r}")
+        self[name] = body
+        return name
+
+    def tex(self, header: str = "") -> str:
+        lines = [f"% {line}" for line in header.splitlines()]
+        lines += [f"\\newcommand{{\\{k}}}{{{v}}}" for k, v in self.items()]
+        return "\n".join(lines) + "\n"
+
+
+def git_hash() -> str:
+    """Short hash of HEAD, with ``+dirty`` when tracked code or notebooks are modified."""
+    root = repo_root()
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--", "stemprover", "notebooks"],
+            cwd=root,
+        ).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def add_gain(macros: Macros, parts: list[object], gain, decimals: int) -> None:
+    macros.add(parts, fmt(gain.mean, decimals, signed=True))
+    macros.add([*parts, "low"], fmt(gain.low, decimals, signed=True))
+    macros.add([*parts, "high"], fmt(gain.high, decimals, signed=True))
+    macros.add([*parts, "n"], fmt(int(gain.n)))
+
+
+def build_numbers(data: PaperData) -> Macros:
+    """Every macro except the targets and claims (see :mod:`stemprover.paper.claims`)."""
+    m = Macros()
+    m.add("profile", escape(data.profile))
+    m.add("git hash", escape(git_hash()))
+    m.add("build date", datetime.now(UTC).strftime("%Y-%m-%d"))
+    for row in data.aggregate.itertuples():
+        parts = [row.testset, row.stem, row.system, row.metric]
+        d = decimals_for(row.metric)
+        m.add(parts, fmt(float(row.mean), d))
+        m.add([*parts, "low"], fmt(float(row.ci_low), d))
+        m.add([*parts, "high"], fmt(float(row.ci_high), d))
+        m.add([*parts, "n"], fmt(int(row.n)))
+    if data.significance is not None:
+        for r in data.significance.itertuples():
+            d = decimals_for(r.metric)
+            add_gain(
+                m,
+                ["gain", r.testset, r.stem, r.system, r.metric],
+                data.gain(r.testset, r.stem, r.system, r.metric),
+                d,
+            )
+            m.add(["gain", r.testset, r.stem, r.system, r.metric, "p"], fmt(float(r.p_fdr), 3))
+    for testset in data.testsets:
+        n_tracks = data.aggregate[data.aggregate.testset == testset]["n"].max()
+        m.add(["n tracks", testset], fmt(int(n_tracks)))
+        for system in data.systems:
+            if system == "identity":
+                continue
+            for role in ("sisdr", "sdr", "phasehf"):
+                metric = data.metric(role)
+                if metric is not None:
+                    gain = data.stem_average_gain(testset, system, metric)
+                    add_gain(m, ["avg gain", testset, system, metric], gain, decimals_for(metric))
+    m.add("n testsets", fmt(len(data.testsets)))
+    m.add("n stems", fmt(len(data.stems)))
+    add_performance(m, data)
+    add_config(m, data)
+    return m
+
+
+def add_performance(m: Macros, data: PaperData) -> None:
+    s = data.summary or {}
+    rtf = s.get("rtf", {})
+    for steps in sorted(rtf):
+        m.add(["rtf steps", steps], fmt(float(rtf[steps]), 3))
+    main_steps = min(rtf, key=lambda k: (abs(k - 4), k)) if rtf else None
+    m.add("rtf main", fmt(float(rtf[main_steps]) if rtf else NAN, 3))
+    m.add("rtf main steps", fmt(int(main_steps)) if rtf else r"\textit{n/a}")
+    peak = s.get("peak_mem_mb", NAN)
+    peak = max(peak.values()) if isinstance(peak, dict) and peak else peak
+    m.add("peak mem mb", fmt(float(peak), 0))
+    m.add("separator cost ratio", fmt(float(s.get("separator_cost_ratio", NAN)), 2))
+    sep = s.get("separator_rtf", s.get("htdemucs_rtf"))
+    m.add("separator rtf", fmt(float(sep) if sep is not None else NAN, 3))
+    m.add("perf device", escape(s.get("device", "n/a")))
+
+
+def add_config(m: Macros, data: PaperData) -> None:
+    """``\\spCfg<Section><Key>`` per profile YAML scalar, ``\\spData<Key>`` per card entry."""
+    for section, values in data.params.items():
+        for key, value in (values or {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                continue
+            if isinstance(value, str):
+                body = escape(value)
+            else:
+                body = f"{value:g}"  # config values read best as written in the YAML
+                body = body.replace("-", "\\ensuremath{-}")
+            m.add(["cfg", section, key], body)
+    card = data.dataset_card or {}
+    for key, value in _flatten(card):
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            m.add(["data", *key], fmt(value))
+        elif isinstance(value, float):
+            m.add(["data", *key], fmt(value, 2))
+
+
+def _flatten(tree: dict, prefix: tuple = ()) -> Iterable[tuple[tuple, object]]:
+    for key, value in tree.items():
+        if isinstance(value, dict) and len(prefix) < 2:
+            yield from _flatten(value, (*prefix, key))
+        elif not isinstance(value, (dict, list)):
+            yield (*prefix, key), value

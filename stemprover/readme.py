@@ -1,0 +1,125 @@
+"""The README's headline table, generated from ``results/<profile>/05_evaluation/``.
+
+    python -m stemprover.paper --readme [--profile cpu]
+
+Rewrites only the lines between ``<!-- headline:start -->`` and ``<!-- headline:end -->``
+in README.md, from the best profile that has results (gpu, then cpu; smoke only when
+asked for by name, since its numbers mean nothing).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from stemprover import resultsio as rio
+from stemprover.errors import StemproverError
+from stemprover.paper.claims import MET, MISSED, NOT_MEASURED, targets
+from stemprover.paper.data import PaperData, finite, load
+from stemprover.paper.numbers import fmt, git_hash
+from stemprover.paths import repo_root
+
+START, END = "<!-- headline:start -->", "<!-- headline:end -->"
+_TEX = (
+    (r"\ensuremath{-}", "−"),
+    (r"$\geq", "≥ "),
+    (r"$\leq", "≤ "),
+    (r"$\to$", "→"),
+    (r"$\Delta$", "Δ"),
+    (r"\textit{n/a}", "n/a"),
+    (r"\%", "%"),
+    (r"\_", "_"),
+    ("~", " "),
+    ("$", ""),
+)
+
+
+def tex_to_text(tex: str) -> str:
+    """The few LaTeX constructs of generated cells as plain Markdown text."""
+    for old, new in _TEX:
+        tex = tex.replace(old, new)
+    return re.sub(r"\\text\w+\{([^}]*)\}", r"\1", tex).replace("  ", " ").strip()
+
+
+def best_profile() -> str:
+    for profile in ("gpu", "cpu"):
+        if (repo_root() / "results" / profile / "05_evaluation" / "aggregate.csv").is_file():
+            return profile
+    raise StemproverError(
+        "no results/gpu or results/cpu aggregate.csv yet: run `make reproduce PROFILE=cpu` first"
+    )
+
+
+def _cell(data: PaperData, testset: str, stem: str, metric: str | None) -> str:
+    g = data.gain(testset, stem, data.main_system, metric)
+    if not finite(g.mean):
+        return "n/a"
+    ci = f" [{fmt(g.low, 2, True)}, {fmt(g.high, 2, True)}]" if finite(g.low) else ""
+    return tex_to_text(fmt(g.mean, 2, True) + ci)
+
+
+def headline_markdown(data: PaperData) -> str:
+    """Markdown: gains of the main system over the separator output, and the targets."""
+    sisdr, sdr = data.metric("sisdr"), data.metric("sdr")
+    main = rio.system_label(data.main_system)
+    lines = [
+        f"Profile `{data.profile}` (commit `{git_hash()}`), from "
+        f"`results/{data.profile}/05_evaluation/aggregate.csv` and `significance.csv`. "
+        f"Gains of {main} over the separator output (dB), paired over tracks, "
+        "with bootstrap 95% confidence intervals; the last column is the separator output's "
+        "own SI-SDR.",
+        "",
+        "| test set | stem | ΔSI-SDR [95% CI] | ΔSDR [95% CI] | separator SI-SDR | tracks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for testset in data.testsets:
+        for stem in data.stems:
+            row = data.row(testset, stem, "identity", sisdr)
+            base = tex_to_text(fmt(float(row["mean"]), 2)) if row is not None else "n/a"
+            n = int(row["n"]) if row is not None else 0
+            lines.append(
+                f"| {rio.testset_label(testset)} | {stem} | {_cell(data, testset, stem, sisdr)} "
+                f"| {_cell(data, testset, stem, sdr)} | {base} | {n} |"
+            )
+    found = targets(data)
+    checked = [t for t in found if t.status != NOT_MEASURED]
+    lines += [
+        "",
+        f"Targets ({sum(t.status == MET for t in checked)} of {len(checked)} "
+        f"checked in this run are met):",
+        "",
+    ]
+    mark = {MET: "met", MISSED: "**missed**", NOT_MEASURED: "not measured in this run"}
+    for t in found:
+        lines.append(
+            f"- {tex_to_text(t.what)} ({tex_to_text(t.criterion)}): "
+            f"{tex_to_text(t.measured)}: {mark[t.status]}"
+        )
+    if data.profile != "gpu":
+        lines += [
+            "",
+            "These are small cpu-profile numbers; the gpu profile (the intended headline "
+            "run) has not been run for this version: `make reproduce PROFILE=gpu` on a "
+            "machine with one CUDA GPU produces it.",
+        ]
+    return "\n".join(lines)
+
+
+def replace_between(text: str, body: str) -> str:
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise StemproverError(f"README.md must hold {START} once, followed by {END}")
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{body}\n{END}{tail}"
+
+
+def update_readme(profile: str | None = None, readme: Path | None = None) -> tuple[Path, str]:
+    """Rewrite the headline section of README.md; return its path and the profile used."""
+    profile = profile or best_profile()
+    readme = readme or repo_root() / "README.md"
+    data = load(profile, strict=False)
+    text = replace_between(readme.read_text(), headline_markdown(data))
+    tmp = readme.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(readme)
+    return readme, profile

@@ -1,0 +1,190 @@
+"""A small, fully known ``results/<profile>/`` tree for the figure and paper tests.
+
+Every number is chosen here, so the tests can check that figures, macros and tables
+carry exactly these values through.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+STEMS = ("vocals", "drums", "bass", "other")
+TESTSETS = ("synthetic", "cross_separator", "real")
+SYSTEMS = ("identity", "postfilter", "regression", "stemprover@1", "stemprover@4", "irm1")
+METRICS = ("si_sdr", "sdr", "pesq_wb", "phase_dev_hf")
+
+# Known identity values and per-system offsets, so gains are known exactly.
+IDENTITY = {"si_sdr": 5.0, "sdr": 6.0, "pesq_wb": 2.0, "phase_dev_hf": 1.2}
+OFFSET = {
+    "identity": 0.0,
+    "postfilter": 0.25,
+    "regression": 1.5,
+    "stemprover@1": 0.5,
+    "stemprover@4": 2.5,
+    "irm1": 8.0,
+}
+
+
+def value(testset: str, stem: str, system: str, metric: str) -> float:
+    """The fixture's mean for one aggregate row (phase deviation falls as others rise)."""
+    stem_shift = STEMS.index(stem) * 0.125
+    base = IDENTITY[metric] + stem_shift
+    if metric == "phase_dev_hf":
+        return base - 0.1 * OFFSET[system]
+    if metric == "pesq_wb":
+        return base + 0.1 * OFFSET[system]
+    return base + OFFSET[system] + (0.5 if testset == "real" else 0.0)
+
+
+def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = ()) -> Path:
+    """Write the fake results tree under ``root/results/<profile>``; return that folder."""
+    res = root / "results" / profile
+    rng = np.random.default_rng(0)
+    if "05" not in skip:
+        ev = res / "05_evaluation"
+        ev.mkdir(parents=True)
+        rows, sig = [], []
+        for t in TESTSETS:
+            for s in STEMS:
+                for system in SYSTEMS:
+                    for m in METRICS:
+                        if m == "pesq_wb" and s != "vocals":
+                            continue
+                        v = value(t, s, system, m)
+                        rows.append((t, s, system, m, v, v - 0.5, v + 0.5, 4))
+                        if system != "identity":
+                            d = v - value(t, s, "identity", m)
+                            sig.append(
+                                (
+                                    t,
+                                    s,
+                                    system,
+                                    "identity",
+                                    m,
+                                    d,
+                                    d - 0.3,
+                                    d + 0.3,
+                                    4,
+                                    0.0,
+                                    0.01,
+                                    0.02,
+                                    1,
+                                )
+                            )
+        spread = (-0.5, -0.25, 0.25, 0.5)  # per-track deviations with mean zero
+        pd.DataFrame(
+            [
+                (t, s, system, f"track{k}", "hpss", m, mean + d)
+                for t, s, system, m, mean, *_ in rows
+                for k, d in enumerate(spread)
+            ],
+            columns=["testset", "stem", "system", "track", "separator", "metric", "value"],
+        ).to_csv(ev / "per_track.csv", index=False)
+        pd.DataFrame(
+            rows, columns=["testset", "stem", "system", "metric", "mean", "ci_low", "ci_high", "n"]
+        ).to_csv(ev / "aggregate.csv", index=False)
+        pd.DataFrame(
+            sig,
+            columns=[
+                "testset",
+                "stem",
+                "system",
+                "baseline",
+                "metric",
+                "mean_diff",
+                "ci_low",
+                "ci_high",
+                "n",
+                "wilcoxon_stat",
+                "p_value",
+                "p_fdr",
+                "better",
+            ],
+        ).to_csv(ev / "significance.csv", index=False)
+        t = np.arange(4000) / 8000.0
+        clean = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+        np.savez(
+            ev / "spectrograms.npz",
+            clean=clean,
+            separated=0.5 * clean,
+            enhanced=0.9 * clean,
+            sample_rate=np.int64(8000),
+            n_fft=np.int64(256),
+            hop_length=np.int64(64),
+            testset="synthetic",
+            track="t0",
+            stem="vocals",
+            system="stemprover@4",
+        )
+    if "01" not in skip:
+        pa = res / "01_phase_analysis"
+        pa.mkdir(parents=True)
+        edges = [62.5, 125, 250, 500, 1000, 2000, 4000]
+        rows = [
+            (sep, stem, lo, hi, -3.0 * k, 0.2 * k)
+            for k, sep in enumerate(("irm1", "hpss"), 1)
+            for stem in STEMS
+            for lo, hi in zip(edges[:-1], edges[1:])
+        ]
+        pd.DataFrame(
+            rows, columns=["separator", "stem", "f_low", "f_high", "mag_error_db", "phase_dev"]
+        ).to_csv(pa / "phase_by_band.csv", index=False)
+        maps = {
+            a: rng.uniform(size=(6, 20))
+            for a in ("hf_loss", "musical_noise", "bleed", "phase_smear")
+        }
+        np.savez(
+            pa / "detector_maps.npz", band_edges_hz=np.array(edges, float), seconds=2.0, **maps
+        )
+    if "02" not in skip:
+        (res / "02_paired_dataset").mkdir(parents=True)
+        (res / "02_paired_dataset" / "dataset_card.json").write_text(
+            json.dumps({"n_pairs": 120, "hours": 0.5, "splits": {"train": 100, "valid": 20}})
+        )
+    if "06" not in skip:
+        ab = res / "06_ablations"
+        ab.mkdir(parents=True)
+        pd.DataFrame(
+            {
+                "name": ["reference", "full", "rank_4", "rank_16"],
+                "factor": ["finetuning", "finetuning", "lora_rank", "lora_rank"],
+                "setting": ["lora", "full", "4", "16"],
+                "si_sdr": [1.0, 0.5, 0.8, 1.1],
+                "si_sdr_ci_low": [0.5, 0.1, 0.4, 0.7],
+                "si_sdr_ci_high": [1.5, 0.9, 1.2, 1.5],
+                "phase_dev": [0.5, 0.6, 0.55, 0.5],
+                "lsd": [2.0, 2.5, 2.1, 1.9],
+                "n": 8,
+                "train_seconds": 3.0,
+            }
+        ).to_csv(ab / "ablations.csv", index=False)
+    if "07" not in skip:
+        pf = res / "07_performance"
+        pf.mkdir(parents=True)
+        (pf / "summary.json").write_text(
+            json.dumps(
+                {
+                    "device": "cpu",
+                    "rtf": {"1": 0.5, "4": 2.0, "25": 12.5},
+                    "peak_mem_mb": 900.0,
+                    "separator_cost_ratio": 4.0,
+                    "separator_rtf": 0.5,
+                }
+            )
+        )
+        pd.DataFrame({"duration_s": [10, 30, 60], "peak_mem_mb": [800, 850, 900]}).to_csv(
+            pf / "memory.csv", index=False
+        )
+    for stage in ("03_base_pretraining", "04_lora_training"):
+        if stage[:2] in skip:
+            continue
+        folder = res / stage
+        folder.mkdir(parents=True)
+        pd.DataFrame({"step": np.arange(50), "loss": np.linspace(1.0, 0.1, 50)}).to_csv(
+            folder / "losses.csv", index=False
+        )
+    return res

@@ -1,0 +1,94 @@
+"""Figures are drawn from results/ alone, carry the stored values, and go to the right folder."""
+
+import json
+
+import numpy as np
+import pytest
+import results_fixture as fx
+
+from stemprover import figures
+from stemprover import resultsio as rio
+from stemprover.errors import StemproverError
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_every_figure_is_drawn_with_its_inputs_recorded(root):
+    fx.write_results(root, "cpu")
+    done = figures.draw_all("cpu")
+    assert done == {"made": list(figures.PRODUCERS), "skipped": []}
+    for name in figures.PRODUCERS:
+        pdf = root / "figures" / f"{name}.pdf"
+        assert pdf.read_bytes().startswith(b"%PDF")
+    manifest = json.loads((root / "results/cpu/08_figures/manifest.json").read_text())
+    assert manifest["figures"]["metric_vs_steps"]["inputs"] == [
+        "results/cpu/05_evaluation/aggregate.csv"
+    ]
+    assert manifest["figures"]["training_curves"]["inputs"] == [
+        "results/cpu/03_base_pretraining/losses.csv",
+        "results/cpu/04_lora_training/losses.csv",
+    ]
+
+
+def test_smoke_never_writes_the_committed_figures(root):
+    fx.write_results(root, "smoke")
+    figures.draw_all("smoke", only=["ablations"])
+    assert (root / "build/figures/smoke/ablations.pdf").is_file()
+    assert not (root / "figures").exists()
+
+
+def test_missing_input_skips_in_smoke_and_raises_otherwise(root, capsys):
+    fx.write_results(root, "smoke", skip=("06",))
+    done = figures.draw_all("smoke")
+    assert done["skipped"] == ["ablations"]
+    assert "skipped ablations: missing input results/smoke/06_ablations/ablations.csv" in (
+        capsys.readouterr().out
+    )
+    fx.write_results(root, "cpu", skip=("07",))
+    with pytest.raises(StemproverError, match="figure performance: missing input"):
+        figures.draw_all("cpu")
+
+
+def test_metric_vs_steps_plots_the_stored_means(root, monkeypatch):
+    fx.write_results(root, "cpu")
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out, name: drawn.setdefault(name, fig))
+    figures.metric_vs_steps("cpu", figures.FiguresConfig(), root)
+    axes = drawn["metric_vs_steps"].axes
+    vocals_sisdr = axes[0]  # row 0 = si_sdr, column 0 = vocals
+    steps_line = vocals_sisdr.get_lines()[0]
+    assert list(steps_line.get_xdata()) == [1, 4]
+    expected = [fx.value("synthetic", "vocals", f"stemprover@{k}", "si_sdr") for k in (1, 4)]
+    np.testing.assert_allclose(steps_line.get_ydata(), expected)
+    identity = vocals_sisdr.get_lines()[1]
+    assert identity.get_label() == "separator output"
+    np.testing.assert_allclose(
+        identity.get_ydata(), fx.value("synthetic", "vocals", "identity", "si_sdr")
+    )
+
+
+def test_spectrogram_example_phase_error_is_known(tmp_path):
+    sample_rate, n = 8000, 8000
+    t = np.arange(n) / sample_rate
+    clean = np.sin(2 * np.pi * 500 * t).astype(np.float32)
+    path = tmp_path / "example.npz"
+    # Scaling keeps the phase (error 0); negation shifts it by pi (error pi).
+    np.savez(path, clean=clean, separated=0.5 * clean, enhanced=-clean, sample_rate=sample_rate)
+    example = rio.load_spectrogram_example(path, sample_rate, n_fft=256, hop_length=64)
+    np.testing.assert_allclose(np.nanmax(example.phase_error["separated"]), 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.nanmin(example.phase_error["enhanced"]), np.pi, atol=1e-4)
+    audible = example.clean_db > example.clean_db.max() - 60.0
+    difference = (example.db["clean"] - example.db["separated"])[audible]
+    np.testing.assert_allclose(difference, 20 * np.log10(2), atol=1e-3)
+    assert example.seconds == pytest.approx(1.0, abs=0.02)
+
+
+def test_result_names_are_read_loosely():
+    assert rio.system_steps("stemprover@25") == 25
+    assert rio.system_steps("regression") is None
+    assert rio.system_label("stemprover@1") == "StemProver (1 step)"
+    assert rio.metric_label("SI-SDR") == rio.metric_label("si_sdr") == "SI-SDR (dB)"
