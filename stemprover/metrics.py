@@ -174,6 +174,8 @@ def pesq_wb(est, ref, sample_rate: int) -> float:
     from pesq import NoUtterancesError, pesq
 
     est, ref = _speech_pair(est, ref, sample_rate)
+    if not np.any(ref):
+        return float("nan")
     try:
         return float(pesq(SPEECH_RATE, ref, est, "wb"))
     except NoUtterancesError:
