@@ -7,9 +7,9 @@ Signals are numpy arrays ``(n_samples,)`` or ``(n_channels, n_samples)``; estima
 reference must have the same shape. Scores are in dB unless stated otherwise.
 
 * SI-SDR (Le Roux et al. 2019), per channel, averaged.
-* SDR/SIR/SAR: museval's BSSEval v4 (1 s windows, framewise median over non-silent
-  windows, what SiSEC and the paper report) and fast_bss_eval (whole signal, fast enough to
-  run during training). Both use 512-tap distortion filters.
+* SDR/SIR/SAR: museval's BSSEval v4 (1 s windows, median over the windows without an
+  all-zero source, what SiSEC and the paper report) and fast_bss_eval (whole signal,
+  fast enough to run during training). Both use 512-tap distortion filters.
 * PESQ wideband and STOI/ESTOI on mono audio resampled to 16 kHz.
 * LSD, multi-resolution STFT distance, per-band and high-band energy errors.
 """
@@ -131,8 +131,9 @@ def bss_eval(
         window_seconds: Window length in seconds.
 
     Returns:
-        stem -> {"sdr", "sir", "sar", "isr"} medians in dB over windows where the
-        reference is not silent (nan if all windows are silent).
+        stem -> {"sdr", "sir", "sar", "isr"} medians in dB over the windows where no
+        reference and no estimate is all zeros (museval scores the others nan); nan if
+        every window is.
     """
     import museval
 
