@@ -88,6 +88,8 @@ def _check_path(path: Path) -> None:
         raise StemproverError(f"{path}: is a directory, expected an audio file")
     if path.stat().st_size == 0:
         raise StemproverError(f"{path}: empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise StemproverError(f"{path}: permission denied")
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
@@ -220,9 +222,14 @@ def save_audio(
         raise StemproverError(f"{path}: unsupported audio file extension {path.suffix!r}")
     if subtype is None or not sf.check_format(format_name, subtype):
         subtype = sf.default_subtype(format_name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+        os.close(handle)
+    except OSError as err:
+        raise StemproverError(f"{path}: could not write audio ({err.strerror})") from err
     try:
         sf.write(tmp_name, audio.T, int(sample_rate), subtype=subtype, format=format_name)
         os.replace(tmp_name, path)

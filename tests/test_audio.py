@@ -170,6 +170,9 @@ def test_save_validates_before_writing(tmp_path):
     with pytest.raises(StemproverError, match="extension"):
         save_audio(tmp_path / "x.xyz", np.zeros(10), SR)
     assert os.listdir(tmp_path) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StemproverError, match="could not write audio"):
+        save_audio(tmp_path / "file" / "x.wav", np.zeros(10), SR)
 
 
 def test_channel_helpers():
