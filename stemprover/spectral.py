@@ -197,7 +197,8 @@ class Representation:
         ``(B, 2, F, T)`` (cosine and sine of an angle; zeros when there is no phase)."""
         raise NotImplementedError
 
-    __call__ = forward
+    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.forward(spec)
 
     def _check_image(self, image: torch.Tensor) -> None:
         if image.dim() < 3 or image.shape[-3] != self.channels:

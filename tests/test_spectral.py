@@ -61,6 +61,7 @@ def test_representations_round_trip(case, name):
     image = rep.forward(spec)
     assert image.shape == (2, rep.channels, cfg.n_freqs, spec.shape[-1])
     assert not image.is_complex()
+    assert torch.equal(rep(spec), image)
     phase = spec.angle() if name == "magnitude" else None
     assert _rel_err(rep.inverse(image, phase), spec) <= 1e-5
     back = image_to_wave(wave_to_image(wave, rep), rep, n_samples, phase=phase)
