@@ -31,7 +31,7 @@ class LossConfig:
     """Weight of each loss term and the settings of the phase-aware terms."""
 
     diffusion: float = 1.0  # the denoising objective carries the generative model
-    complex: float = 0.5  # compressed complex error ties magnitude and phase together (SGMSE+)
+    complex: float = 0.5  # compressed complex error: magnitude and phase in one term (Wilson 2018)
     phase_cosine: float = 0.2  # phase error counted where the clean stem has energy
     inst_freq: float = 0.1  # IF keeps partials steady across frames (smearing shows up here)
     mrstft: float = 0.2  # waveform-level check after iSTFT, several time/frequency trade-offs
@@ -42,6 +42,25 @@ class LossConfig:
     magnitude_power: float = 0.5  # phase/IF weight |S_clean|^p: p<1 lets quiet partials count
     min_snr_gamma: float = 5.0  # Min-SNR-γ weighting of the diffusion loss (Hang 2023); 0 = off
     clean_weighting: Literal["none", "alpha_bar"] = "alpha_bar"  # x0 at high noise is a guess
+
+    def __post_init__(self) -> None:
+        names = ("diffusion", "complex", "phase_cosine", "inst_freq", "mrstft", "min_snr_gamma")
+        negative = [name for name in names if getattr(self, name) < 0]
+        if negative:
+            raise StemproverError(f"LossConfig: {', '.join(negative)} must not be negative")
+        if not 0 < self.compress_alpha <= 1 or not 0 <= self.complex_mag_weight <= 1:
+            raise StemproverError(
+                "LossConfig: need 0 < compress_alpha <= 1, 0 <= complex_mag_weight <= 1"
+            )
+        if self.magnitude_power < 0:
+            raise StemproverError("LossConfig: magnitude_power must not be negative")
+        if not self.mrstft_resolutions or any(
+            len(r) != 2 or not 1 <= r[1] <= r[0] for r in self.mrstft_resolutions
+        ):
+            raise StemproverError(
+                f"LossConfig: mrstft_resolutions must be (n_fft, hop_length) pairs with "
+                f"1 <= hop_length <= n_fft, got {self.mrstft_resolutions}"
+            )
 
 
 # ----------------------------------------------------------------------------- diffusion

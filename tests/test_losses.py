@@ -11,6 +11,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from stemprover.config import build
+from stemprover.errors import StemproverError
 from stemprover.losses import (
     LossConfig,
     PhaseAwareLoss,
@@ -308,3 +309,18 @@ def test_diffusion_terms_are_zero_for_a_perfect_model(prediction_type):
     )
     assert all(float(v) > 0 for v in wrong_terms.values())
     assert np.isfinite(float(wrong))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"phase_cosine": -1.0},
+        {"compress_alpha": 0.0},
+        {"mrstft_resolutions": [[64, 128]]},
+        {"frequency_weighting": "b"},
+        {"unknown": 1},
+    ],
+)
+def test_bad_loss_configs_are_rejected(values):
+    with pytest.raises(StemproverError):
+        build(LossConfig, values)
