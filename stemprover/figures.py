@@ -128,18 +128,20 @@ def phase_error_bands(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[
     """Magnitude error and phase deviation per band, one line per separator (from 01)."""
     source, table = rio.phase_band_table(profile)
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(6.5, 2.4), sharex=True)
-    for separator, rows in table.groupby("separator", sort=True):
+    fig, axes = plt.subplots(1, 2, figsize=(6.5, 3.0), sharex=True)
+    for k, (separator, rows) in enumerate(table.groupby("separator", sort=False)):
         rows = rows.sort_values("f_center")
-        axes[0].plot(rows["f_center"], rows["mag_error_db"], marker="o", label=separator)
-        axes[1].plot(rows["f_center"], rows["phase_dev"], marker="o", label=separator)
+        # Eight colours, then the same colours dashed: every separator stays distinguishable.
+        style = dict(color=f"C{k % 8}", linestyle="-" if k < 8 else "--", marker=".")
+        axes[0].plot(rows["f_center"], rows["mag_error_db"], label=separator, **style)
+        axes[1].plot(rows["f_center"], rows["phase_dev"], **style)
     axes[0].set_ylabel("magnitude error (dB)")
     axes[1].set_ylabel("phase deviation (rad)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("band centre (Hz)")
     axes[1].axvline(4000.0, color="0.5", linestyle=":", linewidth=0.8)
-    axes[1].legend(ncol=2, loc="upper left", fontsize=6.5)
+    fig.legend(loc="outside lower center", ncol=min(6, table["separator"].nunique()))
     return _save(fig, out_dir, "phase_error_bands"), [source]
 
 
@@ -242,29 +244,46 @@ def performance(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, 
 
 
 def detector_maps(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, list[Path]]:
-    """The per-band, per-frame score of each artifact detector on one separated stem."""
+    """Per-band, per-frame scores of the four artifact detectors on separated vocals (01)."""
+    from stemprover.separators.base import stft_size
+
     source = rio.find_npz(profile, "01_phase_analysis", ("band_edges_hz",))
-    maps, edges, seconds, title = rio.load_detector_maps(source)
+    rows = rio.load_detector_maps(source)
+    # The detectors use a hop of a quarter of their STFT size at the analysis rate.
+    hop_seconds = (stft_size(cfg.sample_rate) // 4) / cfg.sample_rate
+    n_cols = max(len(r.maps) for r in rows)
     plt = _plt()
-    fig, axes = plt.subplots(1, len(maps), figsize=(6.5, 1.9), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows),
+        n_cols,
+        figsize=(6.5, 0.4 + 1.45 * len(rows)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
     image = None
-    for ax, (artifact, values) in zip(axes[0], maps.items()):
-        image = ax.pcolormesh(
-            np.linspace(0.0, seconds, values.shape[1] + 1),
-            edges / 1000.0,
-            values,
-            vmin=0.0,
-            vmax=1.0,
-            cmap="magma",
-            shading="flat",
-        )
-        ax.set_title(artifact.replace("_", " "))
-        ax.set_xlabel("time (s)")
-        ax.grid(False)
-    axes[0, 0].set_ylabel("kHz")
-    fig.colorbar(image, ax=axes[0, :], label="score", shrink=0.9)
-    if title:
-        fig.suptitle(title, fontsize=8)
+    for i, row in enumerate(rows):
+        for j, (artifact, values) in enumerate(row.maps.items()):
+            ax = axes[i, j]
+            image = ax.pcolormesh(
+                np.arange(values.shape[1] + 1) * hop_seconds,
+                row.band_edges_hz[: values.shape[0] + 1] / 1000.0,
+                values,
+                vmin=0.0,
+                vmax=1.0,
+                cmap="magma",
+                shading="flat",
+                edgecolors="none",
+                antialiased=False,
+                rasterized=True,  # hundreds of frames: one image, not a mesh of cells
+            )
+            ax.grid(False)
+            if i == 0:
+                ax.set_title(artifact.replace("_", " "))
+            if i == len(rows) - 1:
+                ax.set_xlabel("time (s)")
+        axes[i, 0].set_ylabel(f"{row.separator}\nkHz")
+    fig.colorbar(image, ax=axes, label="score", shrink=0.8)
     return _save(fig, out_dir, "detector_maps"), [source]
 
 
@@ -330,7 +349,7 @@ def draw_all(profile: str, cfg: FiguresConfig | None = None, only=None) -> dict[
             continue
         manifest["figures"][name] = {
             "file": str(path.relative_to(root)),
-            "inputs": sorted(str(p.relative_to(root)) for p in inputs),
+            "inputs": sorted({str(p.relative_to(root)) for p in inputs}),
         }
     target = results_dir(profile, STAGE) / "manifest.json"
     target.write_text(json.dumps(manifest, indent=2) + "\n")

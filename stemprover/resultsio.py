@@ -98,7 +98,7 @@ def find_npz(profile: str, stage: str, keys: tuple[str, ...]) -> Path:
     """The first ``.npz`` under the stage folder that holds all ``keys``."""
     for path in _stage_files(profile, stage, "*.npz"):
         with np.load(path, allow_pickle=False) as data:
-            if all(any(f == k or f.startswith(f"{k}_") for f in data.files) for k in keys):
+            if all(any(f == k or f.endswith(f"/{k}") for f in data.files) for k in keys):
                 return path
     raise StemproverError(
         f"missing input: no .npz with {', '.join(keys)} under results/{profile}/{stage_name(stage)}"
@@ -246,31 +246,41 @@ def phase_band_table(profile: str) -> tuple[Path, pd.DataFrame]:
     )
 
 
-def load_detector_maps(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, float, str]:
-    """``({artifact: map (n_bands, n_frames) in [0, 1]}, band_edges_hz, seconds, title)``."""
+DETECTOR_SEPARATORS = ("htdemucs", "openunmix", "hpss", "nmf", "repet")
+"""Separators whose detector maps the figure prefers: real separators before oracles."""
+
+
+@dataclass
+class DetectorMaps:
+    """Detector maps of one separated stem."""
+
+    separator: str
+    maps: dict[str, np.ndarray]  # artifact -> score map (n_bands, n_frames) in [0, 1]
+    band_edges_hz: np.ndarray  # (n_bands + 1,)
+
+
+def load_detector_maps(path: Path, max_separators: int = 3) -> list[DetectorMaps]:
+    """Read ``detector_maps.npz``: keys ``<separator>/<artifact>`` and
+    ``<separator>/band_edges_hz`` (or, for one separator, ``<artifact>`` and ``band_edges_hz``).
+
+    Returns:
+        Up to ``max_separators`` entries, real separators first.
+    """
     with np.load(path, allow_pickle=False) as data:
-        files = set(data.files)
-        maps = {}
-        for artifact in ARTIFACTS:
-            key = next(
-                (k for k in (artifact, f"maps_{artifact}", f"map_{artifact}") if k in files), None
-            )
-            if key is not None:
-                maps[artifact] = np.asarray(data[key], dtype=np.float64)
-        edges = np.asarray(data["band_edges_hz"], dtype=np.float64)
-        n_frames = next(iter(maps.values())).shape[1] if maps else 0
-        if "seconds" in files:
-            seconds = float(data["seconds"])
-        elif "hop_seconds" in files:
-            seconds = float(data["hop_seconds"]) * n_frames
-        else:
-            seconds = float(n_frames)
-        title = " / ".join(str(data[k]) for k in ("separator", "artifact", "stem") if k in files)
-    if not maps:
-        raise StemproverError(f"{path}: no detector maps (keys named after {', '.join(ARTIFACTS)})")
-    if len(edges) == next(iter(maps.values())).shape[0]:
-        edges = np.append(edges, edges[-1] * 2 - edges[-2] if len(edges) > 1 else edges[-1] + 1)
-    return maps, edges, seconds, title
+        groups: dict[str, dict[str, np.ndarray]] = {}
+        for key in data.files:
+            separator, _, name = key.rpartition("/")
+            groups.setdefault(separator, {})[name] = np.asarray(data[key], dtype=np.float64)
+    found = []
+    for separator, arrays in groups.items():
+        maps = {a: arrays[a] for a in ARTIFACTS if a in arrays}
+        if maps and "band_edges_hz" in arrays:
+            found.append(DetectorMaps(separator or "separated", maps, arrays["band_edges_hz"]))
+    if not found:
+        raise StemproverError(f"{path}: no detector maps with band_edges_hz")
+    rank = {name: i for i, name in enumerate(DETECTOR_SEPARATORS)}
+    found.sort(key=lambda d: (rank.get(d.separator, len(rank)), d.separator))
+    return found[:max_separators]
 
 
 # ---------------------------------------------------------------- 06 and 07
@@ -340,7 +350,10 @@ def memory_curve(profile: str) -> tuple[Path, str, pd.DataFrame] | None:
 
 
 def loss_curves(profile: str) -> dict[str, list[tuple[str, Path, pd.DataFrame]]]:
-    """``{stage: [(run label, csv, table with step, loss)]}`` for stages 03 and 04."""
+    """``{stage: [(run label, csv, table with step, loss)]}`` for stages 03 and 04.
+
+    A ``phase`` column (``train_log.csv``) splits one file into one curve per training phase.
+    """
     curves: dict[str, list[tuple[str, Path, pd.DataFrame]]] = {}
     for stage in ("03_base_pretraining", "04_lora_training"):
         for path in _stage_files(profile, stage, "*.csv"):
@@ -351,8 +364,13 @@ def loss_curves(profile: str) -> dict[str, list[tuple[str, Path, pd.DataFrame]]]
             )
             if "step" not in columns or loss is None or table.empty:
                 continue
-            table = table[[columns["step"], loss]].set_axis(["step", "loss"], axis=1).dropna()
-            curves.setdefault(stage, []).append((path.stem.replace("_", " "), path, table))
+            run = columns.get("phase")
+            for name, rows in table.groupby(run, sort=False) if run else [(path.stem, table)]:
+                rows = rows[[columns["step"], loss]].set_axis(["step", "loss"], axis=1)
+                rows = rows.apply(pd.to_numeric, errors="coerce").dropna()
+                if not rows.empty:
+                    label = str(name).replace("_", " ")
+                    curves.setdefault(stage, []).append((label, path, rows))
     if not curves:
         raise StemproverError(
             f"missing input: no loss CSV (columns step, loss) under results/{profile}/03 or 04"

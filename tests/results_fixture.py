@@ -132,14 +132,15 @@ def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = (
         ]
         pd.DataFrame(
             rows, columns=["separator", "stem", "f_low", "f_high", "mag_error_db", "phase_dev"]
-        ).to_csv(pa / "phase_by_band.csv", index=False)
+        ).to_csv(pa / "band_means.csv", index=False)
         maps = {
-            a: rng.uniform(size=(6, 20))
+            f"{sep}/{a}": rng.uniform(size=(6, 20))
+            for sep in ("irm1", "htdemucs")
             for a in ("hf_loss", "musical_noise", "bleed", "phase_smear")
         }
-        np.savez(
-            pa / "detector_maps.npz", band_edges_hz=np.array(edges, float), seconds=2.0, **maps
-        )
+        for sep in ("irm1", "htdemucs"):
+            maps[f"{sep}/band_edges_hz"] = np.array(edges, float)
+        np.savez(pa / "detector_maps.npz", **maps)
     if "02" not in skip:
         (res / "02_paired_dataset").mkdir(parents=True)
         (res / "02_paired_dataset" / "dataset_card.json").write_text(
@@ -184,7 +185,13 @@ def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = (
             continue
         folder = res / stage
         folder.mkdir(parents=True)
-        pd.DataFrame({"step": np.arange(50), "loss": np.linspace(1.0, 0.1, 50)}).to_csv(
-            folder / "losses.csv", index=False
-        )
+        steps = np.tile(np.arange(25), 2)
+        pd.DataFrame(
+            {
+                "phase": np.repeat(["base", "lora"], 25),
+                "step": steps,
+                "lr": 1e-3,
+                "loss": np.linspace(1.0, 0.1, 50),
+            }
+        ).to_csv(folder / "train_log.csv", index=False)
     return res

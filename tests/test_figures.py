@@ -29,8 +29,8 @@ def test_every_figure_is_drawn_with_its_inputs_recorded(root):
         "results/cpu/05_evaluation/aggregate.csv"
     ]
     assert manifest["figures"]["training_curves"]["inputs"] == [
-        "results/cpu/03_base_pretraining/losses.csv",
-        "results/cpu/04_lora_training/losses.csv",
+        "results/cpu/03_base_pretraining/train_log.csv",
+        "results/cpu/04_lora_training/train_log.csv",
     ]
 
 
@@ -43,14 +43,14 @@ def test_smoke_never_writes_the_committed_figures(root):
 
 def test_missing_input_skips_in_smoke_and_raises_otherwise(root, capsys):
     fx.write_results(root, "smoke", skip=("06",))
-    done = figures.draw_all("smoke")
-    assert done["skipped"] == ["ablations"]
+    done = figures.draw_all("smoke", only=["ablations", "training_curves"])
+    assert done == {"made": ["training_curves"], "skipped": ["ablations"]}
     assert "skipped ablations: missing input results/smoke/06_ablations/ablations.csv" in (
         capsys.readouterr().out
     )
     fx.write_results(root, "cpu", skip=("07",))
     with pytest.raises(StemproverError, match="figure performance: missing input"):
-        figures.draw_all("cpu")
+        figures.draw_all("cpu", only=["performance"])
 
 
 def test_metric_vs_steps_plots_the_stored_means(root, monkeypatch):
