@@ -87,11 +87,12 @@ def stft(wave: torch.Tensor, cfg: StftConfig) -> torch.Tensor:
         cfg: STFT settings. With ``center`` the signal is zero-padded by ``n_fft // 2``.
 
     Returns:
-        Complex tensor ``(..., n_freqs, n_frames)``; complex128 for float64 input.
+        Complex tensor ``(..., n_freqs, n_frames)``; complex128 for float64 input,
+        complex64 otherwise (half-precision input is computed in float32).
     """
     wave = torch.as_tensor(wave)
-    if not wave.is_floating_point():
-        wave = wave.float()
+    if not wave.is_floating_point() or wave.dtype in (torch.float16, torch.bfloat16):
+        wave = wave.float()  # torch's FFT has no half-precision path on CPU
     lead, n_samples = wave.shape[:-1], wave.shape[-1]
     if n_samples == 0 or (not cfg.center and n_samples < cfg.n_fft):
         raise StemproverError(

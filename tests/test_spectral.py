@@ -144,6 +144,7 @@ def test_stft_accepts_numpy_and_reports_frames():
     assert spec.shape == (2, 257, n_frames(1000, cfg)) == (2, 257, 8)
     assert n_frames(1000, StftConfig(512, 128, center=False)) == 4
     assert stft(torch.zeros(1000), StftConfig(512, 128, center=False)).shape[-1] == 4
+    assert stft(torch.zeros(1000, dtype=torch.bfloat16), cfg).dtype == torch.complex64
 
 
 @pytest.mark.parametrize(
