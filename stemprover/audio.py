@@ -13,6 +13,7 @@ is renamed over the target with ``os.replace``, so a failed write leaves nothing
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -170,6 +171,8 @@ def load_stems(path: PathLike) -> tuple[dict[str, np.ndarray], int]:
 
     path = Path(path)
     _check_path(path)
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        raise StemproverError(f"{path}: reading stem files needs ffmpeg and ffprobe on the PATH")
     try:
         data, rate = stempeg.read_stems(str(path), dtype=np.float32, always_3d=True)
     except Exception as err:  # stempeg wraps ffmpeg; any failure means an unreadable file
