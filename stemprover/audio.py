@@ -13,6 +13,7 @@ is renamed over the target with ``os.replace``, so a failed write leaves nothing
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -93,12 +94,27 @@ def _check_path(path: Path) -> None:
         raise StemproverError(f"{path}: permission denied")
 
 
+_DATA_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMED_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # written by tools that stream to a pipe
+
+
+def _header_promises_more_data(extra_info: str) -> bool:
+    """True when a WAV/AIFF data chunk claims more bytes than the file holds.
+
+    libsndfile reads such a file up to its end and only notes "(should be N)" in its log;
+    a cut-off download must not pass silently. Placeholder sizes of streamed files are fine.
+    """
+    match = _DATA_CHUNK.search(extra_info)
+    if match is None:
+        return False
+    declared, actual = int(match.group(1)), int(match.group(2))
+    return declared > actual and declared not in _STREAMED_SIZES
+
+
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
     try:
         info = sf.info(str(path))
-        # libsndfile clamps a WAV/AIFF whose header promises more data than the file holds
-        # and notes "(should be N)" in its log; a cut-off download must not pass silently.
-        if "should be" in info.extra_info and info.format in ("WAV", "WAVEX", "AIFF", "RF64"):
+        if _header_promises_more_data(info.extra_info):
             raise StemproverError(f"{path}: truncated audio file (header and size disagree)")
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except StemproverError:

@@ -76,6 +76,12 @@ def _truncated_wav(tmp_path):
     return _write_bytes(tmp_path / "cut.wav", data[: len(data) // 2])
 
 
+def _truncated_aiff(tmp_path):
+    sf.write(tmp_path / "full.aiff", np.zeros((4000, 2), np.float32), SR)
+    data = (tmp_path / "full.aiff").read_bytes()
+    return _write_bytes(tmp_path / "cut.aiff", data[: len(data) // 2])
+
+
 def _nan_wav(tmp_path):
     samples = np.zeros((1000, 1), np.float32)
     samples[10] = np.nan
@@ -99,6 +105,7 @@ BAD_FILES = {
     "empty": (lambda p: _write_bytes(p / "empty.wav", b""), "empty file"),
     "text": (lambda p: _write_bytes(p / "notes.wav", b"not audio at all\n" * 20), "not a readable"),
     "truncated": (_truncated_wav, "truncated"),
+    "truncated aiff": (_truncated_aiff, "truncated"),
     "no samples": (_header_only, "no samples"),
     "nan": (_nan_wav, "NaN or infinite"),
     "three channels": (_three_channels, "3 channels"),
@@ -113,6 +120,18 @@ def test_bad_files_raise_one_line_errors_naming_the_file(tmp_path, case):
         load_audio(path)
     message = str(info.value)
     assert expected in message and str(path) in message and "\n" not in message
+
+
+def test_streamed_wav_with_placeholder_size_loads(tmp_path):
+    # Tools writing WAV to a pipe cannot seek back, so they leave 0xFFFFFFFF as data size.
+    path = tmp_path / "piped.wav"
+    sf.write(path, np.full((800, 1), 0.25, np.float32), SR, subtype="FLOAT")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    audio, _ = load_audio(path)
+    assert audio.shape == (1, 800) and np.all(audio == 0.25)
 
 
 def test_too_short_for_one_frame(tmp_path):
