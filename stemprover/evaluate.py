@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from stemprover.bsseval import ReferenceBssEval
 from stemprover.config import to_dict
 from stemprover.constants import STEMS
 from stemprover.errors import StemproverError
@@ -191,21 +192,29 @@ def resolve_separator(spec: str, profile: str) -> str:
 
 
 def score_item(
-    item: TestItem, system: str, estimates: dict[str, np.ndarray], cfg: EvaluationConfig
+    item: TestItem,
+    system: str,
+    estimates: dict[str, np.ndarray],
+    cfg: EvaluationConfig,
+    bss: ReferenceBssEval | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """All metrics of one system on one item.
+
+    Args:
+        bss: BSSEval scorer of this item's references (built when None; pass one to
+            share its factorisation between systems).
 
     Returns:
         ``(rows, band_rows)``: long per-track rows and per-octave-band phase deviation rows.
     """
-    from stemprover.metrics import bss_eval, evaluate_pair
+    from stemprover.metrics import evaluate_pair
     from stemprover.phase import phase_report
     from stemprover.spectral import StftConfig
 
     stft_cfg = StftConfig(n_fft=cfg.n_fft, hop_length=cfg.hop_length)
     refs = {s: item.clean[s] for s in cfg.stems}
     ests = {s: _fit(estimates[s], refs[s]) for s in cfg.stems}
-    bss = bss_eval(ests, refs, item.sample_rate)
+    bss = (bss or ReferenceBssEval(refs, item.sample_rate))(ests)
     base = {"testset": item.testset, "system": system, "track": item.key}
     base["separator"] = item.separator
     rows, band_rows = [], []
@@ -258,11 +267,12 @@ def evaluate_items(
     seconds = dict.fromkeys(systems, 0.0)
     for item in tqdm(items, desc="evaluate", unit="item"):
         outputs = {}
+        bss = ReferenceBssEval({s: item.clean[s] for s in cfg.stems}, item.sample_rate)
         for name, system in systems.items():
             start = time.perf_counter()
             outputs[name] = system(item)
             seconds[name] += time.perf_counter() - start
-            new_rows, new_bands = score_item(item, name, outputs[name], cfg)
+            new_rows, new_bands = score_item(item, name, outputs[name], cfg, bss)
             rows += new_rows
             band_rows += new_bands
         if keep(item) and item.testset not in kept:
