@@ -189,7 +189,7 @@ def metric_vs_steps(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Pa
 
 
 def ablations(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, list[Path]]:
-    """One horizontal bar per ablation row (with its CI when given), grouped by axis."""
+    """One bar per ablation row (95% CI), coloured by factor; dashed: the reference row."""
     source = rio.stage_file(profile, "06_ablations", "ablations.csv")
     table = rio.ablation_table(source, cfg.ablation_metric)
     plt = _plt()
@@ -201,8 +201,12 @@ def ablations(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, li
     err = np.vstack([table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]])
     err = np.where(has_ci.to_numpy(), err, 0.0)
     ax.barh(positions, table["mean"], color=colors, xerr=err, height=0.7)
-    ax.set_yticks(positions, [f"{g}: {v}" for g, v in zip(table["group"], table["variant"])])
+    labels = [g if g == v else f"{g}: {v}" for g, v in zip(table["group"], table["variant"])]
+    ax.set_yticks(positions, [label.replace("_", " ") for label in labels])
     ax.axvline(0.0, color="0.3", linewidth=0.6)
+    reference = table[table["group"] == "reference"]
+    if not reference.empty:
+        ax.axvline(reference["mean"].iloc[0], color="0.3", linestyle="--", linewidth=0.8)
     ax.set_xlabel(rio.metric_label(table.attrs["metric"]))
     ax.grid(axis="y", visible=False)
     return _save(fig, out_dir, "ablations"), [source]

@@ -151,9 +151,9 @@ def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = (
         ab.mkdir(parents=True)
         pd.DataFrame(
             {
-                "name": ["reference", "full", "rank_4", "rank_16"],
-                "factor": ["finetuning", "finetuning", "lora_rank", "lora_rank"],
-                "setting": ["lora", "full", "4", "16"],
+                "name": ["reference", "finetuning=full", "lora_rank=8", "lora_rank=16"],
+                "factor": ["reference", "finetuning", "lora_rank", "lora_rank"],
+                "setting": ["reference", "full", "8", "16"],
                 "si_sdr": [1.0, 0.5, 0.8, 1.1],
                 "si_sdr_ci_low": [0.5, 0.1, 0.4, 0.7],
                 "si_sdr_ci_high": [1.5, 0.9, 1.2, 1.5],

@@ -161,3 +161,13 @@ def test_readme_headline_is_generated_between_the_markers(root):
     readme.write_text("no markers\n")
     with pytest.raises(StemproverError, match="headline:start"):
         update_readme("cpu")
+
+
+def test_ablation_sentence_compares_each_change_with_the_reference(root):
+    fx.write_results(root, "cpu")
+    text = claims.claims(data.load("cpu"), [])["spClaimAblations"]
+    # reference 1.0 dB; full -0.5, rank 8 -0.2, rank 16 +0.1 (see results_fixture)
+    assert "reaches 1.00~dB" in text
+    assert "2 lower it, most of all finetuning = full (\\ensuremath{-}0.50~dB)" in text
+    assert "1 raise it, most of all lora rank = 16 (+0.10~dB)" in text
+    assert "3 of the 3 changed rows lie inside" in text  # 0.5 sits on the lower bound
