@@ -69,24 +69,28 @@ def openunmix_module(name: str) -> types.ModuleType:
 
 
 def default_model_kwargs(kind: str, sample_rate: int, size: str = "small") -> dict[str, Any]:
-    """Model sizes per profile: ``tiny`` (smoke), ``small`` (cpu), ``base`` (gpu)."""
-    n_fft = stft_size(sample_rate, 4096 / 44100)
+    """Model sizes per profile: ``tiny`` (smoke), ``small`` (cpu), ``base`` (gpu).
+
+    STFT sizes keep their duration across sample rates: ~46 ms for tiny/small, ~93 ms
+    (the packages' 4096 at 44.1 kHz) for base.
+    """
+    if size not in ("tiny", "small", "base"):
+        raise StemproverError(f"unknown neural size {size!r}; choose tiny, small or base")
+    n_fft = stft_size(sample_rate, (4096 if size == "base" else 2048) / 44100)
     if kind == "htdemucs":
-        channels = {"tiny": 8, "small": 16, "base": 32}[size]
-        depth = {"tiny": 2, "small": 3, "base": 4}[size]
         return {
-            "channels": channels,
-            "depth": depth,
+            "channels": {"tiny": 8, "small": 16, "base": 48}[size],
+            "depth": {"tiny": 3, "small": 3, "base": 4}[size],
             "nfft": n_fft,
-            "t_layers": {"tiny": 1, "small": 2, "base": 4}[size],
-            "t_heads": 4 if size != "tiny" else 2,
+            "t_layers": {"tiny": 1, "small": 2, "base": 5}[size],
+            "t_heads": {"tiny": 2, "small": 4, "base": 8}[size],
             "dconv_depth": 1 if size == "tiny" else 2,
-            "bottom_channels": 0,
+            "bottom_channels": 0 if size != "base" else 512,
             "segment": 2.0,
         }
     if kind == "openunmix":
         return {
-            "hidden_size": {"tiny": 32, "small": 128, "base": 512}[size],
+            "hidden_size": {"tiny": 16, "small": 128, "base": 512}[size],
             "nb_layers": {"tiny": 1, "small": 2, "base": 3}[size],
             "n_fft": n_fft,
             # Open-Unmix models only bins below 16 kHz at 44.1 kHz (its own band limit).
@@ -215,8 +219,9 @@ class HTDemucsSeparator(NeuralSeparator):
     def run(self, mixture):
         from demucs.apply import apply_model
 
-        return apply_model(self.model, mixture, split=True, overlap=0.25, device=self.device,
-                           segment=float(self.model.segment))
+        # shifts=0: Demucs' random time shifts would draw from Python's global RNG.
+        return apply_model(self.model, mixture, shifts=0, split=True, overlap=0.25,
+                           device=self.device, segment=float(self.model.segment))
 
 
 @register("openunmix")

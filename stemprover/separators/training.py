@@ -143,7 +143,7 @@ def train_neural_separator(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
     elapsed = time.perf_counter() - start
     tail = losses[-max(1, steps // 10):]
