@@ -133,6 +133,18 @@ def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = (
         pd.DataFrame(
             rows, columns=["separator", "stem", "f_low", "f_high", "mag_error_db", "phase_dev"]
         ).to_csv(pa / "band_means.csv", index=False)
+        pd.DataFrame(
+            {
+                "separator": ["irm1", "hpss"],
+                "si_sdr": [10.0, -4.5],
+                "mag_error_db": [3.0, 6.0],
+                "phase_dev": [0.5, 0.9],
+                "score_hf_loss": [0.1, 0.2],
+                "score_musical_noise": [0.3, 0.6],
+                "score_bleed": [0.4, 0.1],
+                "score_phase_smear": [0.2, 0.3],
+            }
+        ).to_csv(pa / "by_separator.csv", index=False)
         maps = {
             f"{sep}/{a}": rng.uniform(size=(6, 20))
             for sep in ("irm1", "htdemucs")

@@ -53,6 +53,7 @@ class PaperData:
     significance: pd.DataFrame | None = None
     per_track: pd.DataFrame | None = None
     ablations: pd.DataFrame | None = None
+    separators: pd.DataFrame | None = None  # 01's by_separator.csv
     summary: dict | None = None
     dataset_card: dict | None = None
     params: dict = field(default_factory=dict)
@@ -191,6 +192,9 @@ def load(profile: str, strict: bool | None = None) -> PaperData:
     data.per_track = _read_optional(evaluation / "per_track.csv", pd.read_csv, missing)
     data.ablations = _read_optional(
         results / "06_ablations" / "ablations.csv", pd.read_csv, missing
+    )
+    data.separators = _read_optional(
+        results / "01_phase_analysis" / "by_separator.csv", pd.read_csv, missing
     )
     data.summary = _read_optional(
         results / "07_performance" / "summary.json", rio.read_summary, missing

@@ -183,9 +183,34 @@ def targets(found: list[Target]) -> str:
     return _tabular("p{0.32\\linewidth}lll", ["target", "criterion", "measured", "status"], rows)
 
 
+def separators(data: PaperData) -> str:
+    """Stage 01: each separator's SI-SDR, magnitude error, phase deviation and detector scores."""
+    table = data.separators
+    if table is None or table.empty:
+        return _tabular("l", ["no phase analysis results in this run"], [])
+    scores = [c for c in table.columns if c.startswith("score_")]
+    columns = [c for c in ("si_sdr", "mag_error_db", "phase_dev") if c in table.columns]
+    labels = {
+        "si_sdr": "SI-SDR (dB)",
+        "mag_error_db": "mag. error (dB)",
+        "phase_dev": "phase dev. (rad)",
+    }
+    header = ["separator", *(labels[c] for c in columns)]
+    header += [escape(c.removeprefix("score_").replace("_", " ")) for c in scores]
+    rows = []
+    for r in table.itertuples(index=False):
+        r = r._asdict()
+        cells = [fmt(float(r[c]), 3 if c == "phase_dev" else 1) for c in columns]
+        values = [float(r[c]) for c in scores]
+        marks = _bold_best([fmt(v, 2) for v in values], values, True, [False] * len(values))
+        rows.append([escape(r["separator"]), *cells, *marks])
+    return _tabular("l" + "r" * (len(columns) + len(scores)), header, rows)
+
+
 def all_tables(data: PaperData, found: list[Target]) -> dict[str, str]:
     """``{file stem: tabular}`` for every generated table."""
     return {
+        "separators": separators(data),
         "headline": headline(data),
         "gains": gains(data),
         "quality": quality(data),
