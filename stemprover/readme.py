@@ -65,9 +65,9 @@ def headline_markdown(data: PaperData) -> str:
     lines = [
         f"Profile `{data.profile}` (commit `{git_hash()}`), from "
         f"`results/{data.profile}/05_evaluation/aggregate.csv` and `significance.csv`. "
-        f"Gains of {main} over the separator output (dB), paired over tracks, "
-        "with bootstrap 95% confidence intervals; the last column is the separator output's "
-        "own SI-SDR.",
+        f"Gains of {main} over the separator output (dB), paired over tracks, with "
+        "bootstrap 95% confidence intervals; *separator SI-SDR* is the separator output's own "
+        "SI-SDR (dB), *tracks* the number of test excerpts.",
         "",
         "| test set | stem | ΔSI-SDR [95% CI] | ΔSDR [95% CI] | separator SI-SDR | tracks |",
         "|---|---|---|---|---|---|",
