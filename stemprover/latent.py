@@ -325,7 +325,8 @@ def reconstruction_report(
         batch_size: Waves per forward pass.
 
     Returns:
-        Means over the waves of ``image_mse`` (image units), ``si_sdr_db``, ``lsd_db`` and
+        Means over the waves of ``image_mse`` (image units), ``image_snr_db`` (image power
+        over error power), ``si_sdr_db``, ``lsd_db`` and
         ``phase_dev_rad`` (magnitude-weighted mean |wrapped phase error|) of the wave rebuilt
         from the reconstructed image against the input wave, plus ``n_waves``. For the
         ``magnitude`` representation the input phase is reused, so the phase error is 0.
@@ -337,17 +338,22 @@ def reconstruction_report(
     waves = torch.as_tensor(np.asarray(waves, dtype=np.float32))
     if waves.dim() != 2 or waves.shape[0] == 0:
         raise StemproverError(f"expected waves (N, samples), got {tuple(waves.shape)}")
+    device = next(ae.parameters()).device if isinstance(ae, torch.nn.Module) else "cpu"
     rows = []
     for start in range(0, waves.shape[0], batch_size):
         chunk = waves[start : start + batch_size]
         images = wave_to_image(chunk, representation)
-        recon = ae.decode(ae.encode(images), size=tuple(images.shape[-2:])).float()
+        recon = ae.decode(ae.encode(images.to(device)), size=tuple(images.shape[-2:]))
+        recon = recon.float().cpu()
         phase = torch.angle(stft(chunk, stft_cfg)) if representation.name == "magnitude" else None
         est = image_to_wave(recon, representation, chunk.shape[-1], phase=phase).numpy()
         for i, ref in enumerate(chunk.numpy()):
+            error = (recon[i] - images[i]).pow(2).mean()
+            power = images[i].pow(2).mean()
             rows.append(
                 {
-                    "image_mse": float((recon[i] - images[i]).pow(2).mean()),
+                    "image_mse": float(error),
+                    "image_snr_db": float(10 * torch.log10(power / error.clamp_min(1e-20))),
                     "si_sdr_db": float(si_sdr(est[i], ref)),
                     "lsd_db": float(lsd(est[i], ref, stft_cfg)),
                     "phase_dev_rad": float(

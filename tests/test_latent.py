@@ -127,12 +127,19 @@ def test_reconstruction_report(trained):
     ae, _, _, _ = trained
     waves = tones(3, seed=2)
     report = reconstruction_report(ae, waves, REP, STFT, SAMPLE_RATE, batch_size=2)
-    assert set(report) == {"image_mse", "si_sdr_db", "lsd_db", "phase_dev_rad", "n_waves"}
+    assert set(report) == {
+        "image_mse",
+        "image_snr_db",
+        "si_sdr_db",
+        "lsd_db",
+        "phase_dev_rad",
+        "n_waves",
+    }
     assert all(math.isfinite(v) for v in report.values())
     assert report["n_waves"] == 3 and report["phase_dev_rad"] > 0
     perfect = reconstruction_report(Identity(), waves, REP, STFT, SAMPLE_RATE)
     assert perfect["phase_dev_rad"] == pytest.approx(0.0, abs=1e-4)
-    assert perfect["image_mse"] == 0.0
+    assert perfect["image_mse"] == 0.0 and perfect["image_snr_db"] > 100
     assert perfect["si_sdr_db"] > 60 and perfect["lsd_db"] < 0.01
     assert perfect["si_sdr_db"] > report["si_sdr_db"]
     with pytest.raises(StemproverError, match="waves"):
