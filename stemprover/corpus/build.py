@@ -236,7 +236,8 @@ def render_corpus(cfg: CorpusConfig, out_dir: Path, progress: bool = True) -> li
     _write_json(out_dir / "corpus.json", [asdict(t) for t in tracks])
     summary = corpus_summary(out_dir, tracks)
     summary.update(config=to_dict(cfg), wall_seconds_last_run=round(wall, 2),
-                   rendered_last_run=len(todo), cpu_count=os.cpu_count())  # fmt: skip
+                   rendered_last_run=len(todo), cpu_count=os.cpu_count(),
+                   load_average=round(os.getloadavg()[0], 2))  # fmt: skip
     _write_json(out_dir / "render.json", summary)
     return tracks
 

@@ -76,15 +76,32 @@ def piece_pool(source: str) -> dict[str, str]:
 
 
 def _part_events(part) -> list[tuple[float, float, int]]:
-    """``(offset, duration, midi)`` in quarter notes for every sounding pitch of a part."""
-    events = []
-    for element in part.stripTies().flatten().notes:
+    """``(offset, duration, midi)`` in quarter notes for every sounding pitch of a part.
+
+    Tied notes are merged here in one pass; music21's ``stripTies`` does the same but takes
+    minutes on a long quartet movement.
+    """
+    events: list[list] = []
+    tied: dict[int, int] = {}  # MIDI pitch -> index of the event its tie continues
+    for element in part.flatten().notes:
         duration = float(element.duration.quarterLength)
         if duration <= 0:  # grace notes
             continue
-        for pitch in element.pitches:
-            events.append((float(element.offset), duration, int(pitch.midi)))
-    return events
+        offset = float(element.offset)
+        members = element.notes if element.isChord else (element,)
+        for member in members:
+            midi = int(member.pitch.midi)
+            kind = member.tie.type if member.tie is not None else None
+            if kind in ("stop", "continue") and midi in tied:
+                event = events[tied[midi]]
+                event[1] = max(event[1], offset + duration - event[0])
+                if kind == "stop":
+                    del tied[midi]
+                continue
+            events.append([offset, duration, midi])
+            if kind == "start":
+                tied[midi] = len(events) - 1
+    return [(o, d, m) for o, d, m in events]
 
 
 def _window(events, start, span, total, seconds_per_quarter, rng) -> list[Note]:
