@@ -3,9 +3,11 @@
     rows = grid(AblationConfig())                  # the rows, without running anything
     table = run_grid(rows, train_fn, evaluate_fn)  # train each distinct model once, score all
 
-Every row trains under the same budget (``base_steps`` of base pretraining plus
-``finetune_steps`` on the pairs; the "no pretraining" row spends both on the pairs) and is
-scored on the same validation items. Rows that differ from the reference only at
+Every row trains under the same budget (:mod:`stemprover.ablation_train`) and is scored
+on the same validation items: excerpts of the corpus valid split, separated by
+``valid_separators`` and enhanced with :func:`stemprover.enhance.enhance`, so that steps,
+strength and segment overlap act exactly as they do for a user. An ``identity`` line
+(the separator output, no training) is added to the table as the baseline. Rows that differ from the reference only at
 inference (steps, strength, segment overlap) reuse the reference model.
 
 The factors and their settings (reference first):
@@ -28,15 +30,20 @@ overlap             0.25 | the values in ``overlaps`` (fraction of a segment)
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from stemprover.errors import StemproverError
+from stemprover.paths import cache_dir
+from stemprover.stats import bootstrap_ci
 
 FACTORS = (
     "finetuning",
@@ -77,21 +84,25 @@ class AblationConfig:
     representation: str = "complex"  # the reference representation (common profile key)
     factors: list[str] = field(default_factory=lambda: list(FACTORS))
     base_steps: int = 4  # base pretraining steps of every row (smoke: wiring only)
-    finetune_steps: int = 4  # steps on the pairs of every row
+    general_steps: int = 3  # control + general adapter steps on the pairs (as notebook 04)
+    adapter_steps: int = 1  # steps of each specialised adapter
+    autoencoder_steps: int = 4  # latent row only: spectrogram autoencoder steps
     batch_size: int = 4
     lora_ranks: list[int] = field(default_factory=lambda: [1, 8])  # besides the reference rank
     steps: list[int] = field(default_factory=lambda: [1, 10])  # besides the reference 4
-    strengths: list[float] = field(default_factory=lambda: [0.5])  # besides the reference 1.0
+    strengths: list[float] = field(default_factory=lambda: [1.0])  # besides the reference 0.5
     overlaps: list[float] = field(default_factory=lambda: [0.0, 0.5])  # besides 0.25
     reference_steps: int = 4
-    reference_strength: float = 1.0
+    reference_strength: float = 0.5  # enhance()'s default: start halfway from the stem
     reference_overlap: float = 0.25
     valid_tracks: int = 1  # corpus valid-split tracks; the same for every row
     valid_seconds: float = 1.0  # excerpt per track, long enough for several segments
     valid_separators: list[str] = field(default_factory=lambda: ["hpss"])
     stems: list[str] = field(default_factory=lambda: ["vocals"])
+    adapters: str = "auto"  # adapters at inference: detector-weighted, as in evaluation
     device: str = "cpu"
     n_bootstrap: int = 1000
+    corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
 
 
 @dataclass(frozen=True)
@@ -224,3 +235,84 @@ def run_grid(
 def rows_json(rows: list[Row]) -> str:
     """The grid as JSON (written next to the table so every row's settings are on record)."""
     return json.dumps([{"name": r.name, **r.options()} for r in rows], indent=2)
+
+
+def validation_items(cfg: AblationConfig, profile: str) -> list:
+    """The validation excerpts shared by every row (corpus valid split, separated)."""
+    from stemprover.separators import get_separator
+    from stemprover.testsets import corpus_items, resolve_separator, separate_items
+
+    corpus = Path(cfg.corpus_dir) if cfg.corpus_dir else cache_dir(profile, "corpus", create=False)
+    if not corpus.is_dir():
+        raise StemproverError(f"no corpus at {corpus}: run 01_phase_analysis first")
+    base = corpus_items(corpus, "valid", cfg.valid_tracks, cfg.valid_seconds, split="valid")
+    specs = [resolve_separator(s, profile) for s in cfg.valid_separators]
+    return list(separate_items(base, specs, get_separator, cfg.sample_rate))
+
+
+def score_outputs(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: AblationConfig) -> dict:
+    """SI-SDR (mean, bootstrap CI), phase deviation and LSD over ``(estimate, clean)`` pairs."""
+    from stemprover.metrics import lsd, si_sdr
+    from stemprover.phase import mean_phase_deviation
+    from stemprover.spectral import StftConfig
+
+    stft_cfg = StftConfig(n_fft=cfg.n_fft, hop_length=cfg.hop_length)
+    si = [si_sdr(est, ref) for est, ref in pairs]
+    mean, low, high, n = bootstrap_ci(si, n_resamples=cfg.n_bootstrap, seed=cfg.seed, key="si")
+    phase = [mean_phase_deviation(e, r, cfg.sample_rate, stft_cfg) for e, r in pairs]
+    return {
+        "si_sdr": mean,
+        "si_sdr_ci_low": low,
+        "si_sdr_ci_high": high,
+        "phase_dev": float(np.nanmean(phase)),
+        "lsd": float(np.mean([lsd(e, r, stft_cfg) for e, r in pairs])),
+        "n": n,
+    }
+
+
+def make_evaluate_fn(items: list, cfg: AblationConfig) -> EvaluateFn:
+    """Enhance every validation item with a row's inference settings and score it."""
+    from stemprover.enhance import enhance
+
+    def evaluate(model: Any, row: Row) -> dict[str, float]:
+        infer = dict(row.infer)
+        pairs = []
+        for item in items:
+            for stem in cfg.stems:
+                out = enhance(
+                    item.separated[stem], item.sample_rate, model, mixture=item.mixture,
+                    steps=int(infer["steps"]), strength=float(infer["strength"]),
+                    overlap=float(infer["overlap"]), adapters=cfg.adapters,
+                    device=cfg.device, seed=cfg.seed,
+                )
+                pairs.append((out, item.clean[stem]))
+        return score_outputs(pairs, cfg)
+
+    return evaluate
+
+
+def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFrame:
+    """Train and score the whole grid; write ``ablations.csv`` and ``grid.json``.
+
+    The working folder ``build/cache/<profile>/06_ablations`` is emptied first, so every
+    row really trains (and its ``train_seconds`` is real) on each run.
+    """
+    from stemprover.ablation_train import train_row
+    from stemprover.model import model_config
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = cache_dir(profile, "06_ablations")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    rows = grid(cfg, reference_rank=model_config(profile).lora_rank)
+    (out_dir / "grid.json").write_text(rows_json(rows))
+    items = validation_items(cfg, profile)
+    identity = [(item.separated[s], item.clean[s]) for item in items for s in cfg.stems]
+    baseline = {"name": "identity", "factor": "baseline", "setting": "separator output"}
+    baseline |= score_outputs(identity, cfg) | {"train_seconds": 0.0}
+    table = run_grid(rows, lambda row: train_row(row, cfg, profile, work_dir),
+                     make_evaluate_fn(items, cfg))
+    table = pd.concat([pd.DataFrame([baseline]), table], ignore_index=True)
+    table.to_csv(out_dir / "ablations.csv", index=False)
+    return table

@@ -44,7 +44,7 @@ from stemprover.errors import StemproverError
 from stemprover.examples import save_examples, save_spectrograms
 from stemprover.paths import cache_dir, results_dir
 from stemprover.stats import aggregate, significance
-from stemprover.testsets import TestItem, parse_separator
+from stemprover.testsets import TestItem, parse_separator, resolve_separator, separators_in_pairs
 
 SystemFn = Callable[[TestItem], dict[str, np.ndarray]]
 """A system maps a separated item to stem -> ``(2, n_samples)`` float32 estimates."""
@@ -179,18 +179,6 @@ def _load(path: str, profile: str, kind: str):
     return load_model(folder)
 
 
-def resolve_separator(spec: str, profile: str) -> str:
-    """Add the checkpoint trained by 01 to a neural separator spec that names none."""
-    name, kwargs = parse_separator(spec)
-    if name not in ("htdemucs", "openunmix") or "checkpoint" in kwargs:
-        return spec
-    weights = results_dir(profile, "01_phase_analysis", False) / "weights"
-    found = sorted(weights.glob(f"{name}*")) if weights.is_dir() else []
-    if not found:
-        raise StemproverError(f"no trained {name} in {weights}: run 01_phase_analysis first")
-    return f"{spec}{',' if ':' in spec else ':'}checkpoint={found[0]}"
-
-
 def score_item(
     item: TestItem,
     system: str,
@@ -314,22 +302,22 @@ def build_items(cfg: EvaluationConfig, profile: str) -> list[TestItem]:
         if testset in cfg.testsets:
             if not corpus.is_dir():
                 raise StemproverError(f"no corpus at {corpus}: run 01_phase_analysis first")
-            base = corpus_items(corpus, testset, cfg.n_tracks, seconds, sr)
+            base = corpus_items(corpus, testset, cfg.n_tracks, seconds)
             specs = [resolve_separator(s, profile) for s in specs]
-            items += separate_items(base, specs, get_separator)
+            items += separate_items(base, specs, get_separator, sr)
     real = []
     if "real" in cfg.testsets:
         from stemprover.realdata import stempeg_example
 
         audio, rate = stempeg_example()
-        real += real_items([("stempeg_example", audio, rate)], "real", seconds, sr)
+        real += real_items([("stempeg_example", audio, rate)], "real", seconds)
     if cfg.musdb_root:
         from stemprover.realdata import musdb_tracks
 
         tracks = musdb_tracks(cfg.musdb_root, subset=cfg.musdb_subset)
-        real += real_items(tracks, "musdb", seconds, sr, cfg.musdb_max_tracks)
+        real += real_items(tracks, "musdb", seconds, cfg.musdb_max_tracks)
     specs = [resolve_separator(s, profile) for s in cfg.real_separators]
-    items += separate_items(real, specs, get_separator)
+    items += separate_items(real, specs, get_separator, sr)
     return items
 
 
@@ -369,8 +357,13 @@ def run_evaluation(
     if kept:
         save_examples(kept, cfg, out_dir / "examples", enhanced)
         save_spectrograms(kept, cfg, out_dir / "spectrograms.npz", enhanced)
+    seen = separators_in_pairs(profile)
+    cross = sorted({parse_separator(s)[0] for s in cfg.cross_separators})
     summary = {
         "config": to_dict(cfg),
+        "separators_in_training_pairs": None if seen is None else sorted(seen),
+        # a cross-separator test is only unseen if its separator made no training pair
+        "cross_separators_seen_in_training": None if seen is None else sorted(seen & set(cross)),
         "n_items": {t: int(sum(i.testset == t for i in items)) for t in sorted({i.testset for i in items})},
         "systems": list(systems),
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},

@@ -1,7 +1,7 @@
 """Test sets for evaluation: clean stems, their mixture and a separator's output.
 
-    items = corpus_items(corpus_dir, separators, n_tracks=4, excerpt_seconds=6.0, sample_rate=22050)
-    items += real_items(stempeg_example(), "real", separators, 6.0, 22050)
+    base = corpus_items(corpus_dir, "synthetic", n_tracks=4, excerpt_seconds=6.0)
+    items = list(separate_items(base, ["hpss"], get_separator, sample_rate=22050))
 
 A :class:`TestItem` is one excerpt of one track separated by one separator. Every
 system of :mod:`stemprover.evaluate` is scored on the same items, so the systems can
@@ -11,6 +11,7 @@ active, because SDR-type metrics are undefined on silent references.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from stemprover.constants import CORPUS_SAMPLE_RATE, STEMS
 from stemprover.errors import StemproverError
+from stemprover.paths import results_dir
 
 
 @dataclass
@@ -109,46 +111,63 @@ def make_item(
     audio_rate: int,
     *,
     excerpt_seconds: float,
-    sample_rate: int,
     stems: Sequence[str] = STEMS,
 ) -> TestItem:
-    """Crop a track to its most active excerpt and resample it (not yet separated).
+    """Crop a track to its most active excerpt, at its own rate (not yet separated).
 
     Args:
         audio: ``"mixture"`` and the stems, each ``(C, N)`` at ``audio_rate`` Hz.
         excerpt_seconds: Excerpt length; <= 0 keeps the whole track.
-        sample_rate: Evaluation rate in Hz.
         stems: Stems whose activity places the excerpt.
     """
-    from stemprover.audio import resample, to_channels
+    from stemprover.audio import to_channels
 
     missing = [s for s in ("mixture", *STEMS) if s not in audio]
     if missing:
         raise StemproverError(f"track {track}: missing {', '.join(missing)}")
     n = int(round(excerpt_seconds * audio_rate)) if excerpt_seconds > 0 else 1 << 62
     start, end = active_excerpt({s: audio[s] for s in stems}, n)
-
-    def prepare(x: np.ndarray) -> np.ndarray:
-        x = to_channels(np.asarray(x, dtype=np.float32)[..., start:end], 2)
-        if audio_rate != sample_rate:
-            x = resample(x, audio_rate, sample_rate)
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-    clean = {s: prepare(audio[s]) for s in STEMS}
-    # The mixture is the sum of the resampled stems so that mixture == sum(stems) holds exactly.
+    clean = {
+        s: np.ascontiguousarray(to_channels(audio[s][..., start:end], 2), dtype=np.float32)
+        for s in STEMS
+    }
+    # The mixture is the sum of the stems, so that mixture == sum(stems) holds exactly.
     mixture = np.sum([clean[s] for s in STEMS], axis=0).astype(np.float32)
-    return TestItem(testset, track, "", sample_rate, mixture, clean)
+    return TestItem(testset, track, "", int(audio_rate), mixture, clean)
+
+
+def resampled(item: TestItem, sample_rate: int) -> TestItem:
+    """``item`` at ``sample_rate`` Hz (soxr); the mixture stays the sum of the stems."""
+    from stemprover.audio import resample
+
+    if item.sample_rate == sample_rate:
+        return item
+
+    def convert(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(resample(x, item.sample_rate, sample_rate), dtype=np.float32)
+
+    clean = {s: convert(a) for s, a in item.clean.items()}
+    mixture = np.sum([clean[s] for s in STEMS], axis=0).astype(np.float32)
+    separated = {s: convert(a) for s, a in item.separated.items()}
+    return TestItem(item.testset, item.track, item.separator, sample_rate, mixture, clean, separated)
 
 
 def separate_items(
-    base: Iterable[TestItem], separators: Sequence[str], get_separator: Any
+    base: Iterable[TestItem],
+    separators: Sequence[str],
+    get_separator: Any,
+    sample_rate: int | None = None,
 ) -> Iterator[TestItem]:
     """One separated copy of every item for every separator spec.
+
+    The separators run at the items' own rate (44.1 kHz for the corpus and MUSDB, as when
+    the training pairs were made); the results are then resampled to ``sample_rate``.
 
     Args:
         base: Unseparated items from :func:`make_item`.
         separators: Specs as in :func:`parse_separator`.
         get_separator: ``stemprover.separators.get_separator`` (or a stand-in).
+        sample_rate: Evaluation rate in Hz; None keeps the items' rate.
     """
     built = {}
     for item in base:
@@ -158,20 +177,21 @@ def separate_items(
                 built[spec] = get_separator(name, **kwargs)
             separated = built[spec].separate(item.mixture, item.sample_rate, references=item.clean)
             out = {s: np.asarray(separated[s], dtype=np.float32) for s in STEMS}
-            yield TestItem(
+            done = TestItem(
                 item.testset, item.track, spec, item.sample_rate, item.mixture, item.clean, out
             )
+            yield resampled(done, sample_rate or item.sample_rate)
 
 
 def corpus_items(
-    corpus_dir: Path, testset: str, n_tracks: int, excerpt_seconds: float, sample_rate: int
+    corpus_dir: Path, testset: str, n_tracks: int, excerpt_seconds: float, split: str = "test"
 ) -> list[TestItem]:
-    """Unseparated items from the first ``n_tracks`` of the corpus test split."""
+    """Unseparated items from the first ``n_tracks`` of a corpus split (sorted by name)."""
     from stemprover.corpus import list_tracks, load_track
 
-    tracks = sorted(list_tracks(Path(corpus_dir), split="test"))
+    tracks = sorted(list_tracks(Path(corpus_dir), split=split))
     if not tracks:
-        raise StemproverError(f"{corpus_dir}: the corpus has no test tracks")
+        raise StemproverError(f"{corpus_dir}: the corpus has no {split} tracks")
     return [
         make_item(
             testset,
@@ -179,7 +199,6 @@ def corpus_items(
             load_track(t),
             CORPUS_SAMPLE_RATE,
             excerpt_seconds=excerpt_seconds,
-            sample_rate=sample_rate,
         )
         for t in tracks[: max(1, n_tracks)]
     ]
@@ -189,7 +208,6 @@ def real_items(
     tracks: Iterable[tuple[str, dict[str, np.ndarray], int]],
     testset: str,
     excerpt_seconds: float,
-    sample_rate: int,
     max_tracks: int | None = None,
 ) -> list[TestItem]:
     """Unseparated items from ``(name, audio, rate)`` tuples (stempeg or musdb tracks)."""
@@ -197,9 +215,29 @@ def real_items(
     for index, (name, audio, rate) in enumerate(tracks):
         if max_tracks is not None and index >= max_tracks:
             break
-        items.append(
-            make_item(
-                testset, name, audio, rate, excerpt_seconds=excerpt_seconds, sample_rate=sample_rate
-            )
-        )
+        items.append(make_item(testset, name, audio, rate, excerpt_seconds=excerpt_seconds))
     return items
+
+
+def resolve_separator(spec: str, profile: str) -> str:
+    """Add the checkpoint trained by 01 to a neural separator spec that names none."""
+    name, kwargs = parse_separator(spec)
+    if name not in ("htdemucs", "openunmix") or "checkpoint" in kwargs:
+        return spec
+    weights = results_dir(profile, "01_phase_analysis", False) / "weights"
+    found = [weights / f"{name}.pt"] if (weights / f"{name}.pt").is_file() else []
+    if not found:
+        raise StemproverError(f"no trained {name} in {weights}: run 01_phase_analysis first")
+    return f"{spec}{',' if ':' in spec else ':'}checkpoint={found[0]}"
+
+
+def separators_in_pairs(profile: str) -> set[str] | None:
+    """Names of the separators that made the training pairs (None without a manifest)."""
+    from stemprover.train.data import default_manifest
+
+    try:
+        manifest = json.loads(Path(default_manifest(profile)).read_text())
+    except (OSError, StemproverError, ValueError):
+        return None
+    labels = {str(p.get("separator", "")) for p in manifest.get("pairs", [])}
+    return {"degraded" if label.startswith("degraded") else label for label in labels}

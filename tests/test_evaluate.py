@@ -15,7 +15,6 @@ from stemprover.evaluate import (
     featured_system,
     headline,
     make_systems,
-    resolve_separator,
     run_evaluation,
     system_names,
 )
@@ -25,6 +24,7 @@ from stemprover.testsets import (
     active_excerpt,
     make_item,
     parse_separator,
+    resolve_separator,
     separate_items,
 )
 
@@ -83,37 +83,40 @@ def test_active_excerpt_avoids_silence_of_any_stem():
     assert active_excerpt({"a": loud}, 5000) == (0, 1000)
 
 
-def test_make_item_resamples_and_keeps_mixture_equal_to_sum():
+def test_make_item_crops_and_keeps_mixture_equal_to_sum():
     audio = {s: _tone(f, seconds=2.0) for s, f in FREQS.items()}
     audio["mixture"] = np.zeros_like(audio["vocals"])  # ignored: rebuilt from the stems
-    item = make_item("real", "x", audio, SR, excerpt_seconds=0.5, sample_rate=SR // 2)
-    assert item.mixture.shape == (2, SR // 4)
+    item = make_item("real", "x", audio, SR, excerpt_seconds=0.5)
+    assert item.mixture.shape == (2, SR // 2) and item.sample_rate == SR
     np.testing.assert_allclose(item.mixture, sum(item.clean.values()), atol=1e-6)
     with pytest.raises(StemproverError, match="missing"):
-        make_item("real", "x", {"mixture": audio["vocals"]}, SR, excerpt_seconds=1, sample_rate=SR)
+        make_item("real", "x", {"mixture": audio["vocals"]}, SR, excerpt_seconds=1)
 
 
-def test_separate_items_passes_references_and_names_tracks():
-    calls = []
+def test_separate_items_runs_at_the_source_rate_then_resamples():
+    rates = []
 
     class Fake:
         def separate(self, mixture, sample_rate, references=None):
-            calls.append(references is not None)
+            rates.append(sample_rate)
             return {s: 0.5 * references[s] for s in STEMS}
 
     base = [_item(0, 10.0)]
-    out = list(separate_items(base, ["a:severity=1", "b"], lambda name, **kw: Fake()))
-    assert [i.key for i in out] == ["t0@a:severity=1", "t0@b"] and all(calls)
-    np.testing.assert_allclose(out[0].separated["bass"], 0.5 * base[0].clean["bass"])
+    out = list(separate_items(base, ["a:severity=1", "b"], lambda name, **kw: Fake(), SR // 2))
+    assert [i.key for i in out] == ["t0@a:severity=1", "t0@b"] and rates == [SR, SR]
+    bass = out[0]
+    assert bass.sample_rate == SR // 2 and bass.mixture.shape == (2, SR // 2)
+    np.testing.assert_allclose(bass.separated["bass"], 0.5 * bass.clean["bass"], atol=1e-5)
+    np.testing.assert_allclose(bass.mixture, sum(bass.clean.values()), atol=1e-6)
 
 
 def test_scores_match_the_known_snr_and_tables_have_the_contract_columns():
-    items = [_item(i, 10.0) for i in range(3)]
+    items = [_item(i, 10.0) for i in range(2)]
     systems = {k: SYSTEMS[k] for k in ("identity", "near_perfect", "stemprover@4")}
     result, kept = evaluate_items(items, systems, _cfg(), keep=lambda i: i.track == "t1")
     table = result.per_track
     si = table[(table.metric == "si_sdr") & (table.system == "identity")]["value"]
-    assert len(si) == 6 and np.all(np.abs(si - 10.0) < 1.0)
+    assert len(si) == 4 and np.all(np.abs(si - 10.0) < 1.0)
     best = table[(table.metric == "si_sdr") & (table.system == "near_perfect")]["value"]
     assert np.all(np.abs(best - 70.0) < 1.5)
     sdr = table[(table.metric == "sdr") & (table.system == "identity")]["value"]
@@ -121,7 +124,7 @@ def test_scores_match_the_known_snr_and_tables_have_the_contract_columns():
     assert {"sdr", "sir", "sar", "lsd", "pesq", "stoi"} <= set(table.metric)
     assert table[(table.metric == "pesq") & (table.stem == "bass")].empty  # speech metrics: vocals
     assert tuple(result.aggregate.columns) == AGGREGATE_COLUMNS
-    assert set(result.aggregate["n"]) == {3}
+    assert set(result.aggregate["n"]) == {2}
     sig = result.significance
     gain = sig[(sig.system == "stemprover@4") & (sig.metric == "si_sdr")]["mean_diff"]
     assert len(gain) == 2 and np.all(gain > 2.0)  # half the noise: about +6 dB
@@ -176,8 +179,11 @@ def test_resolve_separator_finds_the_trained_checkpoint(tmp_path, monkeypatch):
         resolve_separator("htdemucs", "smoke")
     weights = tmp_path / "results" / "smoke" / "01_phase_analysis" / "weights"
     weights.mkdir(parents=True)
-    (weights / "htdemucs.th").write_bytes(b"")
-    assert resolve_separator("htdemucs", "smoke") == f"htdemucs:checkpoint={weights / 'htdemucs.th'}"
+    (weights / "htdemucs.json").write_text("{}")  # the training record is not a checkpoint
+    with pytest.raises(StemproverError, match="01_phase_analysis"):
+        resolve_separator("htdemucs", "smoke")
+    (weights / "htdemucs.pt").write_bytes(b"")
+    assert resolve_separator("htdemucs", "smoke") == f"htdemucs:checkpoint={weights / 'htdemucs.pt'}"
 
 
 def test_shared_factorisation_bsseval_equals_museval():
