@@ -1,0 +1,79 @@
+"""Configs of the training stages (notebooks 03 and 04); notebooks build them from parameters.
+
+Both take the profile's ``common`` keys (seed and STFT settings), the stage's training budget,
+and ``model``: overrides of :class:`~stemprover.model.config.ModelConfig` (e.g. for ablations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from stemprover.losses import LossConfig
+
+
+@dataclass
+class PretrainConfig:
+    """Base pretraining (03): a denoising diffusion model on clean segments."""
+
+    seed: int = 0
+    sample_rate: int = 16000  # model rate in Hz (profile `common`)
+    n_fft: int = 256  # profile `common`
+    hop_length: int = 64  # profile `common`
+    representation: str = "complex"  # profile `common`
+    steps: int = 40  # optimizer steps; smoke proves the loop, it does not converge
+    batch_size: int = 4  # segments per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    learning_rate: float = 1e-3  # AdamW; small U-Nets take a high rate
+    warmup_steps: int = 5  # linear warm-up, then cosine decay to 10 %
+    checkpoint_every: int = 20  # steps between resumable checkpoints
+    mixed_precision: str = "auto"  # bf16 on CUDA, full precision on CPU
+    autoencoder_steps: int = 0  # latent mode only: steps of the spectrogram autoencoder
+    n_valid: int = 16  # held-out clean segments for the validation loss
+    loss: LossConfig = field(default_factory=LossConfig)  # loss term weights
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+
+
+@dataclass
+class LoraTrainConfig:
+    """Control branch + LoRA adapters (04), and the regression baseline on the same budget."""
+
+    seed: int = 0
+    sample_rate: int = 16000
+    n_fft: int = 256
+    hop_length: int = 64
+    representation: str = "complex"
+    general_steps: int = 30  # control branch + `general` adapter, on all pairs
+    adapter_steps: int = 10  # each specialised adapter, on its own artifact type
+    batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 1e-3
+    warmup_steps: int = 5
+    checkpoint_every: int = 20
+    mixed_precision: str = "auto"
+    mixture_dropout: float = 0.2  # share of items trained without the mixture (CLI may lack it)
+    regression: bool = True  # also train the regression baseline with the same budget
+    n_valid: int = 8  # held-out pairs for validation SI-SDR and phase deviation
+    valid_steps: int = 4  # sampling steps used in validation
+    valid_strength: float = 0.5  # start from the separated stem noised to this level
+    valid_scheduler: Literal["ddim", "dpmpp"] = "ddim"
+    base: str = ""  # base model folder; empty = results/<profile>/03_base_pretraining/weights/base
+    loss: LossConfig = field(default_factory=LossConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the diffusion model: the regression baseline gets the same."""
+        from stemprover.constants import ADAPTERS
+
+        return self.general_steps + self.adapter_steps * (len(ADAPTERS) - 1)
+
+
+COMMON = ("sample_rate", "n_fft", "hop_length", "representation")
+
+
+def model_overrides(cfg: PretrainConfig | LoraTrainConfig) -> dict[str, Any]:
+    """ModelConfig overrides from a stage config: the common STFT keys plus ``cfg.model``."""
+    values = {key: getattr(cfg, key) for key in COMMON}
+    values.update(cfg.model)
+    return values

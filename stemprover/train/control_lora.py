@@ -1,0 +1,214 @@
+"""Control branch + LoRA adapters (progressive), and the regression baseline (notebook 04).
+
+    model = train_control_lora(cfg, profile="cpu")
+    regression = train_regression(cfg, profile="cpu")
+
+Progressive adapter training on the frozen base:
+
+1. ``general``: the control branch (ControlNet copy of the base encoder + phase-aware
+   conditioning embedding, or the concat weights), the ``general`` LoRA adapter and its
+   artifact tokens, on all training pairs.
+2. each specialised adapter (``hf_loss``, ``musical_noise``, ``bleed``) starts as a copy of
+   ``general`` and is trained alone, with its tokens, on the pairs of its artifact type; the
+   control branch stays fixed. Mixing weights that sum to 1 therefore interpolate between
+   fine-tuned copies of one adapter.
+
+The base U-Net is never in an optimizer, so its weights stay bit-identical. Outputs under the
+stage folder: ``train_log.csv``, ``adapters.csv``, ``checkpoints/``, ``weights/stemprover/`` and
+``weights/regression/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from diffusers import DDPMScheduler
+
+from stemprover.constants import ADAPTERS
+from stemprover.errors import StemproverError
+from stemprover.model import RegressionModel, StemProverModel, load_base, model_config
+from stemprover.model import adapters as lora
+from stemprover.model.serialize import read_meta
+from stemprover.model.unet import freeze
+from stemprover.paths import results_dir
+from stemprover.seed import seed_everything
+from stemprover.train.config import LoraTrainConfig, model_overrides
+from stemprover.train.data import default_manifest, indices_by_adapter, load_pairs
+from stemprover.train.loop import CsvLog, PhaseSpec, make_accelerator, run_phase
+from stemprover.train.steps import diffusion_step, loss_for, regression_step
+
+SPECIALISED = tuple(name for name in ADAPTERS if name != "general")
+
+
+def _stage_dir(profile: str, out_dir) -> Path:
+    return Path(out_dir) if out_dir is not None else results_dir(profile, "04_lora_training")
+
+
+def _base_dir(cfg: LoraTrainConfig, profile: str) -> Path:
+    if cfg.base:
+        return Path(cfg.base)
+    return results_dir(profile, "03_base_pretraining", create=False) / "weights" / "base"
+
+
+def _spec(cfg: LoraTrainConfig, name: str, steps: int) -> PhaseSpec:
+    return PhaseSpec(name, steps, cfg.batch_size, cfg.grad_accum, cfg.learning_rate,
+                     cfg.warmup_steps, cfg.seed, cfg.checkpoint_every)
+
+
+def control_parameters(model: StemProverModel) -> dict[str, torch.nn.Parameter]:
+    """Trainable parameters of the control branch (whichever kind it is)."""
+    params = {}
+    for prefix in ("controlnet", "condition_embedding", "concat_conditioning"):
+        module = getattr(model, prefix)
+        if module is not None:
+            params.update({f"{prefix}.{k}": p for k, p in module.named_parameters()})
+    return params
+
+
+def adapter_report(model: StemProverModel, weights_dir: Path | None = None) -> pd.DataFrame:
+    """Size of each adapter and its share of the base U-Net's parameters."""
+    n_base = lora.n_base_parameters(model.unet)
+    rows = []
+    for name in model.adapter_names:
+        n_params = lora.n_adapter_parameters(model.unet, name)
+        row = {"adapter": name, "parameters": n_params, "base_parameters": n_base,
+               "share_of_base_percent": 100.0 * n_params / n_base}
+        file = None if weights_dir is None else weights_dir / "adapters" / name
+        if file is not None and (file / lora.WEIGHTS_NAME).exists():
+            row["file_bytes"] = (file / lora.WEIGHTS_NAME).stat().st_size
+        rows.append(row)
+    n_control = sum(p.numel() for p in control_parameters(model).values())
+    rows.append({"adapter": "control_branch", "parameters": n_control, "base_parameters": n_base,
+                 "share_of_base_percent": 100.0 * n_control / n_base})
+    return pd.DataFrame(rows)
+
+
+def train_control_lora(
+    cfg: LoraTrainConfig,
+    profile: str,
+    *,
+    train=None,
+    base: StemProverModel | str | Path | None = None,
+    out_dir: Path | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> StemProverModel | None:
+    """Train the control branch and the four adapters on the frozen base.
+
+    Args:
+        cfg: Budgets, loss weights, model overrides.
+        profile: Profile of the ModelConfig defaults and folders.
+        train: Pair dataset (items with separated/clean/mixture/adapter); default: the
+            profile's training pairs.
+        base: Base model folder (default ``cfg.base`` or the 03 weights).
+        out_dir: Stage folder (default ``results/<profile>/04_lora_training``).
+        stop_after: Stop after this many optimizer steps in total (resumable).
+        progress: Show progress bars.
+
+    Returns:
+        The trained model (saved to ``out_dir/weights/stemprover``), or None when stopped early.
+    """
+    seed_everything(cfg.seed)
+    out_dir = _stage_dir(profile, out_dir)
+    train = train if train is not None else load_pairs(default_manifest(profile), "train")
+    base = base if base is not None else _base_dir(cfg, profile)
+    model = load_base(base, model_config(profile, **model_overrides(cfg)))
+    model.add_adapters()
+    freeze(model.unet)
+    accelerator = make_accelerator(cfg.mixed_precision)
+    scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
+    log = CsvLog(out_dir / "train_log.csv")
+    budget = None if stop_after is None else [stop_after]
+    groups = indices_by_adapter(train)
+    table = model.artifact_embedding.table
+    plan = [("general", list(range(len(train))), cfg.general_steps)]
+    plan += [(name, groups[name], cfg.adapter_steps) for name in SPECIALISED]
+    counts = {}
+    for name, indices, steps in plan:
+        counts[name] = len(indices)
+        if not indices or steps == 0:
+            continue  # no pairs of this type: the adapter stays a copy of `general`
+        params = {f"lora.{k}": p for k, p in lora.adapter_parameters(model.unet, name).items()}
+        params["artifact_embedding.table"] = table
+        if name == "general":
+            params.update(control_parameters(model))
+        else:
+            lora.copy_adapter(model.unet, "general", name)
+            with torch.no_grad():
+                general_row = 1 + ADAPTERS.index("general")
+                table[1 + ADAPTERS.index(name)] = table[general_row]
+        subset = torch.utils.data.Subset(train, indices)
+        done = run_phase(
+            accelerator, model, params, subset,
+            lambda batch, gen, name=name: diffusion_step(
+                model, loss_fn, scheduler, batch, gen, adapter=name,
+                mixture_dropout=cfg.mixture_dropout),
+            _spec(cfg, name, steps), out_dir / "checkpoints", log, budget, progress,
+        )
+        if not done:
+            return None
+    for name in SPECIALISED:  # untrained specialised adapters mirror `general`
+        if not counts[name] or cfg.adapter_steps == 0:
+            lora.copy_adapter(model.unet, "general", name)
+            with torch.no_grad():
+                table[1 + ADAPTERS.index(name)] = table[1 + ADAPTERS.index("general")]
+    model = model.cpu().eval()
+    weights = out_dir / "weights" / "stemprover"
+    model.save_pretrained(weights)
+    report = adapter_report(model, weights)
+    report["train_pairs"] = report["adapter"].map(counts).fillna(len(train)).astype(int)
+    report.to_csv(out_dir / "adapters.csv", index=False)
+    return model
+
+
+def regression_config_from_base(cfg: LoraTrainConfig, profile: str, base) -> dict:
+    """Model overrides for the regression baseline: the base's picture scale and sizes."""
+    overrides = model_overrides(cfg)
+    if isinstance(base, StemProverModel):
+        overrides["image_scale"] = base.config.image_scale
+    elif base is not None and (Path(base) / "stemprover.json").exists():
+        overrides["image_scale"] = read_meta(Path(base))["config"]["image_scale"]
+    return overrides
+
+
+def train_regression(
+    cfg: LoraTrainConfig,
+    profile: str,
+    *,
+    train=None,
+    base: StemProverModel | str | Path | None = None,
+    out_dir: Path | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> RegressionModel | None:
+    """Train the regression U-Net on the same pairs, losses, batch and number of steps.
+
+    Returns:
+        The trained model (saved to ``out_dir/weights/regression``), or None when stopped early.
+    """
+    seed_everything(cfg.seed)
+    out_dir = _stage_dir(profile, out_dir)
+    train = train if train is not None else load_pairs(default_manifest(profile), "train")
+    base = base if base is not None else _base_dir(cfg, profile)
+    mcfg = model_config(profile, **regression_config_from_base(cfg, profile, base))
+    if mcfg.mode != "pixel":
+        raise StemproverError("the regression baseline runs in pixel mode; set model.mode=pixel")
+    torch.manual_seed(cfg.seed)
+    model = RegressionModel(mcfg)
+    accelerator = make_accelerator(cfg.mixed_precision)
+    loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
+    params = dict(model.named_parameters())
+    done = run_phase(
+        accelerator, model, params, train,
+        lambda batch, gen: regression_step(model, loss_fn, batch, gen, cfg.mixture_dropout),
+        _spec(cfg, "regression", cfg.total_steps), out_dir / "checkpoints",
+        CsvLog(out_dir / "train_log.csv"), None if stop_after is None else [stop_after], progress,
+    )
+    if not done:
+        return None
+    model = model.cpu().eval()
+    model.save_pretrained(out_dir / "weights" / "regression")
+    return model

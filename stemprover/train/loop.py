@@ -1,0 +1,246 @@
+"""A deterministic, resumable optimisation loop under Hugging Face accelerate.
+
+Every random draw of optimizer step ``s`` (which items, which noise, which timesteps) comes from
+generators seeded by ``(seed, phase, s)``, and a checkpoint holds the trainable tensors, the
+optimizer and the learning-rate schedule. Stopping after any step and resuming therefore gives
+bit-identical weights to an uninterrupted run on the same device. The same code runs on CPU, one
+GPU in bf16, or several GPUs under ``accelerate launch`` (each process takes its slice of the
+global batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from stemprover.seed import hash_key
+
+StepFn = Callable[[dict, torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclass
+class PhaseSpec:
+    """One optimisation phase (e.g. pretraining, or one adapter)."""
+
+    name: str  # used for the checkpoint file and the "phase" column of the log
+    steps: int  # optimizer steps
+    batch_size: int  # items per micro-batch (per process)
+    grad_accum: int = 1  # micro-batches per optimizer step
+    learning_rate: float = 1e-3
+    warmup_steps: int = 0
+    seed: int = 0
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end / on stop
+    max_grad_norm: float = 1.0
+
+
+def make_accelerator(mixed_precision: str = "auto"):
+    """An ``accelerate.Accelerator``: bf16 on CUDA when ``auto``, full precision on CPU."""
+    from accelerate import Accelerator
+
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() else "no"
+    return Accelerator(mixed_precision=mixed_precision)
+
+
+def step_generator(seed: int, phase: str, step: int, micro: int, device="cpu") -> torch.Generator:
+    """The generator for one micro-batch, independent of how the run was interrupted."""
+    material = hash_key((seed, phase, step, micro)) % (2**63)
+    return torch.Generator(device=device).manual_seed(material)
+
+
+class IndexStream:
+    """Item indices of micro-batch ``k``: epochs are seeded permutations, concatenated."""
+
+    def __init__(self, n_items: int, seed: int, phase: str):
+        self.n_items, self.seed, self.phase = n_items, seed, phase
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            gen = torch.Generator().manual_seed(hash_key((self.seed, self.phase, epoch)) % 2**63)
+            self._perms = {epoch: torch.randperm(self.n_items, generator=gen)}
+        return self._perms[epoch]
+
+    def batch(self, micro_index: int, size: int) -> list[int]:
+        out = []
+        for position in range(micro_index * size, (micro_index + 1) * size):
+            epoch, offset = divmod(position, self.n_items)
+            out.append(int(self._perm(epoch)[offset]))
+        return out
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack a list of dataset items (tensors, numbers) into a batch dict."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], (int, float)):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+class CsvLog:
+    """Append-only CSV of training rows; rows past a resumed checkpoint are dropped."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def truncate(self, phase: str, step: int) -> None:
+        """Keep rows of other phases and of ``phase`` up to ``step``."""
+        kept = [r for r in self.rows() if r["phase"] != phase or int(r["step"]) <= step]
+        self._write(kept)
+
+    def append(self, row: dict) -> None:
+        rows = self.rows()
+        rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self._write(rows)
+
+    def _write(self, rows: list[dict]) -> None:
+        fields: list[str] = []
+        for row in rows:
+            fields += [k for k in row if k not in fields]
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.path)
+
+
+def _lr_lambda(spec: PhaseSpec):
+    def factor(step: int) -> float:
+        if spec.warmup_steps and step < spec.warmup_steps:
+            return (step + 1) / spec.warmup_steps
+        progress = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))  # cosine to 10 %
+
+    return factor
+
+
+def run_phase(
+    accelerator,
+    model: torch.nn.Module,
+    params: dict[str, torch.nn.Parameter],
+    dataset,
+    step_fn: StepFn,
+    spec: PhaseSpec,
+    checkpoint_dir: Path,
+    log: CsvLog,
+    budget: list[int] | None = None,
+    progress: bool = True,
+) -> bool:
+    """Optimise ``params`` for ``spec.steps`` steps, resuming from a checkpoint if present.
+
+    Args:
+        accelerator: From :func:`make_accelerator`.
+        model: The module that owns ``params`` (moved to the accelerator's device).
+        params: Trainable parameters by name; everything else is left untouched.
+        dataset: Indexable items (dicts of tensors/numbers).
+        step_fn: ``(batch, generator) -> (loss, terms)`` for one micro-batch.
+        spec: Steps, batch, learning rate, seed, checkpoint cadence.
+        checkpoint_dir: Holds ``<phase>.pt``.
+        log: CSV log; one row per optimizer step.
+        budget: One-element list with the optimizer steps this call may still run (shared
+            across phases); the phase stops early, after checkpointing, when it reaches 0.
+        progress: Show a tqdm bar.
+
+    Returns:
+        True when the phase is complete, False when it stopped on the budget.
+    """
+    checkpoint = Path(checkpoint_dir) / f"{spec.name}.pt"
+    for param in params.values():
+        param.requires_grad_(True)
+    optimizer = torch.optim.AdamW(list(params.values()), lr=spec.learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(spec))
+    start = 0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(state["params"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start = int(state["step"])
+    log.truncate(spec.name, start)
+    if start >= spec.steps:
+        return True
+    model.to(accelerator.device)
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    stream = IndexStream(len(dataset), spec.seed, spec.name)
+    n_proc, rank = accelerator.num_processes, accelerator.process_index
+    bar = tqdm(total=spec.steps, initial=start, desc=spec.name, disable=not progress)
+    wrapped.train()
+    step, started = start, time.perf_counter()
+    while step < spec.steps:
+        if budget is not None and budget[0] <= 0:
+            break
+        totals: dict[str, float] = {}
+        for micro in range(spec.grad_accum):
+            index = stream.batch(step * spec.grad_accum + micro, spec.batch_size * n_proc)
+            mine = index[rank * spec.batch_size : (rank + 1) * spec.batch_size]
+            batch = {
+                k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v
+                for k, v in collate([dataset[i] for i in mine]).items()
+            }
+            generator = step_generator(spec.seed, spec.name, step, micro, accelerator.device)
+            last = micro == spec.grad_accum - 1
+            sync = contextlib.nullcontext() if last else accelerator.no_sync(wrapped)
+            with sync, accelerator.autocast():
+                loss, terms = step_fn(batch, generator)
+                accelerator.backward(loss / spec.grad_accum)
+            for name, value in {"loss": loss, **terms}.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) / spec.grad_accum
+        accelerator.clip_grad_norm_(list(params.values()), spec.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if budget is not None:
+            budget[0] -= 1
+        row = {"phase": spec.name, "step": step, "lr": schedule.get_last_lr()[0], **totals}
+        row["seconds"] = time.perf_counter() - started
+        log.append(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{totals['loss']:.4f}")
+        if step == spec.steps or (spec.checkpoint_every and step % spec.checkpoint_every == 0):
+            _save(checkpoint, params, optimizer, schedule, step, accelerator)
+    bar.close()
+    if step < spec.steps:
+        _save(checkpoint, params, optimizer, schedule, step, accelerator)
+    for param in params.values():
+        param.requires_grad_(False)
+    return step >= spec.steps
+
+
+def _save(path: Path, params, optimizer, schedule, step: int, accelerator) -> None:
+    if not accelerator.is_main_process:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step,
+        "params": {k: v.detach().cpu().clone() for k, v in params.items()},
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

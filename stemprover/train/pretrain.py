@@ -1,0 +1,149 @@
+"""Base pretraining: a denoising diffusion model on clean segments (notebook 03).
+
+    model = pretrain_base(cfg, profile="cpu")   # -> results/cpu/03_base_pretraining/weights/base
+
+Writes, under the stage folder: ``train_log.csv`` (one row per optimizer step),
+``validation.json`` (held-out diffusion loss, image scale, sizes, time), ``checkpoints/``
+(resumable) and ``weights/base/`` (``StemProverModel.save_pretrained`` without control).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from diffusers import DDPMScheduler
+
+from stemprover.model import StemProverModel, load_base, model_config
+from stemprover.paths import results_dir
+from stemprover.seed import seed_everything
+from stemprover.spectral import wave_to_image
+from stemprover.train.config import PretrainConfig, model_overrides
+from stemprover.train.data import CleanSegments, default_manifest
+from stemprover.train.loop import CsvLog, PhaseSpec, make_accelerator, run_phase
+from stemprover.train.steps import diffusion_step, loss_for
+
+
+@torch.no_grad()
+def data_scale(model: StemProverModel, dataset, n_items: int = 64) -> float:
+    """``1 / std`` of clean data in model space (as SD's 0.18215 for its latents)."""
+    waves = torch.stack([dataset[i]["clean"] for i in range(min(n_items, len(dataset)))])
+    saved, model.config.image_scale = model.config.image_scale, 1.0
+    try:
+        encoded = model.encode_image(wave_to_image(waves, model.representation))
+    finally:
+        model.config.image_scale = saved
+    return float(1.0 / encoded.std().clamp_min(1e-6))
+
+
+@torch.no_grad()
+def validation_loss(model, loss_cfg, dataset, seed: int, batch_size: int = 8) -> dict[str, float]:
+    """Mean loss terms on held-out items with fixed noise and timesteps (comparable across runs)."""
+    from stemprover.train.loop import collate, step_generator
+
+    model.eval()
+    scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    loss_fn = loss_for(model, loss_cfg)
+    device = next(model.parameters()).device
+    sums: dict[str, float] = {}
+    n_batches = 0
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = {k: v.to(device) for k, v in collate(items).items()}
+        gen = step_generator(seed, "valid", start, 0, device)
+        total, terms = diffusion_step(model, loss_fn, scheduler, batch, gen)
+        for name, value in {"loss": total, **terms}.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+        n_batches += 1
+    return {name: value / max(n_batches, 1) for name, value in sums.items()}
+
+
+def build_base(cfg: PretrainConfig, profile: str, train, out_dir: Path, progress: bool):
+    """A fresh (or checkpoint-loaded) base model, with autoencoder in latent mode."""
+    mcfg = model_config(profile, **model_overrides(cfg))
+    if mcfg.base_path:
+        model = load_base(mcfg.base_path, mcfg)
+        base = StemProverModel(model.config, model.unet, model.autoencoder, with_control=False)
+        base.artifact_embedding.load_state_dict(model.artifact_embedding.state_dict())
+        return base
+    autoencoder = None
+    if mcfg.mode == "latent":
+        from stemprover.latent import autoencoder_config, train_autoencoder
+
+        rep_channels = {"magnitude": 1, "complex": 2, "mag_if": 2}[mcfg.representation]
+        ae_cfg = autoencoder_config(profile, rep_channels, latent_channels=mcfg.latent_channels,
+                                    seed=cfg.seed)
+        from stemprover.spectral import StftConfig, get_representation
+
+        rep = get_representation(mcfg.representation, StftConfig(mcfg.n_fft, mcfg.hop_length))
+        images = torch.cat([wave_to_image(train[i]["clean"][None], rep) for i in range(len(train))])
+        ae, ae_log = train_autoencoder(images, ae_cfg, out_dir / "weights" / "autoencoder",
+                                       cfg.autoencoder_steps, progress=progress)
+        ae_log.to_csv(out_dir / "autoencoder_log.csv", index=False)
+        autoencoder = ae.vae
+    return StemProverModel(mcfg, autoencoder=autoencoder, with_control=False)
+
+
+def pretrain_base(
+    cfg: PretrainConfig,
+    profile: str,
+    *,
+    train=None,
+    valid=None,
+    out_dir: Path | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> StemProverModel:
+    """Pretrain the base U-Net (and artifact tokens' clean row) on clean segments.
+
+    Args:
+        cfg: Budget, loss weights and model overrides.
+        profile: Profile whose ModelConfig defaults and folders are used.
+        train, valid: Datasets of ``{"clean": (samples,)}``; default: the distinct clean
+            segments of the profile's paired dataset.
+        out_dir: Stage folder; default ``results/<profile>/03_base_pretraining``.
+        stop_after: Stop after this many optimizer steps (resumable; for tests and budgets).
+        progress: Show progress bars.
+
+    Returns:
+        The trained base (also saved to ``out_dir/weights/base`` when training completed).
+    """
+    seed_everything(cfg.seed)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "03_base_pretraining")
+    if train is None:
+        manifest = default_manifest(profile)
+        train = CleanSegments(manifest, "train")
+        valid = CleanSegments(manifest, "valid", limit=cfg.n_valid)
+    model = build_base(cfg, profile, train, out_dir, progress)
+    model.config.image_scale = data_scale(model, train)
+    model.config.segment_frames = int(wave_to_image(train[0]["clean"][None],
+                                                    model.representation).shape[-1])
+    accelerator = make_accelerator(cfg.mixed_precision)
+    scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
+    params = {f"unet.{k}": p for k, p in model.unet.named_parameters()}
+    params["artifact_embedding.table"] = model.artifact_embedding.table
+    spec = PhaseSpec("base", cfg.steps, cfg.batch_size, cfg.grad_accum, cfg.learning_rate,
+                     cfg.warmup_steps, cfg.seed, cfg.checkpoint_every)
+    started = time.perf_counter()
+    done = run_phase(
+        accelerator, model, params, train,
+        lambda batch, gen: diffusion_step(model, loss_fn, scheduler, batch, gen),
+        spec, out_dir / "checkpoints", CsvLog(out_dir / "train_log.csv"),
+        budget=None if stop_after is None else [stop_after], progress=progress,
+    )
+    model = model.cpu().eval()
+    if not done:
+        return model
+    report = {"train_seconds": time.perf_counter() - started, "steps": cfg.steps,
+              "n_train_segments": len(train), "image_scale": model.config.image_scale,
+              "n_parameters": sum(p.numel() for p in model.unet.parameters())}
+    if valid is not None and len(valid):
+        report["n_valid_segments"] = len(valid)
+        report.update({f"valid_{k}": v for k, v in validation_loss(model, cfg.loss, valid,
+                                                                   cfg.seed).items()})
+    (out_dir / "validation.json").write_text(json.dumps(report, indent=2))
+    model.save_pretrained(out_dir / "weights" / "base")
+    return model

@@ -1,0 +1,99 @@
+"""One training step's loss for each model kind (diffusion with/without control, regression)."""
+
+from __future__ import annotations
+
+import torch
+
+from stemprover.constants import ADAPTERS
+from stemprover.losses import PhaseAwareLoss
+from stemprover.spectral import stft, wave_to_image
+
+
+def loss_for(model, loss_cfg) -> PhaseAwareLoss:
+    """The phase-aware loss in the model's representation and STFT."""
+    return PhaseAwareLoss(loss_cfg, model.representation, model.stft, model.config.sample_rate)
+
+
+def _phases(model, batch: dict, conditional: bool):
+    """Phases for the magnitude representation (which has none): separated and clean."""
+    if model.representation.name != "magnitude":
+        return None, None
+    clean_phase = stft(batch["clean"], model.stft).angle()
+    if not conditional:
+        return clean_phase, clean_phase
+    return stft(batch["separated"], model.stft).angle(), clean_phase
+
+
+def condition_pictures(model, batch: dict, generator: torch.Generator, mixture_dropout: float):
+    """Separated and mixture pictures; the mixture is zeroed for a ``mixture_dropout`` share."""
+    rep = model.representation
+    separated = wave_to_image(batch["separated"], rep)
+    mixture = None
+    if model.config.use_mixture and "mixture" in batch:
+        mixture = wave_to_image(batch["mixture"], rep)
+        keep = torch.rand(mixture.shape[0], generator=generator, device=generator.device)
+        mask = (keep >= mixture_dropout).to(mixture.dtype).to(mixture.device)
+        mixture = mixture * mask[:, None, None, None]
+    return separated, mixture
+
+
+def one_hot(adapter: str | torch.Tensor, batch: int, device) -> torch.Tensor:
+    """Adapter weight rows ``(batch, len(ADAPTERS))`` for one adapter name or per-item indices."""
+    if isinstance(adapter, str):
+        index = torch.full((batch,), ADAPTERS.index(adapter), device=device)
+    else:
+        index = adapter.long().to(device)
+    return torch.nn.functional.one_hot(index, len(ADAPTERS)).float()
+
+
+def diffusion_step(
+    model,
+    loss_fn: PhaseAwareLoss,
+    scheduler,
+    batch: dict,
+    generator: torch.Generator,
+    *,
+    adapter: str | None = None,
+    mixture_dropout: float = 0.0,
+):
+    """Diffusion loss (+ phase-aware terms on the predicted clean picture) for one batch.
+
+    Args:
+        model: StemProverModel; conditional when ``adapter`` is given.
+        loss_fn: From :func:`loss_for`.
+        scheduler: diffusers DDPMScheduler of the model.
+        batch: ``{"clean": (B, n)}`` (+ ``"separated"``, ``"mixture"`` for conditional).
+        generator: Source of noise, timesteps and mixture dropout.
+        adapter: Adapter to train (``"general"`` or a specialised one); None = unconditional.
+        mixture_dropout: Share of items whose mixture is zeroed.
+    """
+    clean_img = wave_to_image(batch["clean"], model.representation)
+    with torch.no_grad():
+        x0 = model.encode_image(clean_img)
+    noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0)
+    n_steps = scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, n_steps, (x0.shape[0],), generator=generator,
+                              device=generator.device).to(x0.device)
+    noisy = scheduler.add_noise(x0, noise, timesteps)
+    condition, weights = None, None
+    if adapter is not None:
+        separated, mixture = condition_pictures(model, batch, generator, mixture_dropout)
+        condition = model.encode_condition(separated, mixture)
+        weights = one_hot(adapter, x0.shape[0], x0.device)
+    output = model(noisy, timesteps, condition, weights)
+    phase, target_phase = _phases(model, batch, adapter is not None)
+    size = tuple(clean_img.shape[-2:])
+    return loss_fn.diffusion_terms(
+        output, noisy, x0, noise, timesteps, scheduler,
+        target_image=clean_img, decode=lambda x: model.decode_image(x, size),
+        phase=phase, target_phase=target_phase,
+    )
+
+
+def regression_step(model, loss_fn: PhaseAwareLoss, batch: dict, generator, mixture_dropout=0.0):
+    """Image MSE + phase-aware terms of the regression baseline for one batch."""
+    clean_img = wave_to_image(batch["clean"], model.representation)
+    separated, mixture = condition_pictures(model, batch, generator, mixture_dropout)
+    predicted = model(separated, mixture)
+    phase, target_phase = _phases(model, batch, True)
+    return loss_fn(predicted, clean_img, phase=phase, target_phase=target_phase)

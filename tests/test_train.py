@@ -1,0 +1,230 @@
+"""Training loops: exact resume, frozen base under LoRA training, regression and validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from stemprover.constants import ADAPTERS
+from stemprover.losses import LossConfig
+from stemprover.metrics import si_sdr
+from stemprover.model import StemProverModel, load_model, model_config
+from stemprover.model.serialize import base_state_dict
+from stemprover.train import (
+    LoraTrainConfig,
+    PretrainConfig,
+    evaluate_on_pairs,
+    pretrain_base,
+    summarize,
+    train_control_lora,
+    train_regression,
+)
+
+TINY = dict(
+    block_out_channels=[8, 16],
+    norm_num_groups=4,
+    attention_head_dim=4,
+    cross_attention_dim=16,
+    condition_channels=8,
+    n_condition_tokens=2,
+    lora_rank=2,
+    lora_alpha=2.0,
+    freq_attention_heads=2,
+)
+LOSS = LossConfig(mrstft_resolutions=((128, 32), (256, 64)))
+N_SAMPLES = 32 * 15  # 16 STFT frames at hop 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny models on a shared 2-core machine: one thread avoids oversubscription stalls
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class FakePairs(torch.utils.data.Dataset):
+    """Harmonic tones; the separated side has the artifact of its adapter (known answers)."""
+
+    def __init__(self, n_items: int = 8, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        time_s = np.arange(N_SAMPLES) / 16000.0
+        self.items = []
+        for index in range(n_items):
+            f0 = rng.uniform(150, 600)
+            clean = (
+                sum(
+                    np.sin(2 * math.pi * f0 * k * time_s + rng.uniform(0, 6)) / k
+                    for k in range(1, 6)
+                )
+                * 0.2
+            )
+            other = 0.1 * np.sin(2 * math.pi * rng.uniform(700, 900) * time_s)
+            adapter = index % len(ADAPTERS)
+            separated = clean + (
+                0.5 * other
+                if ADAPTERS[adapter] == "bleed"
+                else 0.02 * rng.standard_normal(N_SAMPLES)
+            )
+            self.items.append(
+                {
+                    "separated": torch.tensor(separated, dtype=torch.float32),
+                    "clean": torch.tensor(clean, dtype=torch.float32),
+                    "mixture": torch.tensor(clean + other, dtype=torch.float32),
+                    "adapter": adapter,
+                    "severity": 0.5,
+                }
+            )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
+
+
+def lora_cfg(**overrides) -> LoraTrainConfig:
+    values = dict(
+        general_steps=2,
+        adapter_steps=1,
+        batch_size=2,
+        grad_accum=2,
+        checkpoint_every=1,
+        warmup_steps=1,
+        loss=LOSS,
+        model=dict(TINY),
+    )
+    values.update(overrides)
+    return LoraTrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("base") / "base"
+    model = StemProverModel(model_config("smoke", **TINY), with_control=False)
+    model.config.image_scale = 4.0
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_pretraining_resumed_equals_uninterrupted(tmp_path):
+    cfg = PretrainConfig(
+        steps=3,
+        batch_size=2,
+        grad_accum=2,
+        checkpoint_every=0,
+        warmup_steps=1,
+        loss=LOSS,
+        model=dict(TINY),
+    )
+    data = FakePairs(6)
+    full = pretrain_base(
+        cfg,
+        "smoke",
+        train=data,
+        valid=FakePairs(2, seed=1),
+        out_dir=tmp_path / "full",
+        progress=False,
+    )
+    assert (
+        pretrain_base(
+            cfg, "smoke", train=data, out_dir=tmp_path / "cut", stop_after=2, progress=False
+        )
+        is not None
+    )
+    assert not (tmp_path / "cut" / "weights").exists()
+    resumed = pretrain_base(cfg, "smoke", train=data, out_dir=tmp_path / "cut", progress=False)
+    for key, value in full.unet.state_dict().items():
+        assert torch.equal(value, resumed.unet.state_dict()[key]), key
+    log = pd.read_csv(tmp_path / "cut" / "train_log.csv")
+    assert list(log["step"]) == [1, 2, 3]
+    full_log = pd.read_csv(tmp_path / "full" / "train_log.csv")
+    np.testing.assert_array_equal(log["loss"], full_log["loss"])
+    assert np.isfinite(log["loss"]).all()
+    loaded = load_model(tmp_path / "full" / "weights" / "base")
+    assert not loaded.has_control and loaded.config.image_scale == full.config.image_scale
+
+
+@pytest.fixture(scope="module")
+def lora_run(base_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lora")
+    model = train_control_lora(
+        lora_cfg(), "smoke", train=FakePairs(8), base=base_dir, out_dir=out, progress=False
+    )
+    return model, out
+
+
+def test_lora_training_leaves_base_bit_identical(base_dir, lora_run):
+    model, out = lora_run
+    before = base_state_dict(load_model(base_dir).unet)
+    after = base_state_dict(model.unet)
+    assert before.keys() == after.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    # while the adapters and the control branch did learn
+    lora_b = [p for k, p in model.unet.named_parameters() if "lora_B.general" in k]
+    assert any(p.abs().sum() > 0 for p in lora_b)
+    zero = model.condition_embedding.zero_magnitude.weight
+    assert zero.abs().sum() > 0
+    hf = {
+        k.replace(".hf_loss", ""): p
+        for k, p in model.unet.named_parameters()
+        if "lora_B.hf_loss" in k
+    }
+    general = {
+        k.replace(".general", ""): p
+        for k, p in model.unet.named_parameters()
+        if "lora_B.general" in k
+    }
+    assert any(not torch.equal(hf[k], general[k]) for k in hf)
+    report = pd.read_csv(out / "adapters.csv").set_index("adapter")
+    assert set(ADAPTERS) <= set(report.index)
+    assert (report.loc[list(ADAPTERS), "share_of_base_percent"] < 10).all()
+    log = pd.read_csv(out / "train_log.csv")
+    assert list(log["phase"]) == ["general", "general", "hf_loss", "musical_noise", "bleed"]
+
+
+def test_lora_training_resumed_equals_uninterrupted(base_dir, lora_run, tmp_path):
+    model, _ = lora_run
+    cfg = lora_cfg()
+    kwargs = dict(train=FakePairs(8), base=base_dir, out_dir=tmp_path, progress=False)
+    assert train_control_lora(cfg, "smoke", stop_after=3, **kwargs) is None
+    resumed = train_control_lora(cfg, "smoke", **kwargs)
+    expected = dict(model.named_parameters())
+    for key, value in resumed.named_parameters():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_regression_and_validation(base_dir, lora_run, tmp_path):
+    model, _ = lora_run
+    pairs = FakePairs(8)
+    regression = train_regression(
+        lora_cfg(), "smoke", train=pairs, base=base_dir, out_dir=tmp_path, progress=False
+    )
+    assert regression.config.image_scale == 4.0
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert len(log) == lora_cfg().total_steps and set(log["phase"]) == {"regression"}
+    table = evaluate_on_pairs(
+        {"regression": regression, "stemprover": model},
+        pairs,
+        [0, 1, 2],
+        sample_rate=16000,
+        stft_cfg=model.stft,
+        steps=2,
+        progress=False,
+    )
+    assert len(table) == 9 and set(table["system"]) == {"input", "regression", "stemprover"}
+    first = table[(table["system"] == "input") & (table["item"] == 0)].iloc[0]
+    item = pairs[0]
+    assert first["si_sdr"] == pytest.approx(
+        si_sdr(item["separated"].numpy(), item["clean"].numpy())
+    )
+    summary = summarize(table)
+    assert summary["stemprover"]["n"] == 3
+    assert np.isfinite(summary["stemprover"]["si_sdr_gain"])
