@@ -22,6 +22,8 @@ import importlib
 import importlib.util
 import sys
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,25 @@ def openunmix_module(name: str) -> types.ModuleType:
     finally:
         if not had:
             sys.modules.pop("torchaudio", None)
+
+
+@contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """Run torch ops on ``n_threads`` CPU threads (None: leave as is), then restore.
+
+    The separators here are small: on a shared CPU, OpenMP threads that spin-wait for each
+    other make a tiny LSTM or convolution 10-100x slower than one thread, and a second
+    thread gains little even on an idle machine.
+    """
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def default_model_kwargs(kind: str, sample_rate: int, size: str = "small") -> dict[str, Any]:
@@ -179,8 +200,9 @@ class NeuralSeparator(Separator):
 
     kind = "htdemucs"
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu"):
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", threads: int | None = 1):
         self.name = self.kind
+        self.threads = threads  # CPU threads for inference (see torch_threads)
         self.model, self.state = load_checkpoint(self.kind, checkpoint)
         self.device = torch.device(device)
         self.model.to(self.device)
@@ -193,7 +215,7 @@ class NeuralSeparator(Separator):
         audio = resample(mixture, sample_rate, self.model_rate) if sample_rate != self.model_rate \
             else mixture
         stereo = np.repeat(audio, 2, axis=0) if n_channels == 1 else audio
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(self.threads if self.device.type == "cpu" else None):
             stems = self.run(torch.from_numpy(np.ascontiguousarray(stereo))[None].to(self.device))
         stems = stems[0].cpu().numpy()  # (S, 2, n_model)
         out = {}

@@ -30,6 +30,7 @@ from stemprover.separators.neural import (
     UnmixSet,
     build_model,
     default_model_kwargs,
+    torch_threads,
 )
 
 
@@ -85,6 +86,7 @@ def train_neural_separator(
     size: str = "small",
     max_tracks: int | None = None,
     device: str = "cpu",
+    threads: int | None = 1,
     progress: bool = True,
 ) -> Path:
     """Train ``kind`` (``htdemucs`` | ``openunmix``) and save its checkpoint at ``out_path``.
@@ -102,6 +104,7 @@ def train_neural_separator(
         size: ``tiny`` | ``small`` | ``base`` (see ``default_model_kwargs``).
         max_tracks: use at most this many training tracks.
         device: torch device.
+        threads: CPU threads while training (None: torch's default; see ``torch_threads``).
         progress: show a tqdm bar.
 
     Returns:
@@ -111,6 +114,13 @@ def train_neural_separator(
         raise StemproverError(f"unknown neural separator {kind!r}; choose one of {KINDS}")
     if steps < 1:
         raise StemproverError(f"steps must be >= 1, got {steps}")
+    with torch_threads(threads if torch.device(device).type == "cpu" else None):
+        return _train(kind, corpus_dir, Path(out_path), steps, sample_rate, seed, batch_size,
+                      segment_seconds, learning_rate, size, max_tracks, device, progress)
+
+
+def _train(kind, corpus_dir, out_path, steps, sample_rate, seed, batch_size, segment_seconds,
+           learning_rate, size, max_tracks, device, progress) -> Path:
     seed_everything(seed)
     rng = rng_for(seed, "train", kind)
     stems = load_training_stems(corpus_dir, sample_rate, max_tracks=max_tracks)
@@ -161,7 +171,6 @@ def train_neural_separator(
         "n_tracks": len(stems[STEMS[0]]),
         "seed": int(seed),
     }
-    out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     torch.save(state, tmp)
