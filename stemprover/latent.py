@@ -241,6 +241,8 @@ def train_autoencoder(
     """
     from accelerate import Accelerator
 
+    if steps < 1:
+        raise StemproverError(f"the autoencoder needs at least one training step, got {steps}")
     seed_everything(cfg.seed)
     precision = cfg.mixed_precision
     if precision == "auto":

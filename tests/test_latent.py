@@ -93,6 +93,10 @@ def test_training_is_deterministic_and_takes_an_extra_loss():
     _, log_b = train_autoencoder(images, cfg, None, steps=3, loss_fn=extra, progress=False)
     assert {"complex", "phase_cosine", "inst_freq"} <= set(log_a.columns)
     assert log_a.equals(log_b)
+    with pytest.raises(StemproverError, match="training step"):
+        train_autoencoder(images, cfg, None, steps=0)
+    with pytest.raises(StemproverError, match="no spectrogram images"):
+        train_autoencoder(images[:0], cfg, None, steps=1)
 
 
 def test_save_and_load_give_identical_outputs(trained, tmp_path):
