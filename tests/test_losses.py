@@ -103,7 +103,7 @@ def test_if_loss_of_detuned_sines_through_the_stft():
     ref = stft(torch.sin(2 * math.pi * f0 * t)[None], STFT)[..., 4:-4]
     est = stft(torch.sin(2 * math.pi * (f0 + df) * t)[None], STFT)[..., 4:-4]
     expected = 1 - math.cos(2 * math.pi * df * STFT.hop_length / SAMPLE_RATE)
-    assert float(if_loss(est, ref, magnitude_power=2.0)) == pytest.approx(expected, rel=0.05)
+    assert float(if_loss(est, ref, magnitude_power=2.0)) == pytest.approx(expected, rel=1e-3)
 
 
 def test_complex_compressed_loss_known_values():
