@@ -222,6 +222,7 @@ def train_autoencoder(
     *,
     loss_fn: Callable[[Tensor, Tensor], tuple[Tensor, dict[str, Tensor]]] | None = None,
     progress: bool = True,
+    accelerator: Any = None,
 ) -> tuple[SpectrogramAutoencoder, pd.DataFrame]:
     """Train the autoencoder with L1 reconstruction + ``kl_weight`` × KL, under accelerate.
 
@@ -233,6 +234,9 @@ def train_autoencoder(
         loss_fn: Optional extra loss on (reconstruction, image), e.g. a
             :class:`stemprover.losses.PhaseAwareLoss` without its image term; added as is.
         progress: Show a tqdm bar.
+        accelerator: An ``accelerate.Accelerator`` to share with the caller's training (accelerate
+            allows one mixed-precision setting per process); default: one for
+            ``cfg.mixed_precision``.
 
     Returns:
         ``(autoencoder, log)``, one log row per step: ``step, loss, l1, kl`` and the
@@ -244,10 +248,11 @@ def train_autoencoder(
     if steps < 1:
         raise StemproverError(f"the autoencoder needs at least one training step, got {steps}")
     seed_everything(cfg.seed)
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=precision)
+    if accelerator is None:
+        precision = cfg.mixed_precision
+        if precision == "auto":
+            precision = "bf16" if torch.cuda.is_available() else "no"
+        accelerator = Accelerator(mixed_precision=precision)
     model = SpectrogramAutoencoder(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     loader = _loader(images, cfg.batch_size, cfg.seed)
