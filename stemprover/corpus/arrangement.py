@@ -105,16 +105,17 @@ def top_line(notes: list[Note]) -> list[Note]:
 
 
 def simplify_melody(notes: list[Note], min_seconds: float) -> list[Note]:
-    """Merge notes shorter than ``min_seconds`` into the previous note, for a singable line.
+    """Merge notes shorter than ``min_seconds`` into the note before them, for a singable line.
 
-    Fast violin figuration becomes the held note it ornaments; the line keeps its onsets
-    of longer notes and its total span.
+    A short note is absorbed only while the note before it is under ``4 * min_seconds``, so
+    a fast run becomes its skeleton (about one sung note per ``4 * min_seconds``) rather
+    than one endless note. Onsets of the kept notes and the line's span are unchanged.
     """
     out: list[Note] = []
     for note in sorted(notes, key=lambda n: n.start):
-        gap_free = out and abs(out[-1].start + out[-1].duration - note.start) < 1e-6
-        if note.duration < min_seconds and gap_free:
-            last = out[-1]
+        last = out[-1] if out else None
+        joined = last is not None and abs(last.start + last.duration - note.start) < 1e-6
+        if note.duration < min_seconds and joined and last.duration < 4 * min_seconds:
             out[-1] = Note(last.start, last.duration + note.duration, last.pitch, last.velocity)
         else:
             out.append(note)

@@ -16,7 +16,7 @@ from stemprover.errors import StemproverError
 SOURCES = ("pop", "bach", "quartet", "palestrina")
 """Where songs come from: procedural pop, and three music21 corpus collections."""
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 """Bumped whenever rendering changes, so that stale tracks are re-rendered."""
 
 
