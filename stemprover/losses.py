@@ -128,9 +128,8 @@ def min_snr_weights(
     """Min-SNR-γ loss weights ``(B,)`` (Hang et al. 2023); all ones when ``gamma <= 0``."""
     if gamma <= 0:
         return torch.ones(timesteps.shape[0], device=timesteps.device)
-    from diffusers.training_utils import compute_snr
-
-    snr = compute_snr(scheduler, timesteps.long())
+    alpha_bar = _alpha_bar(scheduler, timesteps, timesteps.float()).reshape(-1)
+    snr = alpha_bar / (1 - alpha_bar)  # diffusers.training_utils.compute_snr, without its imports
     weights = snr.clamp(max=gamma)
     kind = _prediction_type(scheduler, prediction_type)
     if kind == "epsilon":
