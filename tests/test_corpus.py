@@ -100,13 +100,17 @@ def test_every_stem_is_sounding_and_vocals_are_sung(corpus):
 
 def test_rendering_is_idempotent_and_removes_stale_tracks(corpus):
     out, tracks = corpus
-    stale = out / "train" / "pop-9999"
-    stale.mkdir()
-    (stale / "track.json").write_text("{}")
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+    stale, foreign = out / "train" / "pop-9999", out / "train" / "not-ours"
+    for folder in (stale, foreign):
+        folder.mkdir()
+        shutil.copy(out / tracks[0].split / tracks[0].track / "mixture.wav", folder)
+    (stale / "track.json").write_text(json.dumps({"fingerprint": "0"}))
     again = render_corpus(_small(), out, progress=False)
     assert again == tracks
-    assert not stale.exists()
+    assert not stale.exists()  # an old track of this renderer goes
+    assert (foreign / "mixture.wav").is_file()  # anything else stays
+    shutil.rmtree(foreign)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == before
 
 

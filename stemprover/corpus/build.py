@@ -243,11 +243,16 @@ def render_corpus(cfg: CorpusConfig, out_dir: Path, progress: bool = True) -> li
 
 
 def _remove_stale(out_dir: Path, keep: set[tuple[str, str]]) -> None:
+    """Delete tracks this renderer wrote (they carry a track.json with a fingerprint) that
+    the current plan no longer holds; anything else in ``out_dir`` is left alone."""
     for split in SPLITS:
-        for track_dir in sorted((out_dir / split).glob("*/")) if (out_dir / split).is_dir() else []:
-            ours = (track_dir / "track.json").is_file() or (track_dir / "mixture.wav").is_file()
-            if ours and (split, track_dir.name) not in keep:
-                shutil.rmtree(track_dir)
+        for marker in sorted((out_dir / split).glob("*/track.json")):
+            try:
+                ours = "fingerprint" in json.loads(marker.read_text())
+            except (json.JSONDecodeError, TypeError):
+                ours = False
+            if ours and (split, marker.parent.name) not in keep:
+                shutil.rmtree(marker.parent)
 
 
 def corpus_summary(corpus_dir: Path, tracks: list[TrackInfo] | None = None) -> dict[str, Any]:
