@@ -259,3 +259,13 @@ def test_gm_choir_replaces_a_failing_festival(tmp_path, monkeypatch):
     assert any("GM patch" in str(w.message) for w in caught)
     assert _rms_db(stems["vocals"]) > -40.0
     assert [p.program for p in arrangement.parts if p.sung][0] in (52, 53)
+
+
+def test_command_line_reports_errors_in_one_line(tmp_path, monkeypatch, capsys):
+    from stemprover.corpus import __main__ as command
+
+    bad = _small(soundfonts={"train": "NoSuchFont", "valid": "NoSuchFont", "test": "NoSuchFont"})
+    monkeypatch.setattr(command, "corpus_config", lambda profile: bad)
+    assert command.main(["--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("stemprover: error: soundfont 'NoSuchFont'") and err.count("\n") == 1
