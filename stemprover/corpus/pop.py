@@ -14,6 +14,7 @@ import numpy as np
 from stemprover.corpus.arrangement import Arrangement, Note, Part, fit_register, pick_syllables
 from stemprover.corpus.patterns import POP_KITS, pop_drums
 
+Scale = tuple[int, ...]
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)
 PROGRESSIONS = {
@@ -27,17 +28,19 @@ PAD_PROGRAMS = (48, 49, 50, 88, 89, 91, 95)  # string ensembles and synth pads
 VOICE_LOW, VOICE_HIGH = 48, 67  # Festival's voice is male: C3..G4
 
 
-def _scale_pitch(degree: int, key: int, scale: tuple[int, ...], octave_base: int) -> int:
+def _scale_pitch(degree: int, key: int, scale: Scale, octave_base: int) -> int:
     octave, index = divmod(degree, len(scale))
     return octave_base + key + 12 * octave + scale[index]
 
 
-def _chord(degree: int, scale: tuple[int, ...], seventh: bool) -> list[int]:
+def _chord(degree: int, scale: Scale, seventh: bool) -> list[int]:
     """Scale degrees of a triad (or seventh chord) on ``degree``."""
     return [degree, degree + 2, degree + 4] + ([degree + 6] if seventh else [])
 
 
-def _bass_line(chords, key, scale, bar_seconds, rng) -> list[Note]:
+def _bass_line(
+    chords: list[int], key: int, scale: Scale, bar_seconds: float, rng: np.random.Generator
+) -> list[Note]:
     style = int(rng.integers(3))
     notes = []
     for bar, degree in enumerate(chords):
@@ -57,7 +60,14 @@ def _bass_line(chords, key, scale, bar_seconds, rng) -> list[Note]:
     return notes
 
 
-def _comp(chords, key, scale, bar_seconds, rng, sustained: bool) -> list[Note]:
+def _comp(
+    chords: list[int],
+    key: int,
+    scale: Scale,
+    bar_seconds: float,
+    rng: np.random.Generator,
+    sustained: bool,
+) -> list[Note]:
     seventh = rng.random() < 0.4
     rhythm = [(0.0, 1.0)] if sustained else [
         [(0.0, 0.5), (0.5, 0.5)],
@@ -78,7 +88,9 @@ def _comp(chords, key, scale, bar_seconds, rng, sustained: bool) -> list[Note]:
     return notes
 
 
-def _melody(chords, key, scale, bar_seconds, rng) -> list[Note]:
+def _melody(
+    chords: list[int], key: int, scale: Scale, bar_seconds: float, rng: np.random.Generator
+) -> list[Note]:
     """Two-bar phrases of eighth/quarter rhythms ending in a long note and a breath."""
     notes = []
     degree = int(rng.integers(4, 8))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,13 +76,13 @@ def piece_pool(source: str) -> dict[str, str]:
     return {piece: found[piece][1] for piece in sorted(found)}
 
 
-def _part_events(part) -> list[tuple[float, float, int]]:
+def _part_events(part: Any) -> list[tuple[float, float, int]]:
     """``(offset, duration, midi)`` in quarter notes for every sounding pitch of a part.
 
     Tied notes are merged here in one pass; music21's ``stripTies`` does the same but takes
     minutes on a long quartet movement.
     """
-    events: list[list] = []
+    events: list[list[Any]] = []
     tied: dict[int, int] = {}  # MIDI pitch -> index of the event its tie continues
     for element in part.flatten().notes:
         duration = float(element.duration.quarterLength)
@@ -104,7 +105,14 @@ def _part_events(part) -> list[tuple[float, float, int]]:
     return [(o, d, m) for o, d, m in events]
 
 
-def _window(events, start, span, total, seconds_per_quarter, rng) -> list[Note]:
+def _window(
+    events: list[tuple[float, float, int]],
+    start: float,
+    span: float,
+    total: float,
+    seconds_per_quarter: float,
+    rng: np.random.Generator,
+) -> list[Note]:
     """Notes of ``[start, start + span)`` quarters; a piece shorter than that is looped."""
     notes = []
     repeats = int(np.ceil((start + span) / max(total, 1e-9)))
