@@ -120,10 +120,14 @@ def test_same_seed_same_audio_other_seed_other_audio(corpus, tmp_path):
     plan = TrackPlan(track.track, track.split, track.piece, track.source)
     written = load_track(out / track.split / track.track)
     again, _, _ = render_stems(_small(), plan, tmp_path / "cache")  # no cached voice
+    cached, _, _ = render_stems(_small(), plan, tmp_path / "cache")  # the sung line is reused
     other, _, _ = render_stems(_small(seed=1), plan, tmp_path / "cache")
     for stem in STEMS:
         np.testing.assert_array_equal(again[stem], written[stem])
+        np.testing.assert_array_equal(cached[stem], written[stem])
         assert not np.array_equal(again[stem], other[stem])
+    if shutil.which("text2wave"):
+        assert len(list((tmp_path / "cache").glob("*.wav"))) == 2  # one per distinct melody
 
 
 def test_splits_are_disjoint_by_piece_and_deterministic():
