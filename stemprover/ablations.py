@@ -83,21 +83,23 @@ class AblationConfig:
     hop_length: int = 64
     representation: str = "complex"  # the reference representation (common profile key)
     factors: list[str] = field(default_factory=lambda: list(FACTORS))
-    base_steps: int = 4  # base pretraining steps of every row (smoke: wiring only)
-    general_steps: int = 3  # control + general adapter steps on the pairs (as notebook 04)
+    base_steps: int = 2  # base pretraining steps of every row (smoke: wiring only)
+    general_steps: int = 2  # control + general adapter steps on the pairs (as notebook 04)
     adapter_steps: int = 1  # steps of each specialised adapter
-    autoencoder_steps: int = 4  # latent row only: spectrogram autoencoder steps
-    batch_size: int = 4
-    lora_ranks: list[int] = field(default_factory=lambda: [1, 8])  # besides the reference rank
-    steps: list[int] = field(default_factory=lambda: [1, 10])  # besides the reference 4
+    autoencoder_steps: int = 2  # latent row only: spectrogram autoencoder steps
+    batch_size: int = 2
+    lora_ranks: list[int] = field(default_factory=lambda: [2])  # besides the reference rank
+    steps: list[int] = field(default_factory=lambda: [1])  # besides the reference 4
     strengths: list[float] = field(default_factory=lambda: [1.0])  # besides the reference 0.5
-    overlaps: list[float] = field(default_factory=lambda: [0.0, 0.5])  # besides 0.25
+    overlaps: list[float] = field(default_factory=lambda: [0.0])  # besides 0.25
     reference_steps: int = 4
     reference_strength: float = 0.5  # enhance()'s default: start halfway from the stem
     reference_overlap: float = 0.25
     valid_tracks: int = 1  # corpus valid-split tracks; the same for every row
     valid_seconds: float = 1.0  # excerpt per track, long enough for several segments
-    valid_separators: list[str] = field(default_factory=lambda: ["hpss"])
+    valid_separators: list[str] = field(
+        default_factory=lambda: ["degraded:artifact=hf_loss,severity=0.6"]
+    )
     stems: list[str] = field(default_factory=lambda: ["vocals"])
     adapters: str = "auto"  # adapters at inference: detector-weighted, as in evaluation
     device: str = "cpu"

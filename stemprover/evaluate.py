@@ -39,7 +39,6 @@ from tqdm.auto import tqdm
 
 from stemprover.bsseval import ReferenceBssEval
 from stemprover.config import to_dict
-from stemprover.constants import STEMS
 from stemprover.errors import StemproverError
 from stemprover.examples import save_examples, save_spectrograms
 from stemprover.paths import cache_dir, results_dir
@@ -60,15 +59,17 @@ class EvaluationConfig:
     hop_length: int = 64
     representation: str = "complex"  # common profile key; the trained model's own config rules
     testsets: list[str] = field(default_factory=lambda: list(TESTSETS))
-    n_tracks: int = 2  # corpus test tracks used by synthetic and cross_separator
-    excerpt_seconds: float = 4.0  # per track, placed where all stems are active
-    train_separators: list[str] = field(default_factory=lambda: ["hpss"])  # as in the pairs
+    n_tracks: int = 1  # corpus test tracks used by synthetic and cross_separator
+    excerpt_seconds: float = 2.0  # per track, placed where all stems are active
+    train_separators: list[str] = field(  # kinds of separator that made the training pairs
+        default_factory=lambda: ["degraded:artifact=hf_loss,severity=0.5"]
+    )
     cross_separators: list[str] = field(default_factory=lambda: ["htdemucs"])  # never in pairs
     real_separators: list[str] = field(default_factory=lambda: ["htdemucs"])
     musdb_root: str | None = None  # a local MUSDB18(-HQ) adds the "musdb" test set
     musdb_subset: str = "test"
     musdb_max_tracks: int | None = None  # None: all 50 test tracks
-    stems: list[str] = field(default_factory=lambda: list(STEMS))
+    stems: list[str] = field(default_factory=lambda: ["vocals", "bass"])  # cpu/gpu: all four
     systems: list[str] = field(
         default_factory=lambda: ["identity", "postfilter", "regression", "stemprover", "irm1", "irm2"]
     )
@@ -80,12 +81,12 @@ class EvaluationConfig:
     model_dir: str = ""  # "": results/<profile>/04_lora_training/weights/stemprover
     regression_dir: str = ""  # "": results/<profile>/04_lora_training/weights/regression
     corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
-    n_bootstrap: int = 2000
+    n_bootstrap: int = 200  # resamples of each CI (cpu/gpu: 2000)
     example_testsets: list[str] = field(default_factory=lambda: ["synthetic", "real"])
     example_stem: str = "vocals"
-    example_seconds: float = 3.0
+    example_seconds: float = 2.0
     examples_max_mb: float = 2.0  # the clips are committed: the whole folder stays below this
-    spectrogram_seconds: float = 1.5  # keeps spectrograms.npz at a few hundred KB
+    spectrogram_seconds: float = 1.0  # keeps spectrograms.npz at a few hundred KB
 
 
 def stemprover_systems(cfg: EvaluationConfig) -> list[str]:

@@ -202,3 +202,26 @@ def test_shared_factorisation_bsseval_equals_museval():
     quiet = {s: r.copy() for s, r in ests.items()}
     quiet["a"][:, :SR] = 0.0
     assert np.isfinite(scorer(quiet)["a"]["sdr"])
+
+
+@pytest.mark.parametrize("stage", ["05_evaluation", "06_ablations"])
+def test_notebook_parameters_match_the_profiles(stage):
+    """Defaults are the smoke profile; every profile key reaches the config."""
+    import nbformat
+
+    from stemprover.config import load_profile, stage_params
+    from stemprover.paths import repo_root
+
+    nb = nbformat.read(repo_root() / "notebooks" / f"{stage}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    defaults: dict = {}
+    exec(cell.source, {}, defaults)
+    smoke = stage_params("smoke", stage)
+    assert {k: defaults[k] for k in smoke} == smoke
+    setup_cell = nb.cells[nb.cells.index(cell) + 1].source
+    for name in defaults:
+        assert f"{name}={name}" in setup_cell, name
+    for profile in ("smoke", "cpu", "gpu"):
+        sections = load_profile(profile)
+        keys = set(sections.get("common", {})) | set(sections.get(stage, {}))
+        assert keys <= set(defaults), (profile, sorted(keys - set(defaults)))
