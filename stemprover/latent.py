@@ -39,10 +39,10 @@ class AutoencoderConfig:
 
     in_channels: int = 2  # channels of the representation (complex: real and imaginary)
     block_out_channels: tuple[int, ...] = (32, 64, 64)  # n blocks downsample by 2^(n-1): 4x here
-    layers_per_block: int = 1  # one ResNet block per level is enough for a 4-channel latent
+    layers_per_block: int = 1  # one ResNet block per level keeps CPU training within budget
     latent_channels: int = 4  # as in Stable Diffusion, so SD-shaped UNets fit
     norm_num_groups: int = 8  # must divide every block width; 32 is too many for tiny widths
-    mid_attention: bool = False  # attention over all latent pixels: costly on CPU, small gain
+    mid_attention: bool = False  # attention over all latent pixels is quadratic: off on CPU
     kl_weight: float = 1e-4  # per-element KL; keeps latents Gaussian-like without blurring
     learning_rate: float = 1e-3  # Adam; small nets tolerate a high rate
     batch_size: int = 8
