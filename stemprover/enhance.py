@@ -28,7 +28,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from stemprover.audio import check_audio, is_silent, resample, to_channels
+from stemprover.audio import (
+    STEM_FILE_SUFFIX,
+    check_audio,
+    is_silent,
+    load_stems,
+    resample,
+    to_channels,
+)
 from stemprover.constants import ADAPTERS
 from stemprover.errors import StemproverError
 from stemprover.segment import OverlapAdder, frame_energy, plan_segments
@@ -36,6 +43,7 @@ from stemprover.streaming import ArraySink, ArraySource, FileSink, FileSource, e
 
 Adapters = None | str | Mapping[str, float]
 SILENCE_DB = -100.0  # below this RMS a segment is treated as digital silence
+DETECT_SECONDS = 10.0  # window the artifact detectors judge for adapters="auto"
 
 
 @dataclass
@@ -144,6 +152,7 @@ class Enhancer:
         self.model = resolve_model(model, check.device, check.dtype)
         self.config = self.model.config
         self.forward = None
+        self._detected: dict = {}  # last judged detection window (adapters="auto")
         if check.compile:
             import torch
 
@@ -249,7 +258,7 @@ class Enhancer:
             self.model, rows([w[3] for w in work]),
             rows([w[4] for w in work]) if use_mix else None,
             steps=opts.steps, strength=opts.strength, scheduler=opts.scheduler,
-            adapter_weights=self._adapter_weights(work, model_sr, n_channels),
+            adapter_weights=self._adapter_weights(source, mixture, plan, work, n_channels),
             generator=generators, use_cache=opts.use_cache, forward=self.forward,
         ).float().cpu().numpy()
         for k, (position, _, segment, resampled, _) in enumerate(work):
@@ -259,17 +268,34 @@ class Enhancer:
             outs[position] = segment + change
         return outs
 
-    def _adapter_weights(self, work, model_sr: int, n_channels: int):
-        """The run's adapter mix, or per-segment rows from the artifact detectors."""
+    def _adapter_weights(self, source, mixture, plan, work, n_channels: int):
+        """The run's adapter mix, or per-segment rows from the artifact detectors.
+
+        With "auto", the detectors judge the window of ``DETECT_SECONDS`` that holds a
+        segment's centre: long enough for onsets and noise statistics, short enough to
+        follow the song and keep memory flat. Each window is judged once.
+        """
         if self.adapters != "auto":
             return self.adapters
+        import warnings
+
         import torch
 
         from stemprover.detectors import adapter_weights, detect
 
+        window = int(DETECT_SECONDS * source.sample_rate)
         matrix = []
-        for _, _, _, resampled, mix in work:
-            weights = adapter_weights(detect(resampled, model_sr, mixture=mix))
+        for _, index, *_ in work:
+            key = (id(source), (plan[index][0] + plan[index][1]) // 2 // window)
+            if key not in self._detected:
+                start, end = key[1] * window, min(source.n_samples, (key[1] + 1) * window)
+                mix = None if mixture is None else to_channels(
+                    mixture.read(start, end), n_channels)
+                with warnings.catch_warnings():  # librosa warns on very short windows
+                    warnings.simplefilter("ignore")
+                    detection = detect(source.read(start, end), source.sample_rate, mix)
+                self._detected = {key: adapter_weights(detection)}
+            weights = self._detected[key]
             matrix += [[float(weights.get(name, 0.0)) for name in ADAPTERS]] * n_channels
         return torch.tensor(matrix, dtype=torch.float32)
 
@@ -324,9 +350,34 @@ def check_rate(sample_rate: int, name: str) -> None:
         raise StemproverError(f"{name}: sample rate {sample_rate} Hz is outside 8-96 kHz")
 
 
-def output_path(in_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """``out_dir/<name>.enhanced.wav`` for input ``<name>.<ext>``."""
-    return Path(out_dir) / f"{Path(in_path).stem}.enhanced.wav"
+def output_path(
+    in_path: str | os.PathLike, out_dir: str | os.PathLike, stem: str | None = None
+) -> Path:
+    """``out_dir/<name>.enhanced.wav`` for ``<name>.<ext>``; ``<name>.<stem>.enhanced.wav``
+    for a ``<name>.stem.mp4`` file."""
+    name = Path(in_path).name
+    if _is_stem_file(in_path):
+        base = name[: -len(STEM_FILE_SUFFIX)] + (f".{stem}" if stem else "")
+    else:
+        base = Path(in_path).stem
+    return Path(out_dir) / f"{base}.enhanced.wav"
+
+
+def _is_stem_file(path: str | os.PathLike) -> bool:
+    return Path(path).name.lower().endswith(STEM_FILE_SUFFIX)
+
+
+def open_source(path: str | os.PathLike, stem: str | None = None):
+    """``(source, mixture_or_None)`` for a file; a ``.stem.mp4`` yields ``stem`` and its
+    mixture (loaded whole: stem files hold five compressed streams)."""
+    if not _is_stem_file(path):
+        return FileSource.open(path), None
+    if stem is None:
+        raise StemproverError(f"{path}: a .stem.mp4 file holds several stems; choose one with "
+                              "--stem vocals|drums|bass|other")
+    stems, rate = load_stems(path)
+    return (ArraySource(stems[stem], rate, f"{path} [{stem}]"),
+            ArraySource(stems["mixture"], rate, f"{path} [mixture]"))
 
 
 def enhance_file(
@@ -335,16 +386,20 @@ def enhance_file(
     model: Any = None,
     *,
     mixture: str | os.PathLike | None = None,
+    stem: str | None = None,
     protect: tuple = (),
     **options: Any,
 ) -> Path:
     """Enhance a file into ``out_dir/<name>.enhanced.wav``, streaming it in blocks.
 
     Args:
-        in_path: Separated stem (wav, flac, ogg, aiff, mp3), 1-2 channels, 8-96 kHz.
+        in_path: Separated stem (wav, flac, ogg, aiff, mp3), 1-2 channels, 8-96 kHz; or a
+            ``.stem.mp4`` file together with ``stem``.
         out_dir: Output folder (created); the output is written atomically.
         model: An :class:`Enhancer`, a model, a folder, or None for ``models/default/``.
-        mixture: The mixture file, same rate and length, or None.
+        mixture: The mixture file, same rate and length, or None (a ``.stem.mp4`` input
+            brings its own).
+        stem: Which stem of a ``.stem.mp4`` input to enhance.
         protect: More paths that must never be overwritten (e.g. all inputs of a run).
         **options: :class:`EnhanceOptions` fields.
 
@@ -352,12 +407,12 @@ def enhance_file(
         The written path.
     """
     enhancer = model if isinstance(model, Enhancer) else Enhancer(model, EnhanceOptions(**options))
-    target = output_path(in_path, out_dir)
+    target = output_path(in_path, out_dir, stem)
     protected = (in_path, *(p for p in (mixture,) if p), *protect)
     for path in protected:
         if Path(path).exists() and target.resolve() == Path(path).resolve():
             raise StemproverError(f"{target}: refusing to overwrite an input file")
-    source = FileSource.open(in_path, min_samples=1)
+    source, mix = open_source(in_path, stem)
     check_rate(source.sample_rate, str(in_path))
     minimum = enhancer.min_samples(source.sample_rate)
     if source.n_samples < minimum:
@@ -365,7 +420,8 @@ def enhance_file(
             f"{in_path}: too short, {source.n_samples} samples but at least {minimum} are "
             "needed (one analysis frame)"
         )
-    mix = FileSource.open(mixture) if mixture is not None else None
+    if mixture is not None:
+        mix = FileSource.open(mixture)
     with FileSink(target, source.sample_rate, source.n_channels, protect=protected) as sink:
         enhancer.run(source, sink, mix, name=Path(in_path).name)
         if sink.n_written != source.n_samples:

@@ -1,0 +1,237 @@
+"""The ``stemprover`` command: outputs, summaries and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemprover.cli import main
+
+RATE = 16000
+TINY = dict(n_fft=64, hop_length=32, segment_frames=64, block_out_channels=(8, 16),
+            cross_attention_dim=16, condition_channels=8)
+"""A 16 kHz model small enough for a test; one frame is 64 samples (4 ms)."""
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A one-pass model at 16 kHz, made and saved on the spot (fast and deterministic)."""
+    from stemprover.model import RegressionModel, model_config
+
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    cfg = model_config("smoke", **TINY)
+    RegressionModel(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a busy 2-core machine, more threads only spin and wait."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tone(seconds: float, rate: int, channels: int = 2) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.05 * np.sin(2 * np.pi * 3100 * t)
+    return np.stack([wave * (0.5 + 0.5 * c) for c in range(channels)]).astype(np.float32)
+
+
+def _write(path: Path, audio: np.ndarray, rate: int = RATE, subtype: str = "FLOAT") -> Path:
+    sf.write(path, audio.T, rate, subtype=subtype)
+    return path
+
+
+def _enhance(tiny_model, *args) -> int:
+    return main(["enhance", *map(str, args), "--model", str(tiny_model), "--device", "cpu",
+                 "-q"])
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("stemprover: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("rate,channels,seconds", [(RATE, 2, 1.3), (8000, 1, 0.7),
+                                                   (96000, 2, 0.4), (44100, 1, 0.5)])
+def test_enhance_keeps_rate_length_channels(tiny_model, tmp_path, capsys, rate, channels,
+                                             seconds):
+    audio = _tone(seconds, rate, channels)
+    src = _write(tmp_path / "vocals.wav", audio, rate)
+    assert _enhance(tiny_model, src, "-o", tmp_path / "out", "--stem", "vocals") == 0
+    out, out_rate = sf.read(tmp_path / "out" / "vocals.enhanced.wav", always_2d=True)
+    assert out_rate == rate and out.shape == audio.T.shape
+    assert np.isfinite(out).all()
+    summary = capsys.readouterr().out.strip().splitlines()
+    assert len(summary) == 1 and "real-time factor" in summary[0]
+    assert f"{seconds:.1f} s of audio" in summary[0]
+
+
+def test_silence_in_silence_out(tiny_model, tmp_path):
+    src = _write(tmp_path / "quiet.wav", np.zeros((2, 9000), np.float32))
+    assert _enhance(tiny_model, src, "-o", tmp_path / "out") == 0
+    out, _ = sf.read(tmp_path / "out" / "quiet.enhanced.wav", always_2d=True)
+    assert out.shape == (9000, 2) and not out.any()
+
+
+def test_mixture_and_options(tiny_model, tmp_path):
+    src = _write(tmp_path / "bass.wav", _tone(1.0, RATE))
+    mix = _write(tmp_path / "song.wav", 2 * _tone(1.0, RATE))
+    code = _enhance(tiny_model, src, "-o", tmp_path / "o", "--mixture", mix, "--steps", "2",
+                    "--strength", "0.3", "--adapter", "hf_loss:0.7,general:0.3",
+                    "--batch-size", "3", "--seed", "5")
+    assert code == 0 and (tmp_path / "o" / "bass.enhanced.wav").exists()
+
+
+def _truncated(path: Path) -> Path:
+    _write(path, _tone(1.0, RATE), subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _nan(path: Path) -> Path:
+    audio = _tone(1.0, RATE)
+    audio[1, 5000] = np.nan
+    return _write(path, audio)
+
+
+def _inf(path: Path) -> Path:
+    audio = _tone(1.0, RATE)
+    audio[0, 7] = np.inf
+    return _write(path, audio)
+
+
+BAD_INPUTS = {
+    "missing": (lambda p: p, "no such file"),
+    "directory": (lambda p: (p.mkdir(), p)[1], "directory"),
+    "non_audio": (lambda p: (p.write_text("this is not audio\n" * 50), p)[1], "not a readable"),
+    "truncated": (_truncated, "truncated"),
+    "empty": (lambda p: (p.write_bytes(b""), p)[1], "empty"),
+    "nan": (_nan, "NaN"),
+    "inf": (_inf, "infinite"),
+    "shorter_than_frame": (lambda p: _write(p, _tone(0.002, RATE)), "too short"),
+    "six_channels": (lambda p: _write(p, np.zeros((6, 4000), np.float32)), "6 channels"),
+    "rate_4k": (lambda p: _write(p, _tone(1.0, 4000), 4000), "8-96 kHz"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input(tiny_model, tmp_path, capsys, case):
+    make, message = BAD_INPUTS[case]
+    src = make(tmp_path / "in.wav")
+    out_dir = tmp_path / "out"
+    assert _enhance(tiny_model, src, "-o", out_dir) == 1
+    line = _error_line(capsys)
+    assert "in.wav" in line and message in line
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_mixture_of_different_length(tiny_model, tmp_path, capsys):
+    src = _write(tmp_path / "drums.wav", _tone(1.0, RATE))
+    mix = _write(tmp_path / "mix.wav", _tone(1.2, RATE))
+    assert _enhance(tiny_model, src, "-o", tmp_path / "out", "--mixture", mix) == 1
+    line = _error_line(capsys)
+    assert "mix.wav" in line and "must match" in line
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def _edit_config(folder: Path) -> None:
+    meta = json.loads((folder / "stemprover.json").read_text())
+    meta["config"]["cross_attention_dim"] = 32  # the saved embeddings are 16 wide
+    (folder / "stemprover.json").write_text(json.dumps(meta))
+
+
+def _cut_weights(folder: Path) -> None:
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+@pytest.mark.parametrize("damage", [_edit_config, _cut_weights])
+def test_model_that_does_not_match_config(tiny_model, tmp_path, capsys, damage):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    damage(broken)
+    src = _write(tmp_path / "other.wav", _tone(0.5, RATE))
+    assert _enhance(broken, src, "-o", tmp_path / "out") == 1
+    line = _error_line(capsys)
+    assert "broken" in line
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_not_a_model_folder(tmp_path, capsys):
+    src = _write(tmp_path / "other.wav", _tone(0.5, RATE))
+    assert _enhance(tmp_path, src, "-o", tmp_path / "out") == 1
+    assert "not a model folder" in _error_line(capsys)
+
+
+def test_bad_option_values(tiny_model, tmp_path, capsys):
+    src = _write(tmp_path / "v.wav", _tone(0.5, RATE))
+    for option in (["--steps", "0"], ["--strength", "2"], ["--adapter", "reverb"],
+                   ["--batch-size", "0"]):
+        assert _enhance(tiny_model, src, "-o", tmp_path / "out", *option) == 1
+        _error_line(capsys)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_one_bad_file_does_not_stop_the_others(tiny_model, tmp_path, capsys):
+    good = _write(tmp_path / "good.wav", _tone(0.5, RATE))
+    assert _enhance(tiny_model, tmp_path / "missing.wav", good, "-o", tmp_path / "out") == 1
+    assert "missing.wav" in _error_line(capsys)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.enhanced.wav"]
+
+
+def test_never_overwrites_an_input(tiny_model, tmp_path, capsys):
+    src = _write(tmp_path / "a.wav", _tone(0.5, RATE))
+    victim = _write(tmp_path / "a.enhanced.wav", _tone(0.5, RATE))
+    before = victim.read_bytes()
+    assert _enhance(tiny_model, src, victim, "-o", tmp_path) == 1
+    assert "overwrite" in capsys.readouterr().err
+    assert victim.read_bytes() == before
+
+
+def test_analyze_prints_metrics_and_bands(tmp_path, capsys):
+    clean = _tone(1.0, 22050)
+    noisy = clean + 0.01 * np.random.default_rng(0).standard_normal(clean.shape)
+    ref = _write(tmp_path / "ref.wav", clean, 22050)
+    est = _write(tmp_path / "est.wav", noisy.astype(np.float32), 22050)
+    assert main(["analyze", str(est), "--reference", str(ref), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["metrics"]["si_sdr"] > 10
+    assert {"band", "phase_dev", "mag_error_db"} <= set(report["bands"][0])
+    assert main(["analyze", str(est), "--reference", str(ref)]) == 0
+    text = capsys.readouterr().out
+    assert "si_sdr" in text and "phase_dev" in text
+    short = _write(tmp_path / "short.wav", clean[:, :1000], 22050)
+    assert main(["analyze", str(short), "--reference", str(ref)]) == 1
+    assert "must match" in _error_line(capsys)
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom stemprover.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "enhance" in result.stdout and "analyze" in result.stdout
+
+
+def test_python_dash_m(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "stemprover", "enhance", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "--mixture" in result.stdout
