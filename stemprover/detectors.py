@@ -15,9 +15,9 @@ Thresholds are adaptive: a robust median plus ``k`` times the (normal-consistent
 per band over time for the temporal artifacts (isolated peaks, onsets), and per frame over
 the reference bands for the band limit. The bleed map uses a fixed dB scale.
 
-* ``hf_loss``: level deficit of the upper bands below the trend of the lower (reference)
-  bands, in the long-term profile of the stem (over the mixture when given); a separator's
-  band limit is the same in every frame, unlike the natural variation of a stem's treble.
+* ``hf_loss``: how far the upper bands of the long-term band profile of the stem (over
+  the mixture when given) fall below its reference bands, beyond their natural spread. A
+  stem with no treble of its own (a bass line) reads as band-limited.
 * ``musical_noise``: isolated time-frequency peaks, bins louder than both their time and
   their frequency neighbourhood (so steady partials and broadband transients are not
   peaks), in excess of the rate found in the mixture (or in a clean signal).
@@ -32,6 +32,7 @@ the reference bands for the band limit. The bleed map uses a fixed dB scale.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import librosa
@@ -47,7 +48,8 @@ FLOOR_DB = -80.0  # bins this far below the loudest bin are treated as silence
 PEAK_SPAN = 5  # neighbourhood (bins / frames) that an isolated peak must stand out from
 PEAK_RATE_SCALE = 0.02  # an excess of 2% peaky bins gives a musical-noise score of 0.63
 VALLEY_RANGE_DB = (-40.0, 0.0)  # valley floor mapped linearly to a bleed map of 0..1
-HF_DEFICIT_SPAN_DB = 20.0  # deficit above the threshold that counts as a fully lost band
+HF_K = 2.0  # MADs of the reference bands' deficits that a band-limit cliff must exceed
+HF_SOFTNESS_DB = 6.0  # width of the logistic loss around the threshold
 ONSET_WINDOW_SECONDS = 0.15  # window over which an onset's total rise is measured
 
 
@@ -134,7 +136,7 @@ def detect(
     }
     weight = _frame_weights(mix_power if mix_power is not None else power, band_list)
     scores = {
-        "hf_loss": float(np.sum(maps["hf_loss"].mean(0) * weight)),
+        "hf_loss": _upper_mean(maps["hf_loss"], weight),
         "musical_noise": float(1.0 - np.exp(-np.sum(maps["musical_noise"].mean(0) * weight)
                                            / PEAK_RATE_SCALE)),
         "bleed": float(np.sum(maps["bleed"].mean(0) * weight)),
@@ -157,35 +159,43 @@ def _frame_weights(power: np.ndarray, bands: list[Band]) -> np.ndarray:
 
 
 def hf_loss_map(power, mix_power, bands, sample_rate, k) -> np.ndarray:
-    """Lost high bands ``(n_bands, T)``: level below the trend of the reference bands.
+    """Lost high bands ``(n_bands, T)``: upper bands far below the reference bands.
 
-    The long-term band profile (median over active frames; the stem over the mixture when
-    one is given) is fitted by a line in log-frequency over the reference bands (200 Hz to
-    a third of the sample rate). A band is lost where it falls below the extrapolated line
-    by more than ``median + k * MAD`` of the reference residuals (at least 6 dB), and only
-    if every band above it is lost too: a band limit, not a dip.
+    The profile is the median over active frames of each band's level (the stem over the
+    mixture when one is given). A band's deficit is the median profile of the reference
+    bands (200 Hz to a sixth of the sample rate) minus its own. The threshold is the
+    median plus ``HF_K`` MADs of the reference bands' own deficits (at least 6 dB). Each
+    upper band (above a sixth of the sample rate) gets a logistic loss
+    ``1 / (1 + exp(-(deficit - threshold) / 6 dB))``, which is strictly monotone in the
+    attenuation of the band. Bands where the mixture is silent (above a resampler's band
+    edge) are skipped. The score is the mean loss of the upper bands.
     """
     level = _db(_band_power(power, bands), power.max())
-    if mix_power is not None:
-        level = level - _db(_band_power(mix_power, bands), mix_power.max())
     weights = _frame_weights(mix_power if mix_power is not None else power, bands)
     active = weights > 0
-    profile = np.median(level[:, active], axis=1) if active.any() else level.mean(1)
+    defined = np.ones(len(bands), dtype=bool)
+    if mix_power is not None:
+        mix_level = _db(_band_power(mix_power, bands), mix_power.max())
+        level = level - mix_level
+        mix_profile = np.median(mix_level[:, active], axis=1)
+        defined = mix_profile > mix_profile.max() - 50.0
+    profile = np.median(level[:, active], axis=1)
     centres = np.array([(b.f_low + b.f_high) / 2 for b in bands])
-    octaves = np.log2(np.maximum(centres, 1.0))
-    reference = (centres >= 200.0) & (centres < sample_rate / 6)
+    reference = (centres >= 200.0) & (centres < sample_rate / 6) & defined
     if reference.sum() < 3:
-        reference = np.arange(len(bands)) < max(3, len(bands) // 3)
-    slope, offset = np.polyfit(octaves[reference], profile[reference], 1)
-    trend = slope * octaves + offset
-    residual = trend[reference] - profile[reference]
-    threshold = max(6.0, float(robust_threshold(residual, k)[0]))
-    upper = centres >= centres[reference].max()
-    deficit = trend[:, None] - level  # (n_bands, T), dB below the trend
-    out = np.clip((deficit - threshold) / HF_DEFICIT_SPAN_DB, 0.0, 1.0)
-    lost = np.clip((trend - profile - threshold) / HF_DEFICIT_SPAN_DB, 0.0, 1.0)
-    lost = np.minimum.accumulate(np.where(upper, lost, 0.0)[::-1])[::-1]
-    return np.minimum(out, lost[:, None])
+        reference = (np.arange(len(bands)) < max(3, len(bands) // 3)) & defined
+    deficit = np.median(profile[reference]) - profile
+    threshold = max(6.0, float(robust_threshold(deficit[reference], HF_K)[0]))
+    upper = (centres >= sample_rate / 6) & defined
+    loss = 1.0 / (1.0 + np.exp(-(deficit - threshold) / HF_SOFTNESS_DB))
+    lost = np.where(upper, loss, 0.0)
+    return lost[:, None] * active[None].astype(float)
+
+
+def _upper_mean(lost: np.ndarray, weight: np.ndarray) -> float:
+    """Mean loss over the bands that can be lost (non-zero somewhere), frame-weighted."""
+    rows = lost.max(1) > 0
+    return float(np.sum(lost[rows].mean(0) * weight)) if rows.any() else 0.0
 
 
 def _peakiness(level: np.ndarray) -> np.ndarray:
@@ -223,9 +233,9 @@ def bleed_map(power, mix_power, bands) -> np.ndarray:
             ratio = level[band.bins] - mix_level
             active = mix_level > mix_level.max() + FLOOR_DB + 20.0
             ratio = np.where(active, ratio, np.nan)
-            floor = np.nanpercentile(ratio, 10, axis=0) if active.any() else np.full(
-                power.shape[1], low
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # frames with no active bin
+                floor = np.nanpercentile(ratio, 10, axis=0)
         else:
             floor = np.percentile(level[band.bins], 10, axis=0) - np.percentile(
                 level[band.bins], 90, axis=0
