@@ -53,6 +53,7 @@ def common(cfg: Any) -> dict[str, Any]:
         "hop_length": cfg.hop_length,
         "representation": cfg.representation,
         "batch_size": cfg.batch_size,
+        "torch_threads": cfg.torch_threads,
     }
 
 

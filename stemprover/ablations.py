@@ -103,6 +103,7 @@ class AblationConfig:
     stems: list[str] = field(default_factory=lambda: ["vocals"])
     adapters: str = "auto"  # adapters at inference: detector-weighted, as in evaluation
     device: str = "cpu"
+    torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
     n_bootstrap: int = 1000
     corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
 
@@ -300,6 +301,7 @@ def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFr
     row really trains (and its ``train_seconds`` is real) on each run.
     """
     from stemprover.ablation_train import train_row
+    from stemprover.evaluate import cpu_threads
     from stemprover.model import model_config
 
     out_dir = Path(out_dir)
@@ -309,12 +311,13 @@ def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFr
     work_dir.mkdir(parents=True)
     rows = grid(cfg, reference_rank=model_config(profile).lora_rank)
     (out_dir / "grid.json").write_text(rows_json(rows))
-    items = validation_items(cfg, profile)
-    identity = [(item.separated[s], item.clean[s]) for item in items for s in cfg.stems]
-    baseline = {"name": "identity", "factor": "baseline", "setting": "separator output"}
-    baseline |= score_outputs(identity, cfg) | {"train_seconds": 0.0}
-    table = run_grid(rows, lambda row: train_row(row, cfg, profile, work_dir),
-                     make_evaluate_fn(items, cfg))
+    with cpu_threads(cfg.torch_threads):
+        items = validation_items(cfg, profile)
+        identity = [(item.separated[s], item.clean[s]) for item in items for s in cfg.stems]
+        baseline = {"name": "identity", "factor": "baseline", "setting": "separator output"}
+        baseline |= score_outputs(identity, cfg) | {"train_seconds": 0.0}
+        table = run_grid(rows, lambda row: train_row(row, cfg, profile, work_dir),
+                         make_evaluate_fn(items, cfg))
     table = pd.concat([pd.DataFrame([baseline]), table], ignore_index=True)
     table.to_csv(out_dir / "ablations.csv", index=False)
     return table

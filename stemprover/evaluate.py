@@ -27,9 +27,10 @@ Files written to ``out_dir``:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class EvaluationConfig:
     adapters: str = "auto"  # "auto": detector-weighted mix; or one adapter name
     batch_size: int = 8
     device: str = "cpu"
+    torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
     model_dir: str = ""  # "": results/<profile>/04_lora_training/weights/stemprover
     regression_dir: str = ""  # "": results/<profile>/04_lora_training/weights/regression
     corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
@@ -87,6 +89,28 @@ class EvaluationConfig:
     example_seconds: float = 2.0
     examples_max_mb: float = 2.0  # the clips are committed: the whole folder stays below this
     spectrogram_seconds: float = 1.0  # keeps spectrograms.npz at a few hundred KB
+
+
+@contextlib.contextmanager
+def cpu_threads(n_threads: int) -> Iterator[None]:
+    """Limit torch and BLAS to ``n_threads`` CPU threads (0: leave as is), then restore.
+
+    On a CPU shared with other jobs, OpenMP/BLAS threads that spin-wait for each other make
+    small STFTs, filters and solves several times slower than one thread.
+    """
+    if n_threads <= 0:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        with threadpool_limits(limits=n_threads):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def stemprover_systems(cfg: EvaluationConfig) -> list[str]:
@@ -346,10 +370,11 @@ def run_evaluation(
     """Build the test sets and systems, evaluate, and write every output file."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    items = build_items(cfg, profile) if items is None else items
-    systems = make_systems(cfg, profile) if systems is None else systems
     keep = set(cfg.example_testsets)
-    result, kept = evaluate_items(items, systems, cfg, keep=lambda item: item.testset in keep)
+    with cpu_threads(cfg.torch_threads):
+        items = build_items(cfg, profile) if items is None else items
+        systems = make_systems(cfg, profile) if systems is None else systems
+        result, kept = evaluate_items(items, systems, cfg, keep=lambda item: item.testset in keep)
     result.per_track.to_csv(out_dir / "per_track.csv", index=False)
     result.aggregate.to_csv(out_dir / "aggregate.csv", index=False)
     result.significance.to_csv(out_dir / "significance.csv", index=False)

@@ -29,6 +29,15 @@ from stemprover.testsets import (
 )
 
 SR = 8000
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """As run_evaluation does: one CPU thread (shared cores make more threads slower)."""
+    from stemprover.evaluate import cpu_threads
+
+    with cpu_threads(1):
+        yield
 FREQS = {"vocals": 440.0, "drums": 1200.0, "bass": 110.0, "other": 2500.0}
 
 
