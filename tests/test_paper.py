@@ -171,3 +171,12 @@ def test_ablation_sentence_compares_each_change_with_the_reference(root):
     assert "2 lower it, most of all finetuning = full (\\ensuremath{-}0.50~dB)" in text
     assert "1 raise it, most of all lora rank = 16 (+0.10~dB)" in text
     assert "3 of the 3 changed rows lie inside" in text  # 0.5 sits on the lower bound
+
+
+def test_data_sentence_reads_the_dataset_card(root):
+    fx.write_results(root, "cpu")
+    text = claims.claims(data.load("cpu"), [])["spClaimData"]
+    assert (
+        text == "The paired dataset of this run holds 120 segment pairs (30.0~minutes of "
+        "separated audio)."
+    )

@@ -341,10 +341,18 @@ def _data_sentence(data: PaperData) -> str:
     seconds = _card_value(card, ("seconds", "total_seconds", "duration_s"))
     if pairs is None:
         return ""
+    tracks = _card_value(card, ("n_tracks",))
     text = f"The paired dataset of this run holds {fmt(int(pairs))} segment pairs"
-    if hours is not None or seconds is not None:
-        hours = hours if hours is not None else seconds / 3600.0
-        text += f" ({fmt(float(hours), 2)}~hours of separated audio)"
+    if tracks is not None:
+        text += f" from {fmt(int(tracks))} tracks"
+    if seconds is not None or hours is not None:
+        seconds = float(seconds if seconds is not None else hours * 3600.0)
+        amount = (
+            f"{fmt(seconds / 3600.0, 2)}~hours"
+            if seconds >= 3600
+            else f"{fmt(seconds / 60.0, 1)}~minutes"
+        )
+        text += f" ({amount} of separated audio)"
     return text + "."
 
 

@@ -215,12 +215,13 @@ def add_config(m: Macros, data: PaperData) -> None:
             m.add(["cfg", section, key], body)
     card = data.dataset_card or {}
     for key, value in _flatten(card):
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if isinstance(value, int):
-            m.add(["data", *key], fmt(value))
-        elif isinstance(value, float):
-            m.add(["data", *key], fmt(value, 2))
+        name = macro_name("data", *key)
+        # Card keys are free text (separator specs, severities): two may spell one macro name;
+        # the first is kept, and the text quotes only the top-level counts.
+        if name not in m:
+            m[name] = fmt(value) if isinstance(value, int) else fmt(value, 2)
 
 
 def _flatten(tree: dict, prefix: tuple = ()) -> Iterable[tuple[tuple, object]]:
