@@ -43,7 +43,8 @@ SILENCE_DB = -60.0  # a clean segment quieter than this (RMS, dBFS) is skipped
 
 
 def _default_blind() -> list[str]:
-    return ["hpss", "nmf", "repet", "htdemucs", "openunmix"]
+    # HTDemucs stays out of the pairs: the evaluation's cross-separator test set uses it.
+    return ["hpss", "nmf", "repet", "openunmix"]
 
 
 @dataclass
@@ -64,6 +65,7 @@ class PairsConfig:
     severities_per_track: int = 1  # severities drawn per (track, artifact)
     blind_separators: list[str] = field(default_factory=_default_blind)  # give "mixed" pairs
     weights_dir: str = ""  # trained htdemucs.pt / openunmix.pt (relative to the repo root)
+    max_segments: int = 0  # per (track, stem, separator): keep this many segment-channels; 0: all
     max_tracks_per_split: int = 0  # 0: every track
     max_seconds: float = 0.0  # crop tracks to this length before separating; 0: whole track
 
@@ -117,6 +119,27 @@ def separator_jobs(cfg: PairsConfig, track: str) -> list[tuple[str, dict[str, An
             kwargs["checkpoint"] = str(path)
         jobs.append((name, kwargs, "mixed", BLIND_SEVERITY))
     return jobs
+
+
+def sounding_units(
+    clean: np.ndarray, cfg: PairsConfig, key: tuple[str, ...]
+) -> list[tuple[int, int]]:
+    """``(offset, channel)`` of the segments whose clean stem is not silent.
+
+    With ``cfg.max_segments`` a seeded random subset (keyed by track, stem and separator)
+    of that many is kept, in time order.
+    """
+    units = []
+    for offset in segment_offsets(clean.shape[-1], cfg.segment_samples, cfg.overlap):
+        for channel in range(clean.shape[0]):
+            segment = clean[channel, offset : offset + cfg.segment_samples].astype(np.float64)
+            if 20 * np.log10(np.sqrt(np.mean(segment**2)) + 1e-12) >= SILENCE_DB:
+                units.append((offset, channel))
+    if cfg.max_segments and len(units) > cfg.max_segments:
+        picks = rng_for(cfg.seed, "segments", *key).choice(len(units), cfg.max_segments,
+                                                            replace=False)
+        units = [units[i] for i in sorted(picks)]
+    return units
 
 
 def fingerprint(cfg: PairsConfig, corpus_dir: Path) -> str:
@@ -182,23 +205,18 @@ def build_pairs(
         for stem in cfg.stems:
             clean = resample(audio[stem], 44100, cfg.sample_rate)
             est = resample(separated[stem], 44100, cfg.sample_rate)
-            for offset in segment_offsets(clean.shape[-1], cfg.segment_samples, cfg.overlap):
+            for offset, channel in sounding_units(clean, cfg, (track_dir.name, stem, label)):
                 window = slice(offset, offset + cfg.segment_samples)
-                for channel in range(clean.shape[0]):
-                    clean_seg = clean[channel, window]
-                    rms = np.sqrt(np.mean(clean_seg.astype(np.float64) ** 2))
-                    if 20 * np.log10(rms + 1e-12) < SILENCE_DB:
-                        continue
-                    rel = Path("pairs") / split / track_dir.name / (
-                        f"{stem}-{label}-{offset}-{channel}.npz"
-                    )
-                    _save_npz(out_dir / rel, separated=est[channel, window],
-                              clean=clean_seg, mixture=mixture[channel, window])
-                    entries.append({
-                        "file": rel.as_posix(), "track": track_dir.name, "stem": stem,
-                        "separator": label, "artifact": artifact, "severity": severity,
-                        "offset": int(offset), "channel": channel, "split": split,
-                    })
+                rel = Path("pairs") / split / track_dir.name / (
+                    f"{stem}-{label}-{offset}-{channel}.npz"
+                )
+                _save_npz(out_dir / rel, separated=est[channel, window],
+                          clean=clean[channel, window], mixture=mixture[channel, window])
+                entries.append({
+                    "file": rel.as_posix(), "track": track_dir.name, "stem": stem,
+                    "separator": label, "artifact": artifact, "severity": severity,
+                    "offset": int(offset), "channel": channel, "split": split,
+                })
     manifest = {
         "sample_rate": cfg.sample_rate,
         "segment_samples": cfg.segment_samples,

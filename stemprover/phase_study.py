@@ -56,6 +56,15 @@ class PhaseStudyConfig:
     train_segment_seconds: float = 1.0  # training example length, s
     neural_size: str = "tiny"  # tiny | small | base model configs
     retrain: bool = False  # retrain even if a checkpoint with this config exists
+    device: str = "auto"  # torch device of the neural separators; auto: cuda when present
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def train_or_reuse(cfg: PhaseStudyConfig, corpus_dir: Path, weights_dir: Path,
@@ -84,7 +93,8 @@ def train_or_reuse(cfg: PhaseStudyConfig, corpus_dir: Path, weights_dir: Path,
         train_neural_separator(
             kind, corpus_dir, path, steps=cfg.train_steps, sample_rate=cfg.sample_rate,
             seed=cfg.seed, batch_size=cfg.train_batch_size,
-            segment_seconds=cfg.train_segment_seconds, size=cfg.neural_size, progress=progress,
+            segment_seconds=cfg.train_segment_seconds, size=cfg.neural_size,
+            device=resolve_device(cfg.device), progress=progress,
         )
         state = torch.load(path, map_location="cpu", weights_only=True)
         meta = {**wanted, "train_seconds": state["train_seconds"],
@@ -102,7 +112,7 @@ def make_separator(name: str, cfg: PhaseStudyConfig, checkpoints: dict[str, Path
         return get_separator("degraded", artifact=name.split(":", 1)[1],
                              severity=cfg.degraded_severity, seed=cfg.seed)
     if name in checkpoints:
-        return get_separator(name, checkpoint=checkpoints[name])
+        return get_separator(name, checkpoint=checkpoints[name], device=resolve_device(cfg.device))
     return get_separator(name)
 
 
@@ -213,14 +223,20 @@ def _save_maps(path: Path, maps: dict[str, Any]) -> None:
 
 def finding(name: str, by_separator: pd.DataFrame, band_means: pd.DataFrame) -> str:
     """One sentence per separator, generated from the numbers: where and how it damages."""
-    row = by_separator.set_index("separator").loc[name]
+    row = by_separator.set_index("separator").loc[name]  # means over tracks and stems
     bands = band_means[band_means["separator"] == name]
     worst_mag = bands.loc[bands["mag_error_db"].idxmax()]
     worst_phase = bands.loc[bands["phase_dev"].idxmax()]
     lost = bands.loc[bands["energy_error_db"].idxmin()]
     gained = bands.loc[bands["energy_error_db"].idxmax()]
-    scores = {a: row[f"score_{a}"] for a in ARTIFACTS}
+    table = by_separator.set_index("separator")
+    # Detector scores have different baselines; the oracle Wiener mask is the reference.
+    base = table.loc["irm2"] if "irm2" in table.index and name != "irm2" else None
+    scores = {a: row[f"score_{a}"] - (base[f"score_{a}"] if base is not None else 0.0)
+              for a in ARTIFACTS}
     top = max(scores, key=scores.get)
+    detector = (f"detector most above IRM2: {top} ({scores[top]:+.2f})" if base is not None
+                else f"strongest detector: {top} ({scores[top]:.2f})")
     energy = (
         f"loses most energy in {_band(lost)} ({lost['energy_error_db']:+.1f} dB)"
         if lost["energy_error_db"] < -1.0 else "keeps band energies within 1 dB where it loses"
@@ -231,7 +247,7 @@ def finding(name: str, by_separator: pd.DataFrame, band_means: pd.DataFrame) -> 
         f"{name}: SI-SDR {row['si_sdr']:.1f} dB; largest magnitude error in {_band(worst_mag)} "
         f"({worst_mag['mag_error_db']:.1f} dB), largest phase deviation in {_band(worst_phase)} "
         f"({worst_phase['phase_dev']:.2f} rad, mean {row['phase_dev']:.2f} rad); {energy}; "
-        f"strongest detector: {top} ({scores[top]:.2f})."
+        f"{detector}."
     )
 
 

@@ -141,3 +141,12 @@ def test_config_and_missing_inputs(corpus, tmp_path):
                     tmp_path / "out", progress=False)
     with pytest.raises(StemproverError, match="no pair manifest"):
         PairDataset(tmp_path / "manifest.json", "train")
+
+
+def test_max_segments_keeps_a_seeded_subset(corpus, tmp_path):
+    cfg = _cfg(splits=["valid"], artifacts=["bleed"], severities=[0.5], blind_separators=[],
+               max_segments=3)
+    pairs = json.loads(build_pairs(cfg, corpus, tmp_path / "a", progress=False).read_text())
+    again = json.loads(build_pairs(cfg, corpus, tmp_path / "b", progress=False).read_text())
+    assert len(pairs["pairs"]) == 4 * 3  # 4 stems x 3 of their 14 segment-channels
+    assert [p["file"] for p in pairs["pairs"]] == [p["file"] for p in again["pairs"]]
