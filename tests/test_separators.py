@@ -166,3 +166,27 @@ def test_training_lowers_the_loss_of_a_neural_separator(song, tmp_path):
                                   size="tiny", progress=False)
     state = torch.load(path, weights_only=True)
     assert state["final_loss"] < state["first_loss"]
+
+
+def test_finding_names_the_damaged_bands():
+    import pandas as pd
+
+    from stemprover.phase_study import finding
+
+    by_separator = pd.DataFrame([
+        {"separator": "irm2", "si_sdr": 12.0, "phase_dev": 0.4,
+         **{f"score_{a}": 0.3 for a in ARTIFACTS}},
+        {"separator": "x", "si_sdr": 3.0, "phase_dev": 0.9,
+         **{f"score_{a}": 0.3 for a in ARTIFACTS}, "score_hf_loss": 0.8},
+    ])
+    bands = pd.DataFrame({
+        "separator": ["x"] * 3, "band": ["a", "b", "c"], "f_low": [0.0, 1000.0, 4000.0],
+        "f_high": [1000.0, 4000.0, 8000.0], "mag_error_db": [1.0, 2.0, 9.0],
+        "phase_dev": [0.2, 1.3, 0.5], "energy_error_db": [0.5, -0.2, -12.0],
+        "if_dev": [0.0, 0.0, 0.0],
+    })
+    text = finding("x", by_separator, bands)
+    assert "largest magnitude error in 4.0 kHz-8.0 kHz (9.0 dB)" in text
+    assert "largest phase deviation in 1.0 kHz-4.0 kHz (1.30 rad" in text
+    assert "loses most energy in 4.0 kHz-8.0 kHz (-12.0 dB)" in text
+    assert "detector most above IRM2: hf_loss (+0.50)" in text
