@@ -149,6 +149,11 @@ def test_pretraining_resumed_equals_uninterrupted(tmp_path):
     assert np.isfinite(log["loss"]).all()
     loaded = load_model(tmp_path / "full" / "weights" / "base")
     assert not loaded.has_control and loaded.config.image_scale == full.config.image_scale
+    # a checkpoint written with other settings is not resumed
+    other = PretrainConfig(**{**cfg.__dict__, "learning_rate": 0.01})
+    changed = pretrain_base(other, "smoke", train=data, out_dir=tmp_path / "full", progress=False)
+    assert len(pd.read_csv(tmp_path / "full" / "train_log.csv")) == 3
+    assert not torch.equal(changed.unet.conv_in.weight, full.unet.conv_in.weight)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ class ModelConfig:
     layers_per_block: int = 1  # one ResNet per level is enough at this size
     attention_head_dim: int = 8  # heads of width 8 divide every block width used here
     cross_attention_dim: int = 32  # width of the artifact-type tokens (a text encoder's width)
+    only_cross_attention: bool = True  # 2-D self-attention is quadratic in F x T (33k pixels/s)
     norm_num_groups: int = 8  # GroupNorm groups; must divide every block width
     n_condition_tokens: int = 4  # artifact-type "prompt" length; a few tokens beat one
     control: Literal["controlnet", "concat"] = "controlnet"  # concat is the ablation
@@ -45,7 +46,7 @@ class ModelConfig:
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"  # v is stable at t~T
     num_train_timesteps: int = 1000  # the standard DDPM grid; DDIM samples a few of them
     beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: less time wasted at pure noise
-    segment_frames: int = 64  # STFT frames per training segment (set from the pairs)
+    segment_frames: int = 64  # STFT frames of the random training crops (longer pairs are cut)
     use_mixture: bool = True  # the mixture tells what was lost to the other stems
     image_scale: float = 1.0  # multiplies the picture so clean data has unit std (set in 03)
     base_path: str | None = None  # a local diffusers checkpoint to use as base instead of training

@@ -32,6 +32,7 @@ KINDS = {"stemprover": StemProverModel, "regression": RegressionModel}
 BASE_KEYS = (
     "sample_rate", "n_fft", "hop_length", "representation", "mode", "latent_channels",
     "block_out_channels", "layers_per_block", "attention_head_dim", "cross_attention_dim",
+    "only_cross_attention",
     "norm_num_groups", "n_condition_tokens", "prediction_type", "num_train_timesteps",
     "beta_schedule", "image_scale",
 )
@@ -106,6 +107,7 @@ def load_base(path, cfg: ModelConfig) -> StemProverModel:
         layers_per_block=int(ucfg.layers_per_block),
         attention_head_dim=int(head if isinstance(head, int) else head[0]),
         cross_attention_dim=int(ucfg.cross_attention_dim),
+        only_cross_attention=bool(ucfg.only_cross_attention is True),
         norm_num_groups=int(ucfg.norm_num_groups),
         image_scale=float(autoencoder.config.scaling_factor) if latent else cfg.image_scale,
         base_path=str(path),

@@ -49,6 +49,7 @@ def build_unet(cfg: ModelConfig, in_channels: int, out_channels: int | None = No
         cross_attention_dim=cfg.cross_attention_dim,
         attention_head_dim=cfg.attention_head_dim,
         norm_num_groups=cfg.norm_num_groups,
+        only_cross_attention=cfg.only_cross_attention,
     )
 
 

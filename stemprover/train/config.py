@@ -28,6 +28,7 @@ class PretrainConfig:
     warmup_steps: int = 5  # linear warm-up, then cosine decay to 10 %
     checkpoint_every: int = 20  # steps between resumable checkpoints
     mixed_precision: str = "auto"  # bf16 on CUDA, full precision on CPU
+    torch_threads: int = 0  # CPU intra-op threads; 0 = torch's default, 1 avoids stalls when shared
     autoencoder_steps: int = 0  # latent mode only: steps of the spectrogram autoencoder
     n_valid: int = 16  # held-out clean segments for the validation loss
     loss: LossConfig = field(default_factory=LossConfig)  # loss term weights
@@ -51,6 +52,7 @@ class LoraTrainConfig:
     warmup_steps: int = 5
     checkpoint_every: int = 20
     mixed_precision: str = "auto"
+    torch_threads: int = 0  # CPU intra-op threads; 0 = torch's default
     mixture_dropout: float = 0.2  # share of items trained without the mixture (CLI may lack it)
     regression: bool = True  # also train the regression baseline with the same budget
     n_valid: int = 8  # held-out pairs for validation SI-SDR and phase deviation
@@ -70,6 +72,14 @@ class LoraTrainConfig:
 
 
 COMMON = ("sample_rate", "n_fft", "hop_length", "representation")
+
+
+def apply_threads(cfg: PretrainConfig | LoraTrainConfig) -> None:
+    """Set torch's CPU intra-op threads when the config asks for a number."""
+    if cfg.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
 
 
 def model_overrides(cfg: PretrainConfig | LoraTrainConfig) -> dict[str, Any]:

@@ -34,9 +34,9 @@ from stemprover.model.serialize import read_meta
 from stemprover.model.unet import freeze
 from stemprover.paths import results_dir
 from stemprover.seed import seed_everything
-from stemprover.train.config import LoraTrainConfig, model_overrides
+from stemprover.train.config import LoraTrainConfig, apply_threads, model_overrides
 from stemprover.train.data import default_manifest, indices_by_adapter, load_pairs
-from stemprover.train.loop import CsvLog, PhaseSpec, make_accelerator, run_phase
+from stemprover.train.loop import CsvLog, PhaseSpec, fingerprint, make_accelerator, run_phase
 from stemprover.train.steps import diffusion_step, loss_for, regression_step
 
 SPECIALISED = tuple(name for name in ADAPTERS if name != "general")
@@ -52,9 +52,18 @@ def _base_dir(cfg: LoraTrainConfig, profile: str) -> Path:
     return results_dir(profile, "03_base_pretraining", create=False) / "weights" / "base"
 
 
-def _spec(cfg: LoraTrainConfig, name: str, steps: int) -> PhaseSpec:
+def _spec(cfg: LoraTrainConfig, name: str, steps: int, *context) -> PhaseSpec:
     return PhaseSpec(name, steps, cfg.batch_size, cfg.grad_accum, cfg.learning_rate,
-                     cfg.warmup_steps, cfg.seed, cfg.checkpoint_every)
+                     cfg.warmup_steps, cfg.seed, cfg.checkpoint_every,
+                     fingerprint=fingerprint(cfg, name, *context))
+
+
+def _stamp(base) -> str:
+    """Identifies the base weights a run started from (path and modification time)."""
+    if isinstance(base, StemProverModel):
+        return "in-memory base"
+    weights = Path(base) / "unet" / "diffusion_pytorch_model.safetensors"
+    return f"{Path(base).resolve()}@{weights.stat().st_mtime_ns if weights.exists() else 0}"
 
 
 def control_parameters(model: StemProverModel) -> dict[str, torch.nn.Parameter]:
@@ -111,6 +120,7 @@ def train_control_lora(
         The trained model (saved to ``out_dir/weights/stemprover``), or None when stopped early.
     """
     seed_everything(cfg.seed)
+    apply_threads(cfg)
     out_dir = _stage_dir(profile, out_dir)
     train = train if train is not None else load_pairs(default_manifest(profile), "train")
     base = base if base is not None else _base_dir(cfg, profile)
@@ -146,7 +156,8 @@ def train_control_lora(
             lambda batch, gen, name=name: diffusion_step(
                 model, loss_fn, scheduler, batch, gen, adapter=name,
                 mixture_dropout=cfg.mixture_dropout),
-            _spec(cfg, name, steps), out_dir / "checkpoints", log, budget, progress,
+            _spec(cfg, name, steps, model.config, _stamp(base), len(indices)),
+            out_dir / "checkpoints", log, budget, progress,
         )
         if not done:
             return None
@@ -190,6 +201,7 @@ def train_regression(
         The trained model (saved to ``out_dir/weights/regression``), or None when stopped early.
     """
     seed_everything(cfg.seed)
+    apply_threads(cfg)
     out_dir = _stage_dir(profile, out_dir)
     train = train if train is not None else load_pairs(default_manifest(profile), "train")
     base = base if base is not None else _base_dir(cfg, profile)
@@ -204,7 +216,7 @@ def train_regression(
     done = run_phase(
         accelerator, model, params, train,
         lambda batch, gen: regression_step(model, loss_fn, batch, gen, cfg.mixture_dropout),
-        _spec(cfg, "regression", cfg.total_steps), out_dir / "checkpoints",
+        _spec(cfg, "regression", cfg.total_steps, mcfg, len(train)), out_dir / "checkpoints",
         CsvLog(out_dir / "train_log.csv"), None if stop_after is None else [stop_after], progress,
     )
     if not done:

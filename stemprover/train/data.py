@@ -99,6 +99,11 @@ def adapter_index(item: dict) -> int:
 def indices_by_adapter(dataset) -> dict[str, list[int]]:
     """Item indices for each adapter name (one pass over the dataset)."""
     groups: dict[str, list[int]] = {name: [] for name in ADAPTERS}
+    entries = getattr(dataset, "entries", None)  # PairDataset: read labels, not audio
+    if entries is not None and all("artifact" in e for e in entries):
+        for index, entry in enumerate(entries):
+            groups[ARTIFACT_ADAPTER.get(entry["artifact"], "general")].append(index)
+        return groups
     for index in range(len(dataset)):
         groups[ADAPTERS[adapter_index(dataset[index])]].append(index)
     return groups

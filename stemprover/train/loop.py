@@ -39,6 +39,16 @@ class PhaseSpec:
     seed: int = 0
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end / on stop
     max_grad_norm: float = 1.0
+    fingerprint: str = ""  # of the run's settings; a checkpoint of other settings is discarded
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of plain values / dataclasses (settings that shape a run)."""
+    import dataclasses
+    import json
+
+    plain = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]
+    return f"{hash_key(json.dumps(plain, sort_keys=True, default=str)):016x}"
 
 
 def make_accelerator(mixed_precision: str = "auto"):
@@ -172,8 +182,12 @@ def run_phase(
     optimizer = torch.optim.AdamW(list(params.values()), lr=spec.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(spec))
     start = 0
+    state = None
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state.get("fingerprint", "") != spec.fingerprint or set(state["params"]) != set(params):
+            state = None  # written by a run with other settings: start over
+    if state is not None:
         with torch.no_grad():
             for name, param in params.items():
                 param.copy_(state["params"][name])
@@ -222,21 +236,22 @@ def run_phase(
         bar.update(1)
         bar.set_postfix(loss=f"{totals['loss']:.4f}")
         if step == spec.steps or (spec.checkpoint_every and step % spec.checkpoint_every == 0):
-            _save(checkpoint, params, optimizer, schedule, step, accelerator)
+            _save(checkpoint, params, optimizer, schedule, step, accelerator, spec.fingerprint)
     bar.close()
     if step < spec.steps:
-        _save(checkpoint, params, optimizer, schedule, step, accelerator)
+        _save(checkpoint, params, optimizer, schedule, step, accelerator, spec.fingerprint)
     for param in params.values():
         param.requires_grad_(False)
     return step >= spec.steps
 
 
-def _save(path: Path, params, optimizer, schedule, step: int, accelerator) -> None:
+def _save(path: Path, params, optimizer, schedule, step: int, accelerator, key: str) -> None:
     if not accelerator.is_main_process:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,
+        "fingerprint": key,
         "params": {k: v.detach().cpu().clone() for k, v in params.items()},
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),

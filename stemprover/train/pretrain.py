@@ -20,9 +20,9 @@ from stemprover.model import StemProverModel, load_base, model_config
 from stemprover.paths import results_dir
 from stemprover.seed import seed_everything
 from stemprover.spectral import wave_to_image
-from stemprover.train.config import PretrainConfig, model_overrides
+from stemprover.train.config import PretrainConfig, apply_threads, model_overrides
 from stemprover.train.data import CleanSegments, default_manifest
-from stemprover.train.loop import CsvLog, PhaseSpec, make_accelerator, run_phase
+from stemprover.train.loop import CsvLog, PhaseSpec, fingerprint, make_accelerator, run_phase
 from stemprover.train.steps import diffusion_step, loss_for
 
 
@@ -60,8 +60,57 @@ def validation_loss(model, loss_cfg, dataset, seed: int, batch_size: int = 8) ->
     return {name: value / max(n_batches, 1) for name, value in sums.items()}
 
 
-def build_base(cfg: PretrainConfig, profile: str, train, out_dir: Path, progress: bool):
-    """A fresh (or checkpoint-loaded) base model, with autoencoder in latent mode."""
+def ensure_autoencoder(cfg: PretrainConfig, profile: str, train, valid, out_dir: Path,
+                       progress: bool = True):
+    """Train (or reuse) the spectrogram autoencoder and report its reconstruction error.
+
+    Writes ``weights/autoencoder/``, ``autoencoder_log.csv`` and ``autoencoder.json`` (image MSE,
+    SI-SDR, LSD and phase deviation of waves rebuilt from reconstructed pictures of held-out
+    segments). Returns the ``SpectrogramAutoencoder``.
+    """
+    from stemprover.latent import (
+        autoencoder_config,
+        load_autoencoder,
+        reconstruction_report,
+        train_autoencoder,
+    )
+    from stemprover.spectral import StftConfig, get_representation
+
+    mcfg = model_config(profile, **model_overrides(cfg))
+    folder = out_dir / "weights" / "autoencoder"
+    if (folder / "stemprover_autoencoder.json").exists() and (out_dir / "autoencoder.json").exists():
+        return load_autoencoder(folder)
+    stft_cfg = StftConfig(mcfg.n_fft, mcfg.hop_length)
+    rep = get_representation(mcfg.representation, stft_cfg)
+    ae_cfg = autoencoder_config(profile, rep.channels, latent_channels=mcfg.latent_channels,
+                                seed=cfg.seed)
+    images = torch.cat([wave_to_image(train[i]["clean"][None], rep) for i in range(len(train))])
+    ae, ae_log = train_autoencoder(images, ae_cfg, folder, cfg.autoencoder_steps,
+                                   progress=progress)
+    ae_log.to_csv(out_dir / "autoencoder_log.csv", index=False)
+    held_out = valid if valid is not None and len(valid) else train
+    waves = torch.stack([held_out[i]["clean"] for i in range(len(held_out))])
+    report = reconstruction_report(ae, waves, rep, stft_cfg, mcfg.sample_rate)
+    report["steps"] = cfg.autoencoder_steps
+    (out_dir / "autoencoder.json").write_text(json.dumps(report, indent=2))
+    return ae
+
+
+def pretrain_autoencoder(cfg: PretrainConfig, profile: str, out_dir: Path | None = None,
+                         progress: bool = True) -> dict:
+    """Train the spectrogram autoencoder on the profile's clean segments; return its report."""
+    seed_everything(cfg.seed)
+    apply_threads(cfg)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "03_base_pretraining")
+    manifest = default_manifest(profile)
+    train = CleanSegments(manifest, "train")
+    valid = CleanSegments(manifest, "valid", limit=cfg.n_valid)
+    ensure_autoencoder(cfg, profile, train, valid, out_dir, progress)
+    return json.loads((out_dir / "autoencoder.json").read_text())
+
+
+def build_base(cfg: PretrainConfig, profile: str, train, valid, out_dir: Path, progress: bool):
+    """A fresh (or checkpoint-loaded) base model, with its autoencoder in latent mode."""
     mcfg = model_config(profile, **model_overrides(cfg))
     if mcfg.base_path:
         model = load_base(mcfg.base_path, mcfg)
@@ -70,19 +119,7 @@ def build_base(cfg: PretrainConfig, profile: str, train, out_dir: Path, progress
         return base
     autoencoder = None
     if mcfg.mode == "latent":
-        from stemprover.latent import autoencoder_config, train_autoencoder
-
-        rep_channels = {"magnitude": 1, "complex": 2, "mag_if": 2}[mcfg.representation]
-        ae_cfg = autoencoder_config(profile, rep_channels, latent_channels=mcfg.latent_channels,
-                                    seed=cfg.seed)
-        from stemprover.spectral import StftConfig, get_representation
-
-        rep = get_representation(mcfg.representation, StftConfig(mcfg.n_fft, mcfg.hop_length))
-        images = torch.cat([wave_to_image(train[i]["clean"][None], rep) for i in range(len(train))])
-        ae, ae_log = train_autoencoder(images, ae_cfg, out_dir / "weights" / "autoencoder",
-                                       cfg.autoencoder_steps, progress=progress)
-        ae_log.to_csv(out_dir / "autoencoder_log.csv", index=False)
-        autoencoder = ae.vae
+        autoencoder = ensure_autoencoder(cfg, profile, train, valid, out_dir, progress).vae
     return StemProverModel(mcfg, autoencoder=autoencoder, with_control=False)
 
 
@@ -111,22 +148,22 @@ def pretrain_base(
         The trained base (also saved to ``out_dir/weights/base`` when training completed).
     """
     seed_everything(cfg.seed)
+    apply_threads(cfg)
     out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "03_base_pretraining")
     if train is None:
         manifest = default_manifest(profile)
         train = CleanSegments(manifest, "train")
         valid = CleanSegments(manifest, "valid", limit=cfg.n_valid)
-    model = build_base(cfg, profile, train, out_dir, progress)
+    model = build_base(cfg, profile, train, valid, out_dir, progress)
     model.config.image_scale = data_scale(model, train)
-    model.config.segment_frames = int(wave_to_image(train[0]["clean"][None],
-                                                    model.representation).shape[-1])
     accelerator = make_accelerator(cfg.mixed_precision)
     scheduler = DDPMScheduler.from_config(model.scheduler_config)
     loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
     params = {f"unet.{k}": p for k, p in model.unet.named_parameters()}
     params["artifact_embedding.table"] = model.artifact_embedding.table
     spec = PhaseSpec("base", cfg.steps, cfg.batch_size, cfg.grad_accum, cfg.learning_rate,
-                     cfg.warmup_steps, cfg.seed, cfg.checkpoint_every)
+                     cfg.warmup_steps, cfg.seed, cfg.checkpoint_every,
+                     fingerprint=fingerprint(cfg, model.config, len(train)))
     started = time.perf_counter()
     done = run_phase(
         accelerator, model, params, train,

@@ -24,6 +24,20 @@ def _phases(model, batch: dict, conditional: bool):
     return stft(batch["separated"], model.stft).angle(), clean_phase
 
 
+def crop_batch(batch: dict, n_samples: int, generator: torch.Generator) -> dict:
+    """Random crops of ``n_samples`` (same offset for all waves of an item); shorter stays."""
+    waves = [k for k in ("separated", "clean", "mixture") if k in batch]
+    length = batch["clean"].shape[-1]
+    if length <= n_samples:
+        return batch
+    offsets = torch.randint(0, length - n_samples + 1, (batch["clean"].shape[0],),
+                            generator=generator, device=generator.device).tolist()
+    out = dict(batch)
+    for key in waves:
+        out[key] = torch.stack([w[o : o + n_samples] for w, o in zip(batch[key], offsets)])
+    return out
+
+
 def condition_pictures(model, batch: dict, generator: torch.Generator, mixture_dropout: float):
     """Separated and mixture pictures; the mixture is zeroed for a ``mixture_dropout`` share."""
     rep = model.representation
@@ -67,6 +81,7 @@ def diffusion_step(
         adapter: Adapter to train (``"general"`` or a specialised one); None = unconditional.
         mixture_dropout: Share of items whose mixture is zeroed.
     """
+    batch = crop_batch(batch, model.config.segment_samples, generator)
     clean_img = wave_to_image(batch["clean"], model.representation)
     with torch.no_grad():
         x0 = model.encode_image(clean_img)
@@ -92,6 +107,7 @@ def diffusion_step(
 
 def regression_step(model, loss_fn: PhaseAwareLoss, batch: dict, generator, mixture_dropout=0.0):
     """Image MSE + phase-aware terms of the regression baseline for one batch."""
+    batch = crop_batch(batch, model.config.segment_samples, generator)
     clean_img = wave_to_image(batch["clean"], model.representation)
     separated, mixture = condition_pictures(model, batch, generator, mixture_dropout)
     predicted = model(separated, mixture)
