@@ -57,6 +57,7 @@ class PerformanceConfig:
     torch_threads: int = 1  # CPU threads; on shared cores more threads spin-wait (0: all)
     separator: bool = True  # time HTDemucs on the same clip
     separator_segment: float = 10.0  # HTDemucs' default training segment in seconds
+    separator_clip_seconds: float | None = None  # None: the same clip as the RTF sweep
 
 
 def performance_config(params: dict[str, Any]) -> PerformanceConfig:
@@ -243,7 +244,7 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
     import torch
     from tqdm.auto import tqdm
 
-    from stemprover.enhance import resolve_model
+    from stemprover.enhance import EnhanceOptions, resolve_model
     from stemprover.paths import cache_dir
 
     device = cfg.device if cfg.device != "auto" else (
@@ -253,6 +254,7 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
     clips = cache_dir(profile, "07_performance")
     clip = write_test_clip(clips / f"clip_{cfg.clip_seconds:g}s.wav", cfg.clip_seconds, cfg.seed)
     common = {"strength": cfg.strength, "seed": cfg.seed}
+    default_batch = EnhanceOptions().batch_size
     jobs = ([("steps", s, {"steps": s}) for s in cfg.steps]
             + [("cache", c, {"steps": cfg.cache_steps, "use_cache": c}) for c in (True, False)]
             + [("batch", b, {"steps": cfg.batch_steps, "batch_size": b})
@@ -265,23 +267,29 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
     warm = min(2.0, cfg.clip_seconds)
     time_enhance(model, write_test_clip(clips / f"clip_{warm:g}s.wav", warm, cfg.seed), device,
                  steps=1, **common)
+    done: dict[tuple, dict[str, float]] = {}  # identical settings are measured once
     for table, value, options in jobs:
-        key = {"steps": "steps", "cache": "use_cache", "batch": "batch"}[table]
-        rows[table].append({key: value, **time_enhance(model, clip, device,
-                                                        **{**common, **options})})
+        options = {"use_cache": True, "batch_size": default_batch, **options}
+        key = tuple(sorted(options.items()))
+        if key not in done:
+            done[key] = time_enhance(model, clip, device, **common, **options)
+        name = {"steps": "steps", "cache": "use_cache", "batch": "batch"}[table]
+        rows[table].append({name: value, **done[key]})
         bar.update()
     for seconds in sorted(cfg.durations):
         path = write_test_clip(clips / f"clip_{seconds:g}s.wav", seconds, cfg.seed)
         rows["duration"].append({"duration_s": seconds, **time_enhance(
             model, path, device, steps=cfg.duration_steps, **common)})
         bar.update()
-    separator_seconds = None
+    separator_rtf = None
     if cfg.separator:
-        separator_seconds = time_htdemucs(clip, device, cfg.separator_segment, cfg.seed)
+        seconds = cfg.separator_clip_seconds or cfg.clip_seconds
+        path = write_test_clip(clips / f"clip_{seconds:g}s.wav", seconds, cfg.seed)
+        separator_rtf = time_htdemucs(path, device, cfg.separator_segment, cfg.seed) / seconds
         bar.update()
     bar.close()
     tables = {name: pd.DataFrame(r) for name, r in rows.items()}
-    summary = summarise(cfg, tables, separator_seconds, device, model_path)
+    summary = summarise(cfg, tables, separator_rtf, device, model_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
@@ -290,7 +298,7 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
 
 
 def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
-              separator_seconds: float | None, device: str, model_path: Path) -> dict[str, Any]:
+              separator_rtf: float | None, device: str, model_path: Path) -> dict[str, Any]:
     """The summary.json content (see DESIGN.md's contract)."""
     from stemprover.paths import repo_root
 
@@ -313,7 +321,10 @@ def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
         model_name = str(model_path.resolve().relative_to(repo_root()))
     except ValueError:
         model_name = str(model_path)
-    ratio = None if (four is None or not separator_seconds) else float(four / separator_seconds)
+    # Both are real-time factors, so the ratio equals the ratio of times on one clip.
+    ratio = None
+    if four is not None and separator_rtf:
+        ratio = float(four / cfg.clip_seconds / separator_rtf)
     return {
         "device": device_name(device),
         "rtf": {str(int(s)): float(r) for s, r in steps["rtf"].items()},
@@ -321,8 +332,8 @@ def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
         "peak_mem_kind": "cuda_max_allocated" if device.startswith("cuda") else "process_rss",
         "separator_cost_ratio": ratio,
         "separator": "htdemucs (default size, random weights, demucs.apply.apply_model)",
-        "separator_seconds": separator_seconds,
-        "separator_rtf": None if not separator_seconds else separator_seconds / cfg.clip_seconds,
+        "separator_rtf": separator_rtf,
+        "separator_clip_seconds": cfg.separator_clip_seconds or cfg.clip_seconds,
         "enhance_seconds_4_steps": None if four is None else float(four),
         "clip_seconds": cfg.clip_seconds,
         "clip_sample_rate": CLIP_RATE,
