@@ -220,7 +220,8 @@ def performance(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(6.5, 2.3))
     x = sorted(rtf)
-    axes[0].plot(x, [rtf[s] for s in x], marker="o", label=f"StemProver ({summary['device']})")
+    axes[0].plot(x, [rtf[s] for s in x], marker="o", label="StemProver")
+    axes[0].set_title(f"on {summary['device']}", fontsize=7.5)
     separator_rtf = rio.separator_rtf(summary)
     if separator_rtf is not None:
         axes[0].axhline(separator_rtf, color="C1", linestyle="--", label="HTDemucs separation")
@@ -237,7 +238,7 @@ def performance(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, 
     if memory is not None:
         path, xname, table = memory
         axes[1].plot(table[xname], table["peak_mem_mb"], marker="o")
-        axes[1].set_xlabel(xname.replace("_", " "))
+        axes[1].set_xlabel({"duration_s": "duration (s)"}.get(xname, xname.replace("_", " ")))
         inputs.append(path)
     else:
         peaks = summary["peak_mem_mb"]

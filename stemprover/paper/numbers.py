@@ -199,6 +199,11 @@ def add_performance(m: Macros, data: PaperData) -> None:
     sep = s.get("separator_rtf", s.get("htdemucs_rtf"))
     m.add("separator rtf", fmt(float(sep) if sep is not None else NAN, 3))
     m.add("perf device", escape(s.get("device", "n/a")))
+    m.add("separator description", escape(s.get("separator", "HTDemucs")))
+    clip = s.get("clip_seconds")
+    m.add("clip seconds", f"{float(clip):g}" if clip is not None else r"\textit{n/a}")
+    rate = s.get("clip_sample_rate")
+    m.add("clip sample rate", fmt(int(rate)) if rate is not None else r"\textit{n/a}")
 
 
 def add_config(m: Macros, data: PaperData) -> None:
