@@ -63,7 +63,7 @@ def ensure_base(row: Any, cfg: Any, profile: str, work_dir: Path) -> Path:
 
     model, train = dict(row.model), dict(row.train)
     scratch = train["finetuning"] == "scratch"
-    overrides = {k: model[k] for k in BASE_KEYS if k in model}
+    overrides = dict(cfg.model) | {k: model[k] for k in BASE_KEYS if k in model}
     key = {"model": overrides, "phase_losses": train["phase_losses"], "scratch": scratch}
     out_dir = Path(work_dir) / "bases" / _slug(key)
     weights = out_dir / "weights" / "base"
@@ -107,7 +107,7 @@ def train_row(row: Any, cfg: Any, profile: str, work_dir: Path):
         regression=False,
         base=str(base),
         loss=loss_config(train["phase_losses"]),
-        model=dict(row.model),
+        model=dict(cfg.model) | dict(row.model),
     )
     if train["finetuning"] == "lora":
         return train_control_lora(lcfg, profile, out_dir=out_dir, progress=False)

@@ -82,7 +82,10 @@ class AblationConfig:
     n_fft: int = 256
     hop_length: int = 64
     representation: str = "complex"  # the reference representation (common profile key)
-    factors: list[str] = field(default_factory=lambda: list(FACTORS))
+    factors: list[str] = field(  # smoke: one row per code path (full grid: all FACTORS)
+        default_factory=lambda: ["finetuning", "control", "adapters", "steps", "overlap"]
+    )
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides of every row
     base_steps: int = 2  # base pretraining steps of every row (smoke: wiring only)
     general_steps: int = 2  # control + general adapter steps on the pairs (as notebook 04)
     adapter_steps: int = 1  # steps of each specialised adapter
@@ -309,7 +312,7 @@ def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFr
     work_dir = cache_dir(profile, "06_ablations")
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
-    rows = grid(cfg, reference_rank=model_config(profile).lora_rank)
+    rows = grid(cfg, reference_rank=model_config(profile, **cfg.model).lora_rank)
     (out_dir / "grid.json").write_text(rows_json(rows))
     with cpu_threads(cfg.torch_threads):
         items = validation_items(cfg, profile)

@@ -14,7 +14,9 @@ from stemprover.errors import StemproverError
 
 
 def test_grid_changes_one_factor_at_a_time():
-    cfg = AblationConfig(lora_ranks=[2, 8], steps=[1, 4, 10], strengths=[0.5, 1.0])
+    cfg = AblationConfig(
+        factors=list(FACTORS), lora_ranks=[2, 8], steps=[1, 4, 10], strengths=[0.5, 1.0]
+    )
     rows = grid(cfg, reference_rank=8)
     reference = rows[0]
     assert reference.name == "reference"
