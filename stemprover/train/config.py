@@ -31,6 +31,7 @@ class PretrainConfig:
     torch_threads: int = 0  # CPU intra-op threads; 0 = torch's default, 1 avoids stalls when shared
     autoencoder_steps: int = 0  # latent mode only: steps of the spectrogram autoencoder
     n_valid: int = 16  # held-out clean segments for the validation loss
+    manifest: str = ""  # paired-dataset manifest; "" = results/<profile>/02_paired_dataset
     loss: LossConfig = field(default_factory=LossConfig)  # loss term weights
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
 
@@ -60,6 +61,7 @@ class LoraTrainConfig:
     valid_strength: float = 0.5  # start from the separated stem noised to this level
     valid_scheduler: Literal["ddim", "dpmpp"] = "ddim"
     base: str = ""  # base model folder; empty = results/<profile>/03_base_pretraining/weights/base
+    manifest: str = ""  # paired-dataset manifest; "" = results/<profile>/02_paired_dataset
     loss: LossConfig = field(default_factory=LossConfig)
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -72,6 +74,19 @@ class LoraTrainConfig:
 
 
 COMMON = ("sample_rate", "n_fft", "hop_length", "representation")
+
+
+def manifest_path(cfg: PretrainConfig | LoraTrainConfig, profile: str):
+    """The paired-dataset manifest of a stage: ``cfg.manifest`` or the profile's 02 output."""
+    from pathlib import Path
+
+    from stemprover.paths import repo_root
+    from stemprover.train.data import default_manifest
+
+    if cfg.manifest:
+        path = Path(cfg.manifest)
+        return path if path.is_absolute() else repo_root() / path
+    return default_manifest(profile)
 
 
 def apply_threads(cfg: PretrainConfig | LoraTrainConfig) -> None:

@@ -34,8 +34,13 @@ from stemprover.model.serialize import read_meta
 from stemprover.model.unet import freeze
 from stemprover.paths import results_dir
 from stemprover.seed import seed_everything
-from stemprover.train.config import LoraTrainConfig, apply_threads, model_overrides
-from stemprover.train.data import default_manifest, indices_by_adapter, load_pairs
+from stemprover.train.config import (
+    LoraTrainConfig,
+    apply_threads,
+    manifest_path,
+    model_overrides,
+)
+from stemprover.train.data import indices_by_adapter, load_pairs
 from stemprover.train.loop import CsvLog, PhaseSpec, fingerprint, make_accelerator, run_phase
 from stemprover.train.steps import diffusion_step, loss_for, regression_step
 
@@ -122,7 +127,7 @@ def train_control_lora(
     seed_everything(cfg.seed)
     apply_threads(cfg)
     out_dir = _stage_dir(profile, out_dir)
-    train = train if train is not None else load_pairs(default_manifest(profile), "train")
+    train = train if train is not None else load_pairs(manifest_path(cfg, profile), "train")
     base = base if base is not None else _base_dir(cfg, profile)
     model = load_base(base, model_config(profile, **model_overrides(cfg)))
     model.add_adapters()
@@ -203,7 +208,7 @@ def train_regression(
     seed_everything(cfg.seed)
     apply_threads(cfg)
     out_dir = _stage_dir(profile, out_dir)
-    train = train if train is not None else load_pairs(default_manifest(profile), "train")
+    train = train if train is not None else load_pairs(manifest_path(cfg, profile), "train")
     base = base if base is not None else _base_dir(cfg, profile)
     mcfg = model_config(profile, **regression_config_from_base(cfg, profile, base))
     if mcfg.mode != "pixel":

@@ -20,8 +20,8 @@ from stemprover.model import StemProverModel, load_base, model_config
 from stemprover.paths import results_dir
 from stemprover.seed import seed_everything
 from stemprover.spectral import wave_to_image
-from stemprover.train.config import PretrainConfig, apply_threads, model_overrides
-from stemprover.train.data import CleanSegments, default_manifest
+from stemprover.train.config import PretrainConfig, apply_threads, manifest_path, model_overrides
+from stemprover.train.data import CleanSegments
 from stemprover.train.loop import CsvLog, PhaseSpec, fingerprint, make_accelerator, run_phase
 from stemprover.train.steps import diffusion_step, loss_for
 
@@ -102,7 +102,7 @@ def pretrain_autoencoder(cfg: PretrainConfig, profile: str, out_dir: Path | None
     seed_everything(cfg.seed)
     apply_threads(cfg)
     out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "03_base_pretraining")
-    manifest = default_manifest(profile)
+    manifest = manifest_path(cfg, profile)
     train = CleanSegments(manifest, "train")
     valid = CleanSegments(manifest, "valid", limit=cfg.n_valid)
     ensure_autoencoder(cfg, profile, train, valid, out_dir, progress)
@@ -151,7 +151,7 @@ def pretrain_base(
     apply_threads(cfg)
     out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "03_base_pretraining")
     if train is None:
-        manifest = default_manifest(profile)
+        manifest = manifest_path(cfg, profile)
         train = CleanSegments(manifest, "train")
         valid = CleanSegments(manifest, "valid", limit=cfg.n_valid)
     model = build_base(cfg, profile, train, valid, out_dir, progress)

@@ -14,8 +14,8 @@ import pandas as pd
 from stemprover.constants import ADAPTERS
 from stemprover.paths import results_dir
 from stemprover.spectral import StftConfig
-from stemprover.train.config import LoraTrainConfig
-from stemprover.train.data import default_manifest, indices_by_adapter, load_pairs, spread
+from stemprover.train.config import LoraTrainConfig, manifest_path
+from stemprover.train.data import indices_by_adapter, load_pairs, spread
 from stemprover.train.validate import evaluate_on_pairs, summarize
 
 
@@ -50,7 +50,7 @@ def validate_stage(
         The summary: per system mean SI-SDR (dB), mean phase deviation (rad), gains.
     """
     out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "04_lora_training")
-    valid = valid if valid is not None else load_pairs(default_manifest(profile), "valid")
+    valid = valid if valid is not None else load_pairs(manifest_path(cfg, profile), "valid")
     indices = validation_indices(valid, cfg.n_valid)
     table = evaluate_on_pairs(
         models, valid, indices, sample_rate=cfg.sample_rate,
