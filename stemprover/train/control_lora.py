@@ -40,7 +40,7 @@ from stemprover.train.config import (
     manifest_path,
     model_overrides,
 )
-from stemprover.train.data import indices_by_adapter, load_pairs
+from stemprover.train.data import check_rate, indices_by_adapter, load_pairs
 from stemprover.train.loop import CsvLog, PhaseSpec, fingerprint, make_accelerator, run_phase
 from stemprover.train.steps import diffusion_step, loss_for, regression_step
 
@@ -128,6 +128,7 @@ def train_control_lora(
     apply_threads(cfg)
     out_dir = _stage_dir(profile, out_dir)
     train = train if train is not None else load_pairs(manifest_path(cfg, profile), "train")
+    check_rate(train, cfg.sample_rate)
     base = base if base is not None else _base_dir(cfg, profile)
     model = load_base(base, model_config(profile, **model_overrides(cfg)))
     model.add_adapters()
@@ -210,6 +211,7 @@ def train_regression(
     out_dir = _stage_dir(profile, out_dir)
     train = train if train is not None else load_pairs(manifest_path(cfg, profile), "train")
     base = base if base is not None else _base_dir(cfg, profile)
+    check_rate(train, cfg.sample_rate)
     mcfg = model_config(profile, **regression_config_from_base(cfg, profile, base))
     if mcfg.mode != "pixel":
         raise StemproverError("the regression baseline runs in pixel mode; set model.mode=pixel")

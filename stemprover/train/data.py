@@ -90,6 +90,16 @@ def load_pairs(manifest_path: Path, split: str):
     return dataset
 
 
+def check_rate(dataset, sample_rate: int) -> None:
+    """Refuse pairs stored at another rate than the model's (they would teach the wrong STFT)."""
+    rate = getattr(dataset, "sample_rate", None)
+    if rate is not None and int(rate) != int(sample_rate):
+        raise StemproverError(
+            f"the paired dataset is at {rate} Hz but the model runs at {sample_rate} Hz; "
+            "set sample_rate to match or rebuild the pairs"
+        )
+
+
 def adapter_index(item: dict) -> int:
     """Adapter index of a pair item (``item["adapter"]``, an index into ADAPTERS)."""
     value = item["adapter"]

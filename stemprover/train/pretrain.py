@@ -21,7 +21,7 @@ from stemprover.paths import results_dir
 from stemprover.seed import seed_everything
 from stemprover.spectral import wave_to_image
 from stemprover.train.config import PretrainConfig, apply_threads, manifest_path, model_overrides
-from stemprover.train.data import CleanSegments
+from stemprover.train.data import CleanSegments, check_rate
 from stemprover.train.loop import CsvLog, PhaseSpec, fingerprint, make_accelerator, run_phase
 from stemprover.train.steps import diffusion_step, loss_for
 
@@ -154,6 +154,7 @@ def pretrain_base(
         manifest = manifest_path(cfg, profile)
         train = CleanSegments(manifest, "train")
         valid = CleanSegments(manifest, "valid", limit=cfg.n_valid)
+    check_rate(train, cfg.sample_rate)
     model = build_base(cfg, profile, train, valid, out_dir, progress)
     model.config.image_scale = data_scale(model, train)
     accelerator = make_accelerator(cfg.mixed_precision)
