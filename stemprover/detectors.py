@@ -32,7 +32,6 @@ the reference bands for the band limit. The bleed map uses a fixed dB scale.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import librosa
@@ -232,16 +231,25 @@ def bleed_map(power, mix_power, bands) -> np.ndarray:
             mix_level = _db(mix_power[band.bins], mix_power.max())
             ratio = level[band.bins] - mix_level
             active = mix_level > mix_level.max() + FLOOR_DB + 20.0
-            ratio = np.where(active, ratio, np.nan)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # frames with no active bin
-                floor = np.nanpercentile(ratio, 10, axis=0)
+            floor = _masked_percentile(ratio, active, 10.0)
         else:
             floor = np.percentile(level[band.bins], 10, axis=0) - np.percentile(
                 level[band.bins], 90, axis=0
             )
         out.append(np.clip((np.nan_to_num(floor, nan=low) - low) / (high - low), 0.0, 1.0))
     return np.stack(out)
+
+
+def _masked_percentile(values: np.ndarray, keep: np.ndarray, q: float) -> np.ndarray:
+    """Per column (axis 0) lower ``q``-th percentile of the kept values; NaN if none kept.
+
+    Nearest-rank (lower) percentile, vectorised; ``np.nanpercentile`` loops over columns.
+    """
+    ordered = np.sort(np.where(keep, values, np.inf), axis=0)
+    count = keep.sum(axis=0)
+    rank = np.floor(q / 100.0 * np.maximum(count - 1, 0)).astype(int)
+    picked = np.take_along_axis(ordered, rank[None], axis=0)[0]
+    return np.where(count > 0, picked, np.nan)
 
 
 def phase_smear_map(power, mix_power, bands, frame_seconds, k) -> np.ndarray:
