@@ -3,10 +3,11 @@
     manifest = build_pairs(cfg, corpus_dir, results_dir("smoke", "02"))
     train = PairDataset(manifest, "train")     # items: dict of tensors, see PairDataset
 
-Every track of the chosen splits is separated at the corpus rate by each separator (the
-degraded oracles give pairs labelled with their artifact type and severity; the blind
-classical and neural separators give ``"mixed"`` pairs), resampled to the model rate and
-cut into segments with overlap. Each segment of each channel is one ``.npz`` holding
+Every track of the chosen splits is resampled to the model rate (the mixture is the sum
+of the resampled stems) and separated there by each separator (the degraded oracles give
+pairs labelled with their artifact type and severity; the blind classical and neural
+separators give ``"mixed"`` pairs), so band-limit artifacts scale with the model's
+Nyquist frequency. The result is cut into segments with overlap. Each segment of each channel is one ``.npz`` holding
 float32 mono ``separated``, ``clean`` and ``mixture`` ``(segment_samples,)``. Segments whose
 clean stem is silent are skipped: there is nothing to restore. Layout::
 
@@ -38,6 +39,7 @@ from stemprover.constants import ADAPTERS, ARTIFACTS, STEMS
 from stemprover.errors import StemproverError
 from stemprover.seed import rng_for
 
+PAIRS_VERSION = 2  # bumped whenever pair building changes, so cached pairs are rebuilt
 BLIND_SEVERITY = 1.0  # severity recorded for classical/neural separators (unknown, real)
 SILENCE_DB = -60.0  # a clean segment quieter than this (RMS, dBFS) is skipped
 
@@ -143,8 +145,8 @@ def sounding_units(
 
 
 def fingerprint(cfg: PairsConfig, corpus_dir: Path) -> str:
-    """Hash of the config, the corpus manifest and the neural checkpoints' sizes and times."""
-    parts = [json.dumps(asdict(cfg), sort_keys=True)]
+    """Hash of the code version, config, corpus manifest and neural checkpoints' sizes/times."""
+    parts = [f"v{PAIRS_VERSION}", json.dumps(asdict(cfg), sort_keys=True)]
     manifest = Path(corpus_dir) / "corpus.json"
     parts.append(manifest.read_text() if manifest.is_file() else str(corpus_dir))
     from stemprover.paths import repo_root
@@ -195,16 +197,17 @@ def build_pairs(
             audio = load_track(track_dir)
             if cfg.max_seconds > 0:
                 audio = {k: v[:, : int(cfg.max_seconds * 44100)] for k, v in audio.items()}
+            audio = {s: resample(audio[s], 44100, cfg.sample_rate) for s in STEMS}
+            audio["mixture"] = np.sum([audio[s] for s in STEMS], axis=0)  # exact after resampling
             loaded[track_dir] = audio
         audio = loaded[track_dir]
         if label not in separators:
             args = {k: v for k, v in kwargs.items() if k != "name"}
             separators[label] = get_separator(kwargs["name"], **args)
-        separated = separators[label].separate(audio["mixture"], 44100, references=audio)
-        mixture = resample(audio["mixture"], 44100, cfg.sample_rate)
+        separated = separators[label].separate(audio["mixture"], cfg.sample_rate, references=audio)
+        mixture = audio["mixture"]
         for stem in cfg.stems:
-            clean = resample(audio[stem], 44100, cfg.sample_rate)
-            est = resample(separated[stem], 44100, cfg.sample_rate)
+            clean, est = audio[stem], separated[stem]
             for offset, channel in sounding_units(clean, cfg, (track_dir.name, stem, label)):
                 window = slice(offset, offset + cfg.segment_samples)
                 rel = Path("pairs") / split / track_dir.name / (
