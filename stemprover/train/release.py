@@ -61,7 +61,12 @@ def model_card(profile: str, weights: Path) -> str:
         "## Training data and budget",
         "",
     ]
-    if card02:
+    data = _read_json(stage04 / "data.json")
+    if data:
+        lines.append(f"- training pairs: {data['n_train_pairs']} from `{data['pairs']}` at "
+                     f"{data['sample_rate']} Hz; per adapter phase: "
+                     + ", ".join(f"{k} {v}" for k, v in data["pairs_per_adapter"].items()))
+    elif card02:
         keys = [k for k in ("n_pairs", "n_tracks", "total_seconds", "per_split") if k in card02]
         summary = ", ".join(f"{k} {card02[k]}" for k in keys) or "see the dataset card"
         lines.append(f"- paired dataset (`results/{profile}/02_paired_dataset/`): {summary}")
