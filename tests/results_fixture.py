@@ -163,14 +163,14 @@ def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = (
         ab.mkdir(parents=True)
         pd.DataFrame(
             {
-                "name": ["reference", "finetuning=full", "lora_rank=8", "lora_rank=16"],
-                "factor": ["reference", "finetuning", "lora_rank", "lora_rank"],
-                "setting": ["reference", "full", "8", "16"],
-                "si_sdr": [1.0, 0.5, 0.8, 1.1],
-                "si_sdr_ci_low": [0.5, 0.1, 0.4, 0.7],
-                "si_sdr_ci_high": [1.5, 0.9, 1.2, 1.5],
-                "phase_dev": [0.5, 0.6, 0.55, 0.5],
-                "lsd": [2.0, 2.5, 2.1, 1.9],
+                "name": ["identity", "reference", "finetuning=full", "lora_rank=8", "lora_rank=16"],
+                "factor": ["baseline", "reference", "finetuning", "lora_rank", "lora_rank"],
+                "setting": ["separator output", "reference", "full", "8", "16"],
+                "si_sdr": [0.75, 1.0, 0.5, 0.8, 1.1],
+                "si_sdr_ci_low": [0.75, 0.5, 0.1, 0.4, 0.7],
+                "si_sdr_ci_high": [0.75, 1.5, 0.9, 1.2, 1.5],
+                "phase_dev": [0.6, 0.5, 0.6, 0.55, 0.5],
+                "lsd": [2.2, 2.0, 2.5, 2.1, 1.9],
                 "n": 8,
                 "train_seconds": 3.0,
             }

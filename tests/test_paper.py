@@ -171,6 +171,11 @@ def test_ablation_sentence_compares_each_change_with_the_reference(root):
     assert "2 lower it, most of all finetuning = full (\\ensuremath{-}0.50~dB)" in text
     assert "1 raise it, most of all lora rank = 16 (+0.10~dB)" in text
     assert "3 of the 3 changed rows lie inside" in text  # 0.5 sits on the lower bound
+    assert (
+        "scores 0.75~dB on the same items, so the reference setting raises SI-SDR by 0.25~dB"
+        in text
+    )
+    assert "2 of the 3 changed rows beat the separator output" in text
 
 
 def test_data_sentence_reads_the_dataset_card(root):

@@ -369,7 +369,9 @@ def _ablation_sentence(data: PaperData) -> str:
     if not is_ref.any() or is_ref.all():
         return ""
     ref = rows[is_ref].iloc[0]
-    changes = rows[~is_ref].assign(delta=lambda t: t["mean"] - ref["mean"])
+    baseline = rows[rows["group"] == "baseline"]  # the separator output on the same items
+    changes = rows[~is_ref & (rows["group"] != "baseline")]
+    changes = changes.assign(delta=lambda t: t["mean"] - ref["mean"])
     changes = changes[np.isfinite(changes["delta"])].sort_values("delta")
     if changes.empty:
         return ""
@@ -389,6 +391,16 @@ def _ablation_sentence(data: PaperData) -> str:
     if len(better):
         text += ", most of all " + ", ".join(named(r) for r in better.head(3).itertuples())
     text += "."
+    if not baseline.empty and finite(float(baseline["mean"].iloc[0])):
+        base = float(baseline["mean"].iloc[0])
+        diff = float(ref["mean"]) - base
+        text += (
+            f" The separator output itself scores {fmt(base, 2)}~dB on the same items, so the "
+            f"reference setting {'raises' if diff >= 0 else 'lowers'} SI-SDR by "
+            f"{fmt(abs(diff), 2)}~dB"
+        )
+        better_rows = int((changes["mean"] > base).sum())
+        text += f"; {better_rows} of the {len(changes)} changed rows beat the separator output."
     if finite(ref["ci_low"]) and finite(ref["ci_high"]):
         inside = int(changes["mean"].between(ref["ci_low"], ref["ci_high"]).sum())
         text += (
