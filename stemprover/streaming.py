@@ -211,6 +211,10 @@ class FileSink:
         try:
             self._handle.close()
             if exc_type is None:
+                # mkstemp makes owner-only files; give the output the usual permissions.
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)
                 os.replace(self._tmp, self.path)
         finally:
             if self._tmp is not None and self._tmp.exists():

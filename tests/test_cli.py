@@ -92,7 +92,7 @@ def test_mixture_and_options(tiny_model, tmp_path):
     mix = _write(tmp_path / "song.wav", 2 * _tone(1.0, RATE))
     code = _enhance(tiny_model, src, "-o", tmp_path / "o", "--mixture", mix, "--steps", "2",
                     "--strength", "0.3", "--adapter", "hf_loss:0.7,general:0.3",
-                    "--batch-size", "3", "--seed", "5")
+                    "--batch-size", "3", "--seed", "5", "--threads", "1")
     assert code == 0 and (tmp_path / "o" / "bass.enhanced.wav").exists()
 
 
