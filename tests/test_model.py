@@ -210,3 +210,16 @@ def test_pixel_base_with_wrong_channels_is_refused(tmp_path):
         load_base(tmp_path / "u", tiny_config())
     with pytest.raises(StemproverError, match="not found"):
         load_base(tmp_path / "missing", tiny_config())
+
+
+def test_model_config_profiles_and_checks():
+    smoke, cpu = model_config("smoke"), model_config("cpu")
+    assert cpu.sample_rate == 22050 and cpu.n_fft == 512  # from the profile's common section
+    assert cpu.block_out_channels != smoke.block_out_channels
+    assert smoke.segment_samples == (smoke.segment_frames - 1) * smoke.hop_length
+    with pytest.raises(StemproverError, match="unknown key"):
+        model_config("smoke", n_layers=3)
+    with pytest.raises(StemproverError, match="norm_num_groups"):
+        model_config("smoke", block_out_channels=(12, 32))
+    with pytest.raises(StemproverError, match="expected one of"):
+        model_config("smoke", prediction_type="sample")
