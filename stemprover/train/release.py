@@ -29,8 +29,14 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def model_card(profile: str, weights: Path) -> str:
-    """Markdown model card for the weights of ``profile`` (numbers from results files)."""
+def model_card(profile: str, weights: Path, note: str = "") -> str:
+    """Markdown model card for the weights of ``profile`` (numbers from results files).
+
+    Args:
+        profile: Profile whose results folders are read.
+        weights: The released weights folder (its ``stemprover.json``).
+        note: Free text for a "Notes" section (provenance caveats; no numbers).
+    """
     meta = read_meta(weights, "stemprover")
     cfg = meta["config"]
     stage03 = results_dir(profile, "03_base_pretraining", create=False)
@@ -100,12 +106,14 @@ def model_card(profile: str, weights: Path) -> str:
         lines += ["", "\"input\" is the separated stem itself. These are small-budget numbers "
                   f"of the `{profile}` profile; they are what this checkpoint reaches, not "
                   "the method's ceiling."]
+    if note:
+        lines += ["", "## Notes", "", note]
     lines += ["", "## Use", "", "```", "stemprover enhance separated_vocals.wav  "
               "# uses models/default when no --model is given", "```", ""]
     return "\n".join(lines)
 
 
-def release(profile: str, dest: Path | None = None) -> Path:
+def release(profile: str, dest: Path | None = None, note: str = "") -> Path:
     """Copy the profile's trained StemProver weights to ``dest`` with a model card."""
     weights = results_dir(profile, "04_lora_training", create=False) / "weights" / "stemprover"
     dest = Path(dest) if dest is not None else repo_root() / "models" / "default"
@@ -118,7 +126,7 @@ def release(profile: str, dest: Path | None = None) -> Path:
     size = sum(p.stat().st_size for p in files)
     if size > MAX_BYTES:
         raise StemproverError(f"{weights}: {size / 2**20:.0f} MiB exceeds the release limit")
-    card = model_card(profile, weights)
+    card = model_card(profile, weights, note)
 
     def fill(tmp: Path) -> None:
         for path in files:
@@ -134,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stemprover.train.release", description=__doc__)
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--dest", type=Path, default=None)
+    parser.add_argument("--note", default="", help="text for the card's Notes section")
     args = parser.parse_args(argv)
-    print(f"released to {release(args.profile, args.dest)}")
+    print(f"released to {release(args.profile, args.dest, args.note)}")
     return 0
 
 
