@@ -233,3 +233,26 @@ def test_regression_and_validation(base_dir, lora_run, tmp_path):
     summary = summarize(table)
     assert summary["stemprover"]["n"] == 3
     assert np.isfinite(summary["stemprover"]["si_sdr_gain"])
+
+
+def test_release_copies_weights_and_writes_card_from_results(tmp_path, monkeypatch, lora_run):
+    import json
+    import shutil
+
+    from stemprover.errors import StemproverError
+    from stemprover.train.release import release
+
+    model, out = lora_run
+    monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
+    stage = tmp_path / "results" / "smoke" / "04_lora_training"
+    shutil.copytree(out, stage)
+    summary = {"input": {"si_sdr": 7.125, "phase_dev": 0.5}, "stemprover": {
+        "si_sdr": 8.25, "phase_dev": 0.4}, "settings": {"n_pairs": 3}}
+    (stage / "valid_summary.json").write_text(json.dumps(summary))
+    dest = release("smoke", tmp_path / "models" / "default", note="test note")
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "| stemprover | 8.25 | 0.400 |" in card and "test note" in card
+    assert load_model(dest).adapter_names == list(ADAPTERS)
+    (stage / "weights" / "stemprover" / "extra.pt").write_bytes(b"0")
+    with pytest.raises(StemproverError, match="non-safetensors"):
+        release("smoke", tmp_path / "other")
