@@ -248,14 +248,20 @@ def performance(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, 
     return _save(fig, out_dir, "performance"), inputs
 
 
+def detector_hop_seconds(sample_rate: int) -> float:
+    """Frame hop (s) of the detectors: a quarter of ``separators.base.stft_size`` (tested equal).
+
+    Restated here because importing the separators package (torch, demucs) costs seconds.
+    """
+    n_fft = int(2 ** round(np.log2(max(16.0, 2048 / 44100 * sample_rate))))
+    return (n_fft // 4) / sample_rate
+
+
 def detector_maps(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, list[Path]]:
     """Per-band, per-frame scores of the four artifact detectors on separated vocals (01)."""
-    from stemprover.separators.base import stft_size
-
     source = rio.find_npz(profile, "01_phase_analysis", ("band_edges_hz",))
     rows = rio.load_detector_maps(source)
-    # The detectors use a hop of a quarter of their STFT size at the analysis rate.
-    hop_seconds = (stft_size(cfg.sample_rate) // 4) / cfg.sample_rate
+    hop_seconds = detector_hop_seconds(cfg.sample_rate)
     n_cols = max(len(r.maps) for r in rows)
     plt = _plt()
     fig, axes = plt.subplots(
@@ -270,18 +276,17 @@ def detector_maps(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path
     for i, row in enumerate(rows):
         for j, (artifact, values) in enumerate(row.maps.items()):
             ax = axes[i, j]
-            image = ax.pcolormesh(
-                np.arange(values.shape[1] + 1) * hop_seconds,
-                row.band_edges_hz[: values.shape[0] + 1] / 1000.0,
+            # Bands are uneven (critical bands): draw one row per band, label rows by edge.
+            image = ax.imshow(
                 values,
+                extent=(0.0, values.shape[1] * hop_seconds, 0, values.shape[0]),
                 vmin=0.0,
                 vmax=1.0,
                 cmap="magma",
-                shading="flat",
-                edgecolors="none",
-                antialiased=False,
-                rasterized=True,  # hundreds of frames: one image, not a mesh of cells
             )
+            ticks = np.linspace(0, values.shape[0], 5).round().astype(int)
+            edges_khz = row.band_edges_hz[np.minimum(ticks, len(row.band_edges_hz) - 1)] / 1000
+            ax.set_yticks(ticks, [f"{e:.1f}" for e in edges_khz])
             ax.grid(False)
             if i == 0:
                 ax.set_title(artifact.replace("_", " "))

@@ -92,3 +92,11 @@ def test_result_names_are_read_loosely():
     assert rio.system_steps("regression") is None
     assert rio.system_label("stemprover@1") == "StemProver (1 step)"
     assert rio.metric_label("SI-SDR") == rio.metric_label("si_sdr") == "SI-SDR (dB)"
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 22050, 44100, 48000])
+def test_detector_time_axis_matches_the_detectors(sample_rate):
+    from stemprover.separators.base import stft_size
+
+    expected = (stft_size(sample_rate) // 4) / sample_rate
+    assert figures.detector_hop_seconds(sample_rate) == expected
