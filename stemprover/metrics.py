@@ -105,11 +105,18 @@ def sdr_fast(est_stems, ref_stems) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise StemproverError(f"estimate and reference stems differ: {est.shape} vs {ref.shape}")
     # fast_bss_eval wants (..., n_sources, n_samples): channels become the batch. Its numpy
     # backend breaks under numpy 2's linalg.solve broadcasting, so use the torch one.
-    sdr, sir, sar = fast_bss_eval.bss_eval_sources(
-        torch.from_numpy(np.ascontiguousarray(ref.transpose(1, 0, 2))),
-        torch.from_numpy(np.ascontiguousarray(est.transpose(1, 0, 2))),
-        compute_permutation=False,
-    )
+    # One thread: MKL's batched LU inside torch's parallel loop can spin forever after the
+    # process has changed its thread count (nested OpenMP teams); the systems are tiny anyway.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sdr, sir, sar = fast_bss_eval.bss_eval_sources(
+            torch.from_numpy(np.ascontiguousarray(ref.transpose(1, 0, 2))),
+            torch.from_numpy(np.ascontiguousarray(est.transpose(1, 0, 2))),
+            compute_permutation=False,
+        )
+    finally:
+        torch.set_num_threads(previous)
     sdr, sir, sar = (v.numpy().astype(np.float64).mean(axis=0) for v in (sdr, sir, sar))
     if est.shape[0] == 1:
         sir = np.full_like(sir, np.inf)

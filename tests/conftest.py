@@ -1,0 +1,10 @@
+"""Session-wide test settings.
+
+torch runs on one thread for the whole session. The tests are tiny, so threads only add
+overhead on a shared machine; and switching MKL's thread count back and forth inside one
+process can leave its LAPACK thread team spinning forever in a later batched solve.
+"""
+
+import torch
+
+torch.set_num_threads(1)
