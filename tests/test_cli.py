@@ -235,3 +235,15 @@ def test_python_dash_m(tmp_path):
     result = subprocess.run([sys.executable, "-m", "stemprover", "enhance", "--help"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "--mixture" in result.stdout
+
+
+def test_stem_file_input(tiny_model, tmp_path, capsys):
+    import stempeg
+
+    track = Path(stempeg.example_stem_path())
+    assert _enhance(tiny_model, track, "-o", tmp_path / "out") == 1
+    assert "--stem" in _error_line(capsys)
+    assert _enhance(tiny_model, track, "-o", tmp_path / "out", "--stem", "bass") == 0
+    name = track.name[: -len(".stem.mp4")] + ".bass.enhanced.wav"
+    out, rate = sf.read(tmp_path / "out" / name, always_2d=True)
+    assert rate == 44100 and out.shape[1] == 2 and out.shape[0] > 5 * rate

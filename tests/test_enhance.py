@@ -163,3 +163,26 @@ def test_never_overwrites_an_input(tmp_path):
     with pytest.raises(StemproverError, match="overwrite"):
         enhance_file(src, tmp_path, RegressionFake(), protect=(same,))
     assert same.read_bytes() == before
+
+
+def test_auto_adapters_come_from_detectors(monkeypatch):
+    import stemprover.detectors as detectors
+
+    scores = {"hf_loss": 0.8, "musical_noise": 0.0, "bleed": 0.1, "phase_smear": 0.3}
+    calls = []
+
+    def fake_detect(separated, sample_rate, mixture=None, **kwargs):
+        calls.append((separated.shape, sample_rate, mixture is not None))
+        return scores
+
+    monkeypatch.setattr(detectors, "detect", fake_detect)
+    model = NoisyDiffusionFake()
+    enhance(_stereo(6000, MODEL_RATE), MODEL_RATE, model, steps=1, adapters="auto",
+            mixture=2 * _stereo(6000, MODEL_RATE, seed=1))
+    expected = detectors.adapter_weights(scores)
+    row = torch.tensor([expected.get(name, 0.0) for name in ("hf_loss", "musical_noise",
+                                                             "bleed", "general")])
+    weights = model.adapters_seen[0]
+    assert weights.shape[1] == 4
+    torch.testing.assert_close(weights, row.expand(weights.shape[0], -1))
+    assert calls == [((2, 6000), MODEL_RATE, True)]  # one window covers the whole clip
