@@ -198,8 +198,11 @@ def run_phase_study(
     band_means.to_csv(out_dir / "band_means.csv", index=False, float_format="%.4f")
     (out_dir / "findings.json").write_text(json.dumps(findings, indent=2))
     _save_maps(out_dir / "detector_maps.npz", maps)
+    neural = {kind: json.loads((out_dir / "weights" / f"{kind}.json").read_text())
+              for kind in checkpoints if (out_dir / "weights" / f"{kind}.json").is_file()}
     (out_dir / "run.json").write_text(json.dumps({
-        "neural_train_seconds": round(train_seconds, 2),
+        "neural_train_seconds": round(train_seconds, 2),  # this run (0 when reused)
+        "neural": neural,  # steps, training time and losses of the checkpoints used
         "total_seconds": round(time.perf_counter() - start, 2),
         "tracks": sorted(summary["track"].unique().tolist()),
     }, indent=2))
