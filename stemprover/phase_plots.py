@@ -23,9 +23,11 @@ def plot_band_errors(band_means: pd.DataFrame):
     """Magnitude error (dB) and phase deviation (rad) per octave band, one line per separator."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(6.5, 2.8), sharex=True)
+    n_colors = len(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for k, (name, rows) in enumerate(band_means.groupby("separator", sort=False)):
         centre = np.sqrt(np.maximum(rows["f_low"], 1.0) * rows["f_high"])
-        style = dict(color=f"C{k % 10}", linestyle="-" if k < 10 else "--", marker=".")
+        style = dict(color=f"C{k % n_colors}", linestyle=("-", "--", ":")[k // n_colors % 3],
+                     marker=".")
         axes[0].plot(centre, rows["mag_error_db"], label=name, **style)
         axes[1].plot(centre, rows["phase_dev"], **style)
     for ax, label in zip(axes, ("magnitude error (dB)", "phase deviation (rad)")):
