@@ -12,7 +12,8 @@ complementary crossover at the model's Nyquist frequency: content above the mode
 is kept from the input, and a model that changes nothing returns the input exactly.
 Segments that are digital silence are passed through, so silence stays silence. Outputs are
 joined with normalised cross-fades and written as soon as they are final, so a long file
-never sits in memory (:mod:`stemprover.streaming`).
+never sits in memory (:mod:`stemprover.streaming`). The model sees the stem (and mixture) at
+its training level: one gain per file, undone on the model's change.
 
 Randomness: each segment and channel draws its starting noise from its own generator,
 derived from ``seed`` and its position, so results do not depend on the batch size.
@@ -44,6 +45,8 @@ from stemprover.streaming import ArraySink, ArraySource, FileSink, FileSource, e
 Adapters = None | str | Mapping[str, float]
 SILENCE_DB = -100.0  # below this RMS a segment is treated as digital silence
 DETECT_SECONDS = 10.0  # window the artifact detectors judge for adapters="auto"
+MODEL_LEVEL_RMS = 0.07  # ~-23 dBFS, the level of the rendered training stems
+MAX_GAIN_DB = 40.0  # very quiet stems are raised at most this much
 
 
 @dataclass
@@ -178,7 +181,7 @@ class Enhancer:
         hop = energy_hop(sr)
         energy = source.energy
         if energy is None:
-            energy = frame_energy(source.read(0, source.n_samples), hop)
+            energy = source.energy = frame_energy(source.read(0, source.n_samples), hop)
         return plan_segments(
             source.n_samples, segment, int(self.options.overlap * segment) // 2 * 2,
             energy=energy, tolerance_samples=int(self.options.tolerance * segment),
@@ -197,6 +200,7 @@ class Enhancer:
                     f"{source.sample_rate} Hz; they must match"
                 )
         plan = self.plan(source)
+        self._gain = level_gain(source.energy)
         adder = OverlapAdder(plan, source.n_channels)
         size = self.options.batch_size
         bar = tqdm(total=len(plan), desc=name or "enhance", unit="seg",
@@ -221,6 +225,7 @@ class Enhancer:
         from stemprover.seed import hash_key
 
         sr, model_sr, opts = source.sample_rate, self.sample_rate, self.options
+        gain = self._gain
         n_channels = source.n_channels
         use_mix = mixture is not None and getattr(self.config, "use_mixture", True)
         outs: list[np.ndarray | None] = []
@@ -233,8 +238,9 @@ class Enhancer:
             outs.append(None)
             mix = None
             if use_mix:
-                mix = resample(to_channels(mixture.read(*plan[index]), n_channels), sr, model_sr)
-            work.append((position, index, segment, resample(segment, sr, model_sr), mix))
+                mix = resample(gain * to_channels(mixture.read(*plan[index]), n_channels), sr,
+                               model_sr)
+            work.append((position, index, segment, resample(gain * segment, sr, model_sr), mix))
         if not work:
             return outs
         # One fixed picture size: the same noise per segment whatever the batching, and
@@ -265,7 +271,7 @@ class Enhancer:
             enhanced = clean[k * n_channels : (k + 1) * n_channels, : resampled.shape[1]]
             # Complementary crossover: the model's change, brought back to the input rate.
             change = fit_length(resample(enhanced - resampled, model_sr, sr), segment.shape[1])
-            outs[position] = segment + change
+            outs[position] = segment + change / gain
         return outs
 
     def _adapter_weights(self, source, mixture, plan, work, n_channels: int):
@@ -298,6 +304,19 @@ class Enhancer:
             weights = self._detected[key]
             matrix += [[float(weights.get(name, 0.0)) for name in ADAPTERS]] * n_channels
         return torch.tensor(matrix, dtype=torch.float32)
+
+
+def level_gain(energy: np.ndarray) -> float:
+    """Gain that brings a stem with frame powers ``energy`` to the model's training level.
+
+    One gain per file (not per segment) keeps the balance between passages; the model's
+    change is divided by it again, so the output keeps the input's level.
+    """
+    power = float(np.mean(energy)) if len(energy) else 0.0
+    if power <= 0.0:
+        return 1.0
+    limit = 10.0 ** (MAX_GAIN_DB / 20.0)
+    return float(np.clip(MODEL_LEVEL_RMS / np.sqrt(power), 1.0 / limit, limit))
 
 
 def fit_length(audio: np.ndarray, length: int) -> np.ndarray:

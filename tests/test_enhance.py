@@ -186,3 +186,16 @@ def test_auto_adapters_come_from_detectors(monkeypatch):
     assert weights.shape[1] == 4
     torch.testing.assert_close(weights, row.expand(weights.shape[0], -1))
     assert calls == [((2, 6000), MODEL_RATE, True)]  # one window covers the whole clip
+
+
+def test_model_sees_training_level_so_output_follows_input_level():
+    from stemprover.enhance import MODEL_LEVEL_RMS, level_gain
+
+    assert level_gain(np.full(10, MODEL_LEVEL_RMS**2)) == pytest.approx(1.0)
+    assert level_gain(np.zeros(10)) == 1.0
+    assert level_gain(np.full(10, 1e-20)) == pytest.approx(100.0)  # capped at +40 dB
+    audio = _stereo(5000, MODEL_RATE)
+    model = NoisyDiffusionFake()
+    loud = enhance(audio, MODEL_RATE, model, steps=2)
+    quiet = enhance(0.05 * audio, MODEL_RATE, model, steps=2)
+    np.testing.assert_allclose(quiet, 0.05 * loud, rtol=1e-3, atol=1e-4)  # float32 STFT
