@@ -9,8 +9,9 @@ Two methods:
   models and the mixture STFT is redistributed between them, so the stems sum back to the
   mixture. Needs the mixture; with fewer than four stems the remainder is a residual source.
 * ``smoothing``: a single-stem Wiener gain against a per-bin noise floor (minimum
-  statistics), with the gain median-smoothed in time and frequency, the classical remedy
-  for musical noise. Used when no mixture is given.
+  statistics), with the gain median-smoothed in time and frequency, times a gain that pulls
+  isolated time-frequency peaks down to the running median of their bin: the classical
+  remedies for musical noise. Used when no mixture is given.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def smooth(audio: np.ndarray, n_fft: int, hop_length: int, cfg: PostfilterConfig
     noise = median_filter(noise, size=cfg.noise_freq_bins, mode="nearest")[:, None]
     gain = power / (power + cfg.noise_weight * noise + 1e-12)
     gain = median_filter(gain, size=(cfg.smooth_freq_bins, cfg.smooth_time_frames), mode="nearest")
+    # Musical noise is made of isolated peaks: a bin far above the median of its own recent
+    # past and future is cut back to that median. Sustained partials equal their median.
+    steady = median_filter(power, size=(1, cfg.smooth_time_frames), mode="nearest")
+    gain = gain * np.sqrt(np.minimum(1.0, steady / (power + 1e-12)))
     gain = np.clip(gain, cfg.gain_floor, 1.0)
     out = librosa.istft(spec * gain[None], hop_length=hop_length, n_fft=n_fft, length=audio.shape[-1])
     return out.astype(np.float32)

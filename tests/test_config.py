@@ -65,7 +65,7 @@ def test_optional_accepts_none_and_number():
 def test_profiles_have_common_and_known_sections(profile):
     data = load_profile(profile)
     assert {"seed", "sample_rate", "n_fft", "hop_length", "representation"} <= set(data["common"])
-    assert set(data) - {"common", "corpus"} <= set(STAGES)
+    assert set(data) - {"common", "corpus", "model"} <= set(STAGES)
     params = stage_params(profile, "01_phase_analysis")
     assert params["profile"] == profile
 
