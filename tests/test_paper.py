@@ -169,7 +169,7 @@ def test_ablation_sentence_compares_each_change_with_the_reference(root):
     # reference 1.0 dB; full -0.5, rank 8 -0.2, rank 16 +0.1 (see results_fixture)
     assert "reaches 1.00~dB" in text
     assert "2 lower it, most of all finetuning = full (\\ensuremath{-}0.50~dB)" in text
-    assert "1 raise it, most of all lora rank = 16 (+0.10~dB)" in text
+    assert "1 raises it, most of all lora rank = 16 (+0.10~dB)" in text
     assert "3 of the 3 changed rows lie inside" in text  # 0.5 sits on the lower bound
     assert (
         "scores 0.75~dB on the same items, so the reference setting raises SI-SDR by 0.25~dB"

@@ -229,6 +229,8 @@ def _verb(value: float, up: str, down: str) -> str:
 def _ci_text(g, decimals: int) -> str:
     if not (finite(g.low) and finite(g.high)):
         return ""
+    if g.n == 1:
+        return " (one track: no confidence interval)"
     n = f" over {g.n} tracks" if g.n else ""
     return f" (95\\% CI [{fmt(g.low, decimals, True)}, {fmt(g.high, decimals, True)}]{n})"
 
@@ -383,11 +385,11 @@ def _ablation_sentence(data: PaperData) -> str:
     worse, better = changes[changes.delta < 0], changes[changes.delta > 0][::-1]
     text = (
         f"The reference setting reaches {fmt(float(ref['mean']), 2)}~dB SI-SDR on the validation "
-        f"items. Of the {len(changes)} one-factor changes, {len(worse)} lower it"
+        f"items. Of the {len(changes)} one-factor changes, {len(worse)} {'lowers' if len(worse) == 1 else 'lower'} it"
     )
     if len(worse):
         text += ", most of all " + ", ".join(named(r) for r in worse.head(3).itertuples())
-    text += f", and {len(better)} raise it"
+    text += f", and {len(better)} {'raises' if len(better) == 1 else 'raise'} it"
     if len(better):
         text += ", most of all " + ", ".join(named(r) for r in better.head(3).itertuples())
     text += "."
@@ -401,7 +403,7 @@ def _ablation_sentence(data: PaperData) -> str:
         )
         better_rows = int((changes["mean"] > base).sum())
         text += f"; {better_rows} of the {len(changes)} changed rows beat the separator output."
-    if finite(ref["ci_low"]) and finite(ref["ci_high"]):
+    if finite(ref["ci_low"]) and finite(ref["ci_high"]) and ref["ci_high"] > ref["ci_low"]:
         inside = int(changes["mean"].between(ref["ci_low"], ref["ci_high"]).sum())
         text += (
             f" {inside} of the {len(changes)} changed rows lie inside the reference's 95\\% "
