@@ -98,8 +98,8 @@ def headline_markdown(data: PaperData) -> str:
     if data.profile != "gpu":
         lines += [
             "",
-            "These are small cpu-profile numbers; the gpu profile (the intended headline "
-            "run) has not been run for this version: `make reproduce PROFILE=gpu` on a "
+            f"These are small `{data.profile}`-profile numbers; the gpu profile (the intended "
+            "headline run) has not been run for this version: `make reproduce PROFILE=gpu` on a "
             "machine with one CUDA GPU produces it.",
         ]
     return "\n".join(lines)

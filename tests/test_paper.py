@@ -185,3 +185,12 @@ def test_data_sentence_reads_the_dataset_card(root):
         text == "The paired dataset of this run holds 120 segment pairs (30.0~minutes of "
         "separated audio)."
     )
+
+
+def test_main_test_set_comes_first_whatever_the_file_order(root):
+    res = fx.write_results(root, "cpu")
+    path = res / "05_evaluation" / "aggregate.csv"
+    pd.read_csv(path).sort_values("testset").to_csv(path, index=False)  # as stats.aggregate does
+    loaded = data.load("cpu")
+    assert loaded.testsets == ["synthetic", "cross_separator", "real"]
+    assert loaded.main_system == "stemprover@4"

@@ -62,7 +62,10 @@ class PaperData:
     # ------------------------------------------------------------- naming
     @property
     def testsets(self) -> list[str]:
-        return list(dict.fromkeys(self.aggregate["testset"]))
+        """Test sets, the main (synthetic held-out) one first, then in the paper's order."""
+        names = list(dict.fromkeys(self.aggregate["testset"]))
+        order = [self.main_testset, "cross_separator", "real", "musdb"]
+        return sorted(names, key=lambda t: (order.index(t) if t in order else len(order), str(t)))
 
     @property
     def main_testset(self) -> str:
