@@ -211,9 +211,17 @@ EvaluateFn = Callable[[Any, Row], dict[str, float]]
 
 
 def run_grid(
-    rows: list[Row], train_fn: TrainFn, evaluate_fn: EvaluateFn, progress: bool = True
+    rows: list[Row],
+    train_fn: TrainFn,
+    evaluate_fn: EvaluateFn,
+    progress: bool = True,
+    on_row: Callable[[pd.DataFrame], None] | None = None,
 ) -> pd.DataFrame:
     """Train every distinct model once, score every row, and tabulate.
+
+    Args:
+        on_row: Called with the table so far after each row (e.g. to save partial results
+            of a long run).
 
     Returns:
         A table with :data:`TABLE_COLUMNS`, one line per row, in grid order.
@@ -235,6 +243,8 @@ def run_grid(
             | {c: scores[c] for c in TABLE_COLUMNS[3:-1]}
             | {"train_seconds": round(seconds, 2)}
         )
+        if on_row is not None:
+            on_row(pd.DataFrame(records, columns=list(TABLE_COLUMNS)))
     return pd.DataFrame(records, columns=list(TABLE_COLUMNS))
 
 
@@ -298,7 +308,7 @@ def make_evaluate_fn(items: list, cfg: AblationConfig) -> EvaluateFn:
 
 
 def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFrame:
-    """Train and score the whole grid; write ``ablations.csv`` and ``grid.json``.
+    """Train and score the whole grid; write ``ablations.csv`` (after every row) and ``grid.json``.
 
     The working folder ``build/cache/<profile>/06_ablations`` is emptied first, so every
     row really trains (and its ``train_seconds`` is real) on each run.
@@ -319,8 +329,12 @@ def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFr
         identity = [(item.separated[s], item.clean[s]) for item in items for s in cfg.stems]
         baseline = {"name": "identity", "factor": "baseline", "setting": "separator output"}
         baseline |= score_outputs(identity, cfg) | {"train_seconds": 0.0}
-        table = run_grid(rows, lambda row: train_row(row, cfg, profile, work_dir),
-                         make_evaluate_fn(items, cfg))
-    table = pd.concat([pd.DataFrame([baseline]), table], ignore_index=True)
-    table.to_csv(out_dir / "ablations.csv", index=False)
-    return table
+
+        def save(partial: pd.DataFrame) -> pd.DataFrame:
+            table = pd.concat([pd.DataFrame([baseline]), partial], ignore_index=True)
+            table.to_csv(out_dir / "ablations.csv", index=False)
+            return table
+
+        partial = run_grid(rows, lambda row: train_row(row, cfg, profile, work_dir),
+                           make_evaluate_fn(items, cfg), on_row=save)
+    return save(partial)

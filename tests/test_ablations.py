@@ -67,7 +67,9 @@ def test_run_grid_trains_each_distinct_model_once():
             "n": 3,
         }
 
-    table = run_grid(rows, train, evaluate, progress=False)
+    partial = []
+    table = run_grid(rows, train, evaluate, progress=False, on_row=lambda t: partial.append(len(t)))
+    assert partial == list(range(1, len(rows) + 1))
     # steps and overlap rows reuse the reference model: only two trainings
     assert trained == ["reference", "control=concat"]
     assert list(table.columns) == list(TABLE_COLUMNS)
