@@ -16,14 +16,12 @@ timed on the same clip and device, through ``demucs.apply.apply_model``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import soundfile as sf
 
 from stemprover.config import build
 from stemprover.errors import StemproverError
+from stemprover.threads import cpu_threads
 
 CLIP_RATE = 44100  # the contract's clip: 30 s of stereo at 44.1 kHz
 COMMON_KEYS = ("sample_rate", "n_fft", "hop_length", "representation")
@@ -219,24 +218,6 @@ def run_benchmark(cfg: PerformanceConfig, out_dir: Path, profile: str,
     """
     with cpu_threads(cfg.torch_threads):
         return _run(cfg, out_dir, profile, progress)
-
-
-@contextlib.contextmanager
-def cpu_threads(n_threads: int) -> Iterator[None]:
-    """Limit torch and BLAS to ``n_threads`` CPU threads (0: leave as is), then restore."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    if n_threads <= 0:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        with threadpool_limits(limits=n_threads):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,

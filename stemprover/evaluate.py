@@ -27,10 +27,9 @@ Files written to ``out_dir``:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from stemprover.examples import save_examples, save_spectrograms
 from stemprover.paths import cache_dir, results_dir
 from stemprover.stats import aggregate, significance
 from stemprover.testsets import TestItem, parse_separator, resolve_separator, separators_in_pairs
+from stemprover.threads import cpu_threads
 
 SystemFn = Callable[[TestItem], dict[str, np.ndarray]]
 """A system maps a separated item to stem -> ``(2, n_samples)`` float32 estimates."""
@@ -89,28 +89,6 @@ class EvaluationConfig:
     example_seconds: float = 1.0
     examples_max_mb: float = 2.0  # the clips are committed: the whole folder stays below this
     spectrogram_seconds: float = 1.0  # keeps spectrograms.npz at a few hundred KB
-
-
-@contextlib.contextmanager
-def cpu_threads(n_threads: int) -> Iterator[None]:
-    """Limit torch and BLAS to ``n_threads`` CPU threads (0: leave as is), then restore.
-
-    On a CPU shared with other jobs, OpenMP/BLAS threads that spin-wait for each other make
-    small STFTs, filters and solves several times slower than one thread.
-    """
-    if n_threads <= 0:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        with threadpool_limits(limits=n_threads):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def stemprover_systems(cfg: EvaluationConfig) -> list[str]:

@@ -22,8 +22,6 @@ import importlib
 import importlib.util
 import sys
 import types
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import torch
 from stemprover.constants import STEMS
 from stemprover.errors import StemproverError
 from stemprover.separators.base import Separator, register, stft_size
+from stemprover.threads import cpu_threads as torch_threads
 
 CHECKPOINT_VERSION = 1
 KINDS = ("htdemucs", "openunmix")
@@ -68,25 +67,6 @@ def openunmix_module(name: str) -> types.ModuleType:
     finally:
         if not had:
             sys.modules.pop("torchaudio", None)
-
-
-@contextmanager
-def torch_threads(n_threads: int | None) -> Iterator[None]:
-    """Run torch ops on ``n_threads`` CPU threads (None: leave as is), then restore.
-
-    The separators here are small: on a shared CPU, OpenMP threads that spin-wait for each
-    other make a tiny LSTM or convolution 10-100x slower than one thread, and a second
-    thread gains little even on an idle machine.
-    """
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def default_model_kwargs(kind: str, sample_rate: int, size: str = "small") -> dict[str, Any]:
