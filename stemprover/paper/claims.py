@@ -218,6 +218,7 @@ def claims(data: PaperData, found: list[Target]) -> Macros:
     m.add("claim performance", _performance_sentence(data))
     m.add("claim data", _data_sentence(data))
     m.add("claim ablations", _ablation_sentence(data))
+    m.add("claim analysis", _analysis_sentence(data, sisdr, phase))
     m.add("profile note", _profile_note(data))
     return m
 
@@ -415,3 +416,46 @@ def _ablation_sentence(data: PaperData) -> str:
             else "."
         )
     return text
+
+
+def _analysis_sentence(data: PaperData, sisdr: str | None, phase: str | None) -> str:
+    """Where a missed SI-SDR target comes from, read off the other measurements of the run."""
+    t, main = data.main_testset, data.main_system
+    gain = data.stem_average_gain(t, main, sisdr).mean
+    if not finite(gain) or gain >= 2.0:
+        return ""
+    parts = [
+        f"{escape(rio.system_label(main))} {'lowers' if gain < 0 else 'raises only by'} "
+        f"{fmt(abs(gain), 2)}~dB the SI-SDR of the separator output in this run."
+    ]
+    regression = data.stem_average_gain(t, "regression", sisdr).mean
+    if finite(regression) and regression > gain:
+        parts.append(
+            f"The regression U-Net, trained on the same pairs with the same losses, does better "
+            f"({fmt(regression, 2, True)}~dB), so the pairs and losses carry a signal that the "
+            "diffusion model, sampled in a few steps from a base pretrained briefly, does not "
+            "recover."
+        )
+    steps = data.steps
+    if len(steps) >= 2:
+        first, last = min(steps), max(steps)
+        g_first = data.stem_average_gain(t, steps[first], sisdr).mean
+        g_last = data.stem_average_gain(t, steps[last], sisdr).mean
+        if finite(g_first) and finite(g_last) and g_last <= g_first:
+            parts.append(
+                f"More sampling steps do not help ({fmt(g_first, 2, True)}~dB at {first}, "
+                f"{fmt(g_last, 2, True)}~dB at {last}): each step adds error instead of refining."
+            )
+    before, after = _stem_mean(data, t, "identity", phase), _stem_mean(data, t, main, phase)
+    if finite(before) and finite(after) and after > before:
+        parts.append(
+            "The phase above 4~kHz gets worse, where the spectrogram holds least energy and a "
+            "small model trained for minutes is least accurate."
+        )
+    if data.profile != "gpu":
+        parts.append(
+            f"The \\texttt{{{escape(data.profile)}}} profile trains for minutes on two CPU cores; "
+            "whether the longer training of the gpu profile changes these conclusions is open "
+            "until that run is made."
+        )
+    return " ".join(parts)
