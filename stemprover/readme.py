@@ -54,7 +54,8 @@ def _cell(data: PaperData, testset: str, stem: str, metric: str | None) -> str:
     g = data.gain(testset, stem, data.main_system, metric)
     if not finite(g.mean):
         return "n/a"
-    ci = f" [{fmt(g.low, 2, True)}, {fmt(g.high, 2, True)}]" if finite(g.low) else ""
+    # one track has no interval: a bootstrap over a single pair only repeats the mean
+    ci = f" [{fmt(g.low, 2, True)}, {fmt(g.high, 2, True)}]" if finite(g.low) and g.n > 1 else ""
     return tex_to_text(fmt(g.mean, 2, True) + ci)
 
 
