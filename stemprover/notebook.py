@@ -8,6 +8,25 @@ from stemprover.config import build
 from stemprover.paths import results_dir
 from stemprover.seed import seed_everything
 
+# Names IPython puts in a kernel's namespace that are not the notebook's parameters.
+_KERNEL_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
+_PLAIN = (str, int, float, bool, list, tuple, dict, type(None))
+
+
+def parameters(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The notebook's parameters, read from its namespace (``parameters(globals())``).
+
+    They are the plain values (numbers, strings, lists, dicts, None) that the ``parameters``
+    cell and papermill's injected cell defined. Called right after those cells, nothing else
+    is in the namespace but imports, so no list of names is kept by hand; ``setup`` then
+    rejects any name its config does not know.
+    """
+    return {
+        name: value
+        for name, value in namespace.items()
+        if not name.startswith("_") and name not in _KERNEL_NAMES and isinstance(value, _PLAIN)
+    }
+
 
 def setup(stage: str, params: dict[str, Any], config_cls: type | None = None):
     """Seed, make the stage's results folder, and build its config.
