@@ -30,17 +30,6 @@ def tiny_model(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine, more threads only spin and wait."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tone(seconds: float, rate: int, channels: int = 2) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     wave = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.05 * np.sin(2 * np.pi * 3100 * t)

@@ -31,13 +31,6 @@ from stemprover.testsets import (
 SR = 8000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """As run_evaluation does: one CPU thread (shared cores make more threads slower)."""
-    from stemprover.evaluate import cpu_threads
-
-    with cpu_threads(1):
-        yield
 FREQS = {"vocals": 440.0, "drums": 1200.0, "bass": 110.0, "other": 2500.0}
 
 
@@ -219,6 +212,7 @@ def test_notebook_parameters_match_the_profiles(stage):
     import nbformat
 
     from stemprover.config import load_profile, stage_params
+    from stemprover.notebook import parameters
     from stemprover.paths import repo_root
 
     nb = nbformat.read(repo_root() / "notebooks" / f"{stage}.ipynb", as_version=4)
@@ -227,9 +221,10 @@ def test_notebook_parameters_match_the_profiles(stage):
     exec(cell.source, {}, defaults)
     smoke = stage_params("smoke", stage)
     assert {k: defaults[k] for k in smoke} == smoke
+    # every parameter reaches setup: the next cell reads them all from the namespace
     setup_cell = nb.cells[nb.cells.index(cell) + 1].source
-    for name in defaults:
-        assert f"{name}={name}" in setup_cell, name
+    assert "params = parameters(globals())" in setup_cell
+    assert parameters(dict(defaults)) == defaults
     for profile in ("smoke", "cpu", "gpu"):
         sections = load_profile(profile)
         keys = set(sections.get("common", {})) | set(sections.get(stage, {}))

@@ -36,17 +36,8 @@ def tones(n: int = 8, samples: int = 496, seed: int = 0) -> torch.Tensor:
     return torch.stack(waves)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on two shared, busy cores are ~20x slower than one for these tiny convs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def trained(one_thread, tmp_path_factory):
+def trained(tmp_path_factory):
     images = wave_to_image(tones(), REP)
     cfg = autoencoder_config("smoke", in_channels=2, batch_size=4, learning_rate=1e-2)
     out_dir = tmp_path_factory.mktemp("ae")

@@ -31,15 +31,6 @@ SAMPLE_RATE = 8000
 STFT = StftConfig(n_fft=128, hop_length=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two threads on two shared, busy cores are much slower than one for these small tensors."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_spectrum(seed: int, shape=(2, 65, 20), magnitude=None) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     mag = torch.rand(shape, generator=generator) + 0.1 if magnitude is None else magnitude

@@ -13,15 +13,6 @@ from stemprover.model.adapters import n_adapter_parameters
 from stemprover.model.freq_attention import FrequencyAttention
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models on a shared 2-core machine: one thread avoids oversubscription stalls
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**overrides):
     values = dict(block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4,
                   cross_attention_dim=16, condition_channels=8, n_condition_tokens=2,

@@ -39,15 +39,6 @@ LOSS = LossConfig(mrstft_resolutions=((128, 32), (256, 64)))
 N_SAMPLES = 32 * 15  # 16 STFT frames at hop 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models on a shared 2-core machine: one thread avoids oversubscription stalls
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class FakePairs(torch.utils.data.Dataset):
     """Harmonic tones; the separated side has the artifact of its adapter (known answers)."""
 
