@@ -83,7 +83,8 @@ def check_audio(
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _check_path(path: Path) -> None:
+def check_path(path: Path) -> None:
+    """Raise StemproverError unless ``path`` is an existing, non-empty, readable file."""
     if not path.exists():
         raise StemproverError(f"{path}: no such file")
     if path.is_dir():
@@ -158,7 +159,7 @@ def load_audio(
             channels, or fewer than ``min_samples`` samples.
     """
     path = Path(path)
-    _check_path(path)
+    check_path(path)
     if path.name.lower().endswith(STEM_FILE_SUFFIX):
         stems, file_rate = load_stems(path)
         audio = stems["mixture"]
@@ -186,7 +187,7 @@ def load_stems(path: PathLike) -> tuple[dict[str, np.ndarray], int]:
     import stempeg
 
     path = Path(path)
-    _check_path(path)
+    check_path(path)
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         raise StemproverError(f"{path}: reading stem files needs ffmpeg and ffprobe on the PATH")
     try:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from stemprover.audio import check_path
 from stemprover.errors import StemproverError
 
 BLOCK_SAMPLES = 1 << 16  # 1.5 s at 44.1 kHz: large enough to be fast, small enough to be flat
@@ -85,12 +86,7 @@ class FileSource:
             StemproverError: naming the file and the problem.
         """
         path = Path(path)
-        if not path.exists():
-            raise StemproverError(f"{path}: no such file")
-        if path.is_dir():
-            raise StemproverError(f"{path}: is a directory, expected an audio file")
-        if path.stat().st_size == 0:
-            raise StemproverError(f"{path}: empty file (0 bytes)")
+        check_path(path)
         try:
             info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
