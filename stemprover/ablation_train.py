@@ -28,7 +28,7 @@ from typing import Any
 from stemprover.constants import ADAPTERS
 from stemprover.losses import LossConfig
 
-BASE_KEYS = ("representation", "mode", "freq_attention")
+BASE_KEYS = ("representation", "mode", "freq_attention", "formulation")
 """ModelConfig fields that change the pretrained base (the rest live in control/adapters)."""
 PHASE_TERMS = ("complex", "phase_cosine", "inst_freq", "mrstft")
 """LossConfig weights set to zero when the phase-aware losses are off."""
@@ -135,7 +135,7 @@ def train_full(lcfg: Any, profile: str, base: Path, out_dir: Path, steps: int):
     model = load_base(base, model_config(profile, **model_overrides(lcfg)))
     model.add_adapters()
     accelerator = make_accelerator(lcfg.mixed_precision)
-    scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    scheduler = None if model.is_bridge else DDPMScheduler.from_config(model.scheduler_config)
     loss_fn = loss_for(model, lcfg.loss).to(accelerator.device)
     params = {f"unet.{k}": p for k, p in model.unet.named_parameters() if "lora_" not in k}
     params.update(control_parameters(model))

@@ -13,6 +13,7 @@ inference (steps, strength, segment overlap) reuse the reference model.
 The factors and their settings (reference first):
 
 ==================  ==========================================================
+formulation         bridge | sdedit (noise-to-data, started from the noised stem at 0.5)
 finetuning          lora | full (all weights) | scratch (no base pretraining)
 phase_losses        on | off (diffusion loss only)
 representation      complex | magnitude (input phase reused) | mag_if
@@ -46,6 +47,7 @@ from stemprover.paths import cache_dir
 from stemprover.stats import bootstrap_ci
 
 FACTORS = (
+    "formulation",
     "finetuning",
     "phase_losses",
     "representation",
@@ -93,10 +95,10 @@ class AblationConfig:
     batch_size: int = 2
     lora_ranks: list[int] = field(default_factory=lambda: [2])  # besides the reference rank
     steps: list[int] = field(default_factory=lambda: [1])  # besides the reference 4
-    strengths: list[float] = field(default_factory=lambda: [1.0])  # besides the reference 0.5
+    strengths: list[float] = field(default_factory=lambda: [0.5])  # besides the reference 1.0
     overlaps: list[float] = field(default_factory=lambda: [0.0])  # besides 0.25
     reference_steps: int = 4
-    reference_strength: float = 0.5  # enhance()'s default: start halfway from the stem
+    reference_strength: float = 1.0  # enhance()'s default: the bridge starts at the stem
     reference_overlap: float = 0.25
     valid_tracks: int = 1  # corpus valid-split tracks; the same for every row
     valid_seconds: float = 1.0  # excerpt per track, long enough for several segments
@@ -176,6 +178,7 @@ def grid(cfg: AblationConfig, reference_rank: int | None = None) -> list[Row]:
         tuple(sorted(infer.items())),
     )
     settings: dict[str, tuple[str, str, list[Any]]] = {
+        "formulation": ("model", "formulation", ["sdedit"]),
         "finetuning": ("train", "finetuning", ["full", "scratch"]),
         "phase_losses": ("train", "phase_losses", [False]),
         "representation": (
@@ -201,7 +204,19 @@ def grid(cfg: AblationConfig, reference_rank: int | None = None) -> list[Row]:
         if factor in cfg.factors:
             part, key, values = settings[factor]
             rows += [_row(factor, value, base, part, key) for value in values]
-    return rows
+    return [_sdedit_start(row) for row in rows]
+
+
+SDEDIT_STRENGTH = 0.5
+"""SDEdit must start partway along its noise diffusion: from pure noise it ignores the stem."""
+
+
+def _sdedit_start(row: Row) -> Row:
+    if dict(row.model).get("formulation") != "sdedit":
+        return row
+    infer = dict(row.infer) | {"strength": SDEDIT_STRENGTH}
+    return Row(row.name, row.factor, row.setting, row.model, row.train,
+               tuple(sorted(infer.items())))
 
 
 TrainFn = Callable[[Row], Any]

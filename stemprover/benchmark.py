@@ -51,7 +51,7 @@ class PerformanceConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     batch_steps: int = 1  # per-call overheads show best at one step
     cache_steps: int = 4  # the cache saves one embedding per step beyond the first
-    strength: float = 0.5  # enhance()'s default
+    strength: float = 1.0  # enhance()'s default: the bridge starts at the stem
     device: str = "auto"  # cuda when present
     torch_threads: int = 1  # CPU threads; on shared cores more threads spin-wait (0: all)
     separator: bool = True  # time HTDemucs on the same clip

@@ -35,6 +35,7 @@ class LossConfig:
     phase_cosine: float = 0.2  # phase error counted where the clean stem has energy
     inst_freq: float = 0.1  # IF keeps partials steady across frames (smearing shows up here)
     mrstft: float = 0.2  # waveform-level check after iSTFT, several time/frequency trade-offs
+    snr: float = 0.0  # -SNR of the linear spectra in 10 dB units: SDR without an inverse STFT
     frequency_weighting: Literal["none", "a", "equal_loudness"] = "a"  # weight bins as heard
     mrstft_resolutions: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256))
     compress_alpha: float = 0.3  # |S|^0.3 compression (Braun & Tashev 2021) balances loud/quiet
@@ -42,9 +43,11 @@ class LossConfig:
     magnitude_power: float = 0.5  # phase/IF weight |S_clean|^p: p<1 lets quiet partials count
     min_snr_gamma: float = 5.0  # Min-SNR-γ weighting of the diffusion loss (Hang 2023); 0 = off
     clean_weighting: Literal["none", "alpha_bar"] = "alpha_bar"  # x0 at high noise is a guess
+    bridge_one_share: float = 0.5  # bridge: share of items at t = 1, where every call starts
 
     def __post_init__(self) -> None:
-        names = ("diffusion", "complex", "phase_cosine", "inst_freq", "mrstft", "min_snr_gamma")
+        names = ("diffusion", "complex", "phase_cosine", "inst_freq", "mrstft", "snr",
+                 "min_snr_gamma")
         negative = [name for name in names if getattr(self, name) < 0]
         if negative:
             raise StemproverError(f"LossConfig: {', '.join(negative)} must not be negative")
@@ -52,6 +55,8 @@ class LossConfig:
             raise StemproverError(
                 "LossConfig: need 0 < compress_alpha <= 1, 0 <= complex_mag_weight <= 1"
             )
+        if not 0 <= self.bridge_one_share <= 1:
+            raise StemproverError("LossConfig: bridge_one_share must be in [0, 1]")
         if self.magnitude_power < 0:
             raise StemproverError("LossConfig: magnitude_power must not be negative")
         if not self.mrstft_resolutions or any(
@@ -174,6 +179,35 @@ def _bin_weights(like: Tensor, freq_weights: Tensor | None, frame_mask: Tensor |
 def compress(spec: Tensor, alpha: float) -> Tensor:
     """Power-law compressed complex spectrum ``|S|^α e^{i∠S}`` (differentiable at 0)."""
     return spec * _abs(spec).pow(alpha - 1)
+
+
+def spectral_snr_loss(
+    est: Tensor,
+    ref: Tensor,
+    *,
+    frame_mask: Tensor | None = None,
+    reduce: bool = True,
+) -> Tensor:
+    """Negative signal-to-error ratio of the linear complex spectra, in units of 10 dB.
+
+    By Parseval's theorem the error energy of a (near-)tight STFT frame is the waveform's, so
+    this is the SDR that the evaluation reports, computed without an inverse STFT. A log ratio
+    weighs every item alike, loud or quiet, and a compressed-domain loss alone lets loud bins,
+    which dominate SDR, get worse while quiet ones improve.
+
+    Args:
+        est, ref: Complex spectra ``(B, F, T)``.
+        frame_mask: Optional ``(B, T)`` mask of valid frames.
+    """
+    diff = est - ref
+    err = diff.real.square() + diff.imag.square()
+    energy = ref.real.square() + ref.imag.square()
+    if frame_mask is not None:
+        mask = frame_mask[:, None, :].to(err)
+        err, energy = err * mask, energy * mask
+    ratio = (err.sum(dim=(-2, -1)) + EPS) / (energy.sum(dim=(-2, -1)) + EPS)
+    values = torch.log10(ratio)
+    return values.mean() if reduce else values
 
 
 def complex_compressed_loss(
@@ -379,6 +413,7 @@ class PhaseAwareLoss(torch.nn.Module):
             "phase_cosine": cfg.phase_cosine,
             "inst_freq": cfg.inst_freq,
             "mrstft": cfg.mrstft,
+            "snr": cfg.snr,
         }
         if any(spectral_weights.values()):
             terms.update(
@@ -410,6 +445,8 @@ class PhaseAwareLoss(torch.nn.Module):
             per_example["complex"] = complex_compressed_loss(
                 est, ref, alpha=cfg.compress_alpha, mag_weight=cfg.complex_mag_weight, **common
             )
+        if cfg.snr:
+            per_example["snr"] = spectral_snr_loss(est, ref, frame_mask=mask, reduce=False)
         if cfg.phase_cosine:
             per_example["phase_cosine"] = phase_cosine_loss(est, ref, **power, **common)
         if cfg.inst_freq:

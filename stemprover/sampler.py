@@ -1,9 +1,14 @@
-"""Few-step diffusion sampling of clean spectrogram pictures from separated ones.
+"""Few-step sampling of clean spectrogram pictures from separated ones.
 
-    clean = sample(model, separated_img, mixture_img, steps=4, strength=0.5,
-                   scheduler="dpmpp", adapter_weights={"general": 1.0})
+    clean = sample(model, separated_img, mixture_img, steps=4, adapter_weights={"general": 1.0})
 
-The sampler starts partway along the diffusion (SDEdit / img2img): the separated stem's
+A bridge model (the default formulation, :mod:`stemprover.bridge`) starts at the separated
+picture itself (``t = strength``, 1 by default) and takes ``steps`` steps of diffusers'
+``FlowMatchEulerDiscreteScheduler`` toward the clean picture; each step asks the network for the
+clean picture and moves part of the way there (InDI's update). Nothing of the input is thrown
+away, and an untrained model returns its input at any number of steps.
+
+An SDEdit model (kept as an ablation row) starts partway along a noise diffusion: the separated stem's
 picture is noised to the level that ``strength`` selects (1 = pure noise, small = a light
 touch), then ``steps`` denoising steps of a diffusers scheduler (DDIM, or DPM-Solver++
 multistep) bring it back. ``steps`` is always the number of model evaluations: with
@@ -87,7 +92,7 @@ def sample(
     mixture_img: torch.Tensor | None = None,
     *,
     steps: int = 4,
-    strength: float = 0.5,
+    strength: float = 1.0,
     scheduler: Literal["ddim", "dpmpp"] = "dpmpp",
     adapter_weights: dict[str, float] | torch.Tensor | None = None,
     generator: torch.Generator | list[torch.Generator] | None = None,
@@ -102,8 +107,10 @@ def sample(
         separated_img: Separated stem pictures ``(B, C, F, T)``.
         mixture_img: Mixture pictures ``(B, C, F, T)`` or None.
         steps: Model evaluations, 1 to 50.
-        strength: Noise level to start from, in (0, 1]; 1 starts from (almost) pure noise.
-        scheduler: "ddim" or "dpmpp" (DPM-Solver++ 2M).
+        strength: Where to start, in (0, 1]. Bridge: the bridge time the separated picture is
+            taken for (1 = all the way). SDEdit: the noise level (1 = almost pure noise).
+        scheduler: SDEdit only: "ddim" or "dpmpp" (DPM-Solver++ 2M); a bridge model always
+            uses its flow-matching Euler scheduler.
         adapter_weights: Adapter name -> weight, or ``(B, n_adapters)`` per item.
         generator: Source of the starting noise when ``noise`` is not given; a list with
             one generator per item makes each item's noise independent of the batching.
@@ -118,8 +125,13 @@ def sample(
     dtype = _model_dtype(model)
     separated = separated_img.to(dtype)
     mixture = None if mixture_img is None else mixture_img.to(dtype)
+    denoise = model if forward is None else forward
     if not is_diffusion(model):
-        return (forward or model)(separated, mixture).float()
+        return denoise(separated, mixture).float()
+    if getattr(model, "is_bridge", False):
+        return _sample_bridge(model, separated_img, mixture, steps=steps, strength=strength,
+                              adapter_weights=adapter_weights, generator=generator,
+                              use_cache=use_cache, denoise=denoise)
     noise_scheduler = make_scheduler(model, scheduler)
     timesteps, _ = timesteps_for(noise_scheduler, steps, strength)
     # Noise lives in model space: the scaled picture, or an autoencoder's latents.
@@ -132,7 +144,6 @@ def sample(
     start = timesteps[:1].repeat(clean_guess.shape[0]).to(clean_guess.device)
     latents = noise_scheduler.add_noise(clean_guess, noise.float().to(clean_guess.device), start)
     condition = model.encode_condition(separated, mixture) if use_cache else None
-    denoise = forward or model
     for t in timesteps:
         if not use_cache:
             condition = model.encode_condition(separated, mixture)
@@ -144,6 +155,43 @@ def sample(
     if decode is None:
         return latents
     return decode(latents.to(dtype), tuple(separated_img.shape[-2:])).float()
+
+
+def _sample_bridge(model, separated_img, mixture, *, steps, strength, adapter_weights,
+                   generator, use_cache, denoise) -> torch.Tensor:
+    """Bridge sampling from the separated picture (see the module docstring)."""
+    from stemprover.bridge import bridge_scheduler, bridge_sigmas, step_noise_std
+
+    check_steps(steps, strength)
+    dtype = _model_dtype(model)
+    separated = separated_img.to(dtype)
+    start = model.encode_image(separated).float()
+    scheduler = bridge_scheduler()
+    scheduler.set_timesteps(sigmas=bridge_sigmas(steps, strength), device=start.device)
+    rho = float(model.config.bridge_noise)
+    controlled = model.has_control  # a base model (stage 03) restores from x_t alone
+    condition = model.encode_condition(separated, mixture) if use_cache and controlled else None
+    x = start
+    for index, t in enumerate(scheduler.timesteps):
+        if not use_cache and controlled:
+            condition = model.encode_condition(separated, mixture)
+        sigma, sigma_next = float(scheduler.sigmas[index]), float(scheduler.sigmas[index + 1])
+        t_batch = t.reshape(1).repeat(x.shape[0]).to(x.device)
+        clean = denoise(x.to(dtype), t_batch, condition, adapter_weights).float()
+        velocity = (x - clean) / sigma
+        x = scheduler.step(velocity, t, x).prev_sample
+        spread = step_noise_std(sigma, sigma_next, rho)
+        if spread > 0:
+            from diffusers.utils.torch_utils import randn_tensor
+
+            x = x + spread * randn_tensor(x.shape, generator=generator, device=x.device)
+    decode = getattr(model, "decode_image", None)
+    size = tuple(separated_img.shape[-2:])
+    if model.autoencoder is None:
+        return decode(x.to(dtype), size).float()
+    # latent mode decodes only the correction, so the autoencoder's error does not cap quality
+    change = decode(x.to(dtype), size).float() - decode(start.to(dtype), size).float()
+    return separated_img.float() + change
 
 
 def _model_dtype(model: Any) -> torch.dtype:

@@ -39,10 +39,14 @@ def perturb(module: torch.nn.Module, seed: int = 1) -> None:
 def test_controlled_model_equals_base_at_init(control):
     torch.manual_seed(0)
     model = StemProverModel(tiny_config(control=control)).eval()
-    model.add_adapters()
     sep, mix, noisy, t = inputs()
+    with torch.no_grad():  # a fresh bridge base is the identity: its output layer is zero
+        assert torch.equal(model(noisy, t, None, None), noisy)
+    perturb(model.unet.conv_out)  # stands for a pretrained base
+    model.add_adapters()
     with torch.no_grad():
         base = model(noisy, t, None, None)
+        assert not torch.allclose(base, noisy)
         cond = model.encode_condition(sep, mix)
         assert torch.equal(model(noisy, t, cond, {"general": 1.0}), base)
         # 0.3 * tokens + 0.7 * tokens rounds in the last bit, hence the tolerance
@@ -90,7 +94,7 @@ def test_adapter_mixing_by_name_and_per_item_rows():
 
 def test_save_load_round_trip_and_mismatch(tmp_path):
     torch.manual_seed(0)
-    model = StemProverModel(tiny_config(prediction_type="epsilon")).eval()
+    model = StemProverModel(tiny_config(formulation="sdedit", prediction_type="epsilon")).eval()
     model.add_adapters(("general", "bleed"))
     perturb(model)
     sep, mix, noisy, t = inputs()
@@ -112,8 +116,22 @@ def test_save_load_round_trip_and_mismatch(tmp_path):
         load_model(tmp_path / "m")
 
 
+def test_bridge_scheduler_saved_and_folder_names_no_machine_path(tmp_path):
+    model = StemProverModel(tiny_config(base_path=str(tmp_path / "somewhere" / "base")))
+    model.blend = {"general": 0.7}
+    model.save_pretrained(tmp_path / "b")
+    saved = json.loads((tmp_path / "b" / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["_class_name"] == "FlowMatchEulerDiscreteScheduler"
+    assert saved["shift"] == 1.0
+    for config in (tmp_path / "b").rglob("*.json"):
+        assert str(tmp_path) not in config.read_text(), config
+    loaded = load_model(tmp_path / "b")
+    assert loaded.blend == {"general": 0.7}
+    assert loaded.is_bridge
+
+
 def test_v_prediction_scheduler_saved(tmp_path):
-    model = StemProverModel(tiny_config(prediction_type="v_prediction"))
+    model = StemProverModel(tiny_config(formulation="sdedit", prediction_type="v_prediction"))
     model.save_pretrained(tmp_path / "v")
     saved = json.loads((tmp_path / "v" / "scheduler" / "scheduler_config.json").read_text())
     assert saved["prediction_type"] == "v_prediction"

@@ -100,6 +100,8 @@ def base_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("base") / "base"
     model = StemProverModel(model_config("smoke", **TINY), with_control=False)
     model.config.image_scale = 4.0
+    with torch.no_grad():  # a pretrained base: a fresh one is the identity, with no gradient
+        model.unet.conv_out.weight.normal_(0.0, 0.05)
     model.save_pretrained(folder)
     return folder
 

@@ -43,7 +43,13 @@ class ModelConfig:
     lora_rank: int = 4  # small adapters: a few thousand parameters each at smoke size
     lora_alpha: float = 4.0  # alpha = rank gives LoRA scale 1
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")  # attention projections
-    prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"  # v is stable at t~T
+    # The bridge starts at the separated picture (t = 1) and predicts the clean one through a
+    # zero-initialised skip, so an untrained model is the identity; SDEdit (noise -> data) is
+    # kept only as an ablation row.
+    formulation: Literal["bridge", "sdedit"] = "bridge"
+    bridge_noise: float = 0.0  # rho: std of the Brownian-bridge noise at t = 1/2 is rho / 2
+    freq_fold: int = 1  # bins folded into channels (pixel mode): F/k rows cost k times less
+    prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"  # sdedit only
     num_train_timesteps: int = 1000  # the standard DDPM grid; DDIM samples a few of them
     beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: less time wasted at pure noise
     segment_frames: int = 64  # STFT frames of the random training crops (longer pairs are cut)
@@ -66,6 +72,14 @@ class ModelConfig:
             raise StemproverError(
                 f"ModelConfig: bad STFT n_fft={self.n_fft}, hop_length={self.hop_length}"
             )
+        if self.freq_fold < 1 or self.freq_fold & (self.freq_fold - 1):
+            raise StemproverError(
+                f"ModelConfig.freq_fold must be a power of two, got {self.freq_fold}"
+            )
+        if self.freq_fold > 1 and self.mode != "pixel":
+            raise StemproverError("ModelConfig.freq_fold applies to pixel mode only")
+        if self.bridge_noise < 0:
+            raise StemproverError(f"ModelConfig.bridge_noise must be >= 0, got {self.bridge_noise}")
         if self.lora_rank < 1:
             raise StemproverError(f"ModelConfig.lora_rank must be >= 1, got {self.lora_rank}")
 

@@ -34,7 +34,7 @@ BASE_KEYS = (
     "block_out_channels", "layers_per_block", "attention_head_dim", "cross_attention_dim",
     "only_cross_attention",
     "norm_num_groups", "n_condition_tokens", "prediction_type", "num_train_timesteps",
-    "beta_schedule", "image_scale",
+    "beta_schedule", "image_scale", "formulation", "bridge_noise", "freq_fold",
 )
 """Fields that belong to the base; the rest (control, adapters) come from the caller's config."""
 

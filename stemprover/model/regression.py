@@ -3,7 +3,9 @@
 Without it a paper cannot say what diffusion adds. It sees the same condition (the separated
 picture, optionally stacked with the mixture), is trained on the same pairs with the same losses
 and budget, and predicts a residual: ``clean = separated + unet([separated, mixture])``, so
-that an untrained model starts at the identity-like input rather than at zero.
+that an untrained model starts at the identity-like input rather than at zero. Its last
+convolution starts at zero, so the untrained model is exactly the identity, like the bridge's
+first step, which is what this baseline stands for: the same network at ``t = 1`` only.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from stemprover.model.serialize import (
     version,
     write_folder,
 )
-from stemprover.model.unet import build_unet, crop, pad_to_multiple, unet_downsample_factor
+from stemprover.model.unet import (
+    build_unet,
+    crop,
+    fold_freq,
+    pad_to_multiple,
+    unet_downsample_factor,
+    unfold_freq,
+)
 from stemprover.spectral import StftConfig, get_representation
 
 
@@ -55,9 +64,11 @@ class RegressionModel(nn.Module):
         self.config = config
         self.stft = StftConfig(n_fft=config.n_fft, hop_length=config.hop_length)
         self.representation = get_representation(config.representation, self.stft)
-        channels = self.representation.channels
+        channels = self.representation.channels * config.freq_fold
         n_in = channels * (2 if config.use_mixture else 1)
-        self.unet = unet if unet is not None else build_unet(config, n_in, channels)
+        self.unet = unet if unet is not None else build_unet(
+            config, n_in, channels, zero_output=True
+        )
         if self.unet.config.in_channels != n_in or self.unet.config.out_channels != channels:
             raise StemproverError(
                 f"regression U-Net has {self.unet.config.in_channels}->"
@@ -69,18 +80,19 @@ class RegressionModel(nn.Module):
         self, separated_img: torch.Tensor, mixture_img: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Separated picture ``(B, C, F, T)`` (+ mixture) -> clean picture ``(B, C, F, T)``."""
-        scale = self.config.image_scale
-        inputs = [separated_img * scale]
+        scale, fold = self.config.image_scale, self.config.freq_fold
+        inputs = [fold_freq(separated_img * scale, fold)]
         if self.config.use_mixture:
             mix = torch.zeros_like(separated_img) if mixture_img is None else mixture_img
             if mix.shape != separated_img.shape:
                 raise StemproverError("mixture picture does not match the separated picture")
-            inputs.append(mix * scale)
+            inputs.append(fold_freq(mix * scale, fold))
         x, size = pad_to_multiple(torch.cat(inputs, 1), unet_downsample_factor(self.unet))
         tokens = self.artifact_embedding.table.expand(x.shape[0], -1, -1).to(x.dtype)
         timesteps = torch.zeros(x.shape[0], device=x.device, dtype=torch.long)
-        residual = self.unet(x, timesteps, encoder_hidden_states=tokens).sample
-        return separated_img + crop(residual, size) / scale
+        residual = crop(self.unet(x, timesteps, encoder_hidden_states=tokens).sample, size)
+        residual = unfold_freq(residual, fold, separated_img.shape[-2])
+        return separated_img + residual / scale
 
     def save_pretrained(self, folder) -> None:
         """Write stemprover.json (kind "regression"), unet/ and embeddings.safetensors."""

@@ -2,13 +2,15 @@
 
 A model folder holds::
 
-    stemprover.json            {"kind", "version", "format", "config", "has_control", "adapters"}
+    stemprover.json            {"kind", "version", "format", "config", "has_control", "adapters",
+                                "blend"} (blend: the validated share alpha of each adapter's change)
     unet/                      diffusers UNet2DConditionModel (base weights, LoRA stripped)
     controlnet/                diffusers ControlNetModel (controlnet mode)
     autoencoder/               diffusers AutoencoderKL (latent mode)
     adapters/<name>/           peft LoRA (adapter_config.json + adapter_model.safetensors)
     embeddings.safetensors     artifact tokens, control embedding / concat weights
-    scheduler/                 diffusers DDPMScheduler config (prediction type, betas)
+    scheduler/                 diffusers scheduler config: FlowMatchEulerDiscreteScheduler
+                               (bridge) or DDPMScheduler (SDEdit: prediction type, betas)
 
 Writes go to a temporary folder next to the target, renamed into place when complete.
 """
@@ -116,6 +118,7 @@ def save_stemprover(model, folder) -> Path:
             "config": _plain(model.config),
             "has_control": model.has_control,
             "adapters": model.adapter_names,
+            "blend": dict(getattr(model, "blend", {}) or {}),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         save_unet(model.unet, tmp / "unet")
@@ -126,16 +129,48 @@ def save_stemprover(model, folder) -> Path:
         for name in model.adapter_names:
             lora.save_adapter(model.unet, name, tmp / "adapters")
         save_file(_embedding_state(model), tmp / EMBEDDINGS)
-        DDPMScheduler.from_config(model.scheduler_config).save_pretrained(str(tmp / "scheduler"))
+        scheduler_class(model.config).from_config(model.scheduler_config).save_pretrained(
+            str(tmp / "scheduler"))
+        drop_local_paths(tmp)
 
     return write_folder(folder, fill)
+
+
+def scheduler_class(cfg):
+    """The diffusers scheduler class of a formulation."""
+    if cfg.formulation == "bridge":
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        return FlowMatchEulerDiscreteScheduler
+    return DDPMScheduler
+
+
+def drop_local_paths(folder: Path) -> None:
+    """Remove the loading path diffusers records in configs: a released folder names no machine."""
+    for config in Path(folder).rglob("*.json"):
+        values = json.loads(config.read_text())
+        if isinstance(values, dict) and "_name_or_path" in values:
+            del values["_name_or_path"]
+            config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def _plain(cfg) -> dict[str, Any]:
     import dataclasses
 
     values = dataclasses.asdict(cfg)
+    if values.get("base_path"):
+        values["base_path"] = portable_path(values["base_path"])
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def portable_path(path: str) -> str:
+    """A path inside the repository relative to its root; others reduced to their name."""
+    from stemprover.paths import repo_root
+
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(repo_root()):
+        return str(resolved.relative_to(repo_root()))
+    return resolved.name
 
 
 def read_meta(folder, kind: str | None = None) -> dict[str, Any]:
@@ -178,12 +213,16 @@ def load_stemprover(cls, folder):
     _load_embeddings(model, folder / EMBEDDINGS)
     for name in meta.get("adapters", []):
         lora.load_adapter(model.unet, folder / "adapters" / name, name)
-    scheduler = DDPMScheduler.from_pretrained(str(folder / "scheduler"))
-    if scheduler.config.prediction_type != cfg.prediction_type:
+    try:
+        scheduler = scheduler_class(cfg).from_pretrained(str(folder / "scheduler"))
+    except (OSError, ValueError) as exc:
+        raise StemproverError(f"{folder}: cannot load the scheduler ({exc})") from None
+    if cfg.formulation != "bridge" and scheduler.config.prediction_type != cfg.prediction_type:
         raise StemproverError(
             f"{folder}: scheduler predicts {scheduler.config.prediction_type!r} but the config "
             f"says {cfg.prediction_type!r}"
         )
+    model.blend = {str(k): float(v) for k, v in (meta.get("blend") or {}).items()}
     model.scheduler_config = dict(scheduler.config)
     model.eval()
     return model

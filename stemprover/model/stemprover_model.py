@@ -36,9 +36,11 @@ from stemprover.model.unet import (
     build_unet,
     check_unet,
     crop,
+    fold_freq,
     freeze,
     pad_to_multiple,
     unet_downsample_factor,
+    unfold_freq,
 )
 from stemprover.spectral import StftConfig, get_representation
 
@@ -69,8 +71,17 @@ class ConditionCache:
         return ConditionCache(rep(self.control), rep(self.concat), self.shape)
 
 
-def scheduler_for(cfg: ModelConfig) -> DDPMScheduler:
-    """The training scheduler saved with the model (DDIM/DPM samplers load its config)."""
+def scheduler_for(cfg: ModelConfig):
+    """The scheduler saved with the model.
+
+    Bridge: a ``FlowMatchEulerDiscreteScheduler`` without shift, whose interpolation
+    ``sigma * y + (1 - sigma) * x0`` is the bridge from the clean picture (sigma = 0) to the
+    separated one (sigma = 1). SDEdit: the DDPM training schedule (DDIM/DPM samplers load it).
+    """
+    if cfg.formulation == "bridge":
+        from stemprover.bridge import bridge_scheduler
+
+        return bridge_scheduler()
     return DDPMScheduler(
         num_train_timesteps=cfg.num_train_timesteps,
         beta_schedule=cfg.beta_schedule,
@@ -108,11 +119,14 @@ class StemProverModel(nn.Module):
         if self.autoencoder is not None:
             freeze(self.autoencoder)
         channels = self.model_channels
-        self.unet = unet if unet is not None else build_unet(config, channels)
+        self.unet = unet if unet is not None else build_unet(
+            config, channels, zero_output=config.formulation == "bridge"
+        )
         check_unet(self.unet, channels, "StemProverModel", config)
         width = self.unet.config.cross_attention_dim
         self.artifact_embedding = ArtifactEmbedding(config.n_condition_tokens, width)
         self.scheduler_config = dict(scheduler_for(config).config)
+        self.blend: dict[str, float] = {}  # adapter -> validated share of its change (alpha)
         self.controlnet = None
         self.condition_embedding: PhaseAwareConditioningEmbedding | None = None
         self.concat_conditioning: ConcatConditioning | None = None
@@ -125,7 +139,11 @@ class StemProverModel(nn.Module):
         """Channels in model space (picture channels, or latent channels)."""
         if self.autoencoder is not None:
             return int(self.autoencoder.config.latent_channels)
-        return self.representation.channels
+        return self.representation.channels * self.config.freq_fold
+
+    @property
+    def is_bridge(self) -> bool:
+        return self.config.formulation == "bridge"
 
     @property
     def vae_factor(self) -> int:
@@ -149,11 +167,12 @@ class StemProverModel(nn.Module):
             raise StemproverError("add the control branch before the LoRA adapters")
         cfg = self.config
         n_pictures = 2 if cfg.use_mixture else 1
+        fold = cfg.freq_fold
         if cfg.control == "controlnet":
             self.controlnet = make_controlnet(self.unet)
             self.condition_embedding = PhaseAwareConditioningEmbedding(
-                magnitude_channels=n_pictures,
-                phase_channels=2 * n_pictures,
+                magnitude_channels=n_pictures * fold,
+                phase_channels=2 * n_pictures * fold,
                 hidden=cfg.condition_channels,
                 out_channels=self.unet.config.block_out_channels[0],
                 n_down=self.vae_factor.bit_length() - 1,
@@ -185,7 +204,7 @@ class StemProverModel(nn.Module):
         """Picture ``(B, C, F, T)`` -> model space (scaled picture, or scaled latents)."""
         scale = self.config.image_scale
         if self.autoencoder is None:
-            return image * scale
+            return fold_freq(image * scale, self.config.freq_fold)
         padded, _ = pad_to_multiple(image, self.vae_factor)
         vae_in = self.autoencoder.config.in_channels
         if vae_in > padded.shape[1]:  # e.g. an RGB Stable Diffusion autoencoder: zero channels
@@ -202,7 +221,7 @@ class StemProverModel(nn.Module):
             vae_dtype = self.autoencoder.dtype
             image = self.autoencoder.decode(image.to(vae_dtype)).sample.to(x.dtype)
             image = image[:, : self.representation.channels]
-        return crop(image, size)
+        return crop(unfold_freq(image, self.config.freq_fold, size[0]), size)
 
     # ----- conditioning ----------------------------------------------------------------
     def _stack(self, separated: torch.Tensor, mixture: torch.Tensor | None) -> list[torch.Tensor]:
@@ -233,11 +252,14 @@ class StemProverModel(nn.Module):
         shape = self._model_shape(separated_img.shape[-2:])
         if self.controlnet is not None:
             mags, phases = [], []
+            fold = self.config.freq_fold
             for picture in pictures:
-                padded, _ = pad_to_multiple(picture, multiple)
+                # latent mode: the embedding downsamples to the latents' size
+                padded = pad_to_multiple(picture, multiple)[0] if self.vae_factor > 1 else picture
                 mag, phase = self.representation.split_mag_phase(padded)
-                mags.append(mag * self.config.image_scale)
-                phases.append(phase)
+                mag, phase = fold_freq(mag * self.config.image_scale, fold), fold_freq(phase, fold)
+                mags.append(pad_to_multiple(mag, multiple)[0])
+                phases.append(pad_to_multiple(phase, multiple)[0])
             embedded = self.condition_embedding(torch.cat(mags, 1), torch.cat(phases, 1))
             return ConditionCache(embedded, None, tuple(embedded.shape[-2:]))
         encoded = [pad_to_multiple(self.encode_image(p), self.unet_multiple)[0] for p in pictures]
@@ -249,8 +271,9 @@ class StemProverModel(nn.Module):
 
     def _model_shape(self, picture_shape) -> tuple[int, int]:
         multiple = self.unet_multiple * self.vae_factor
-        return tuple(((int(s) + multiple - 1) // multiple) * multiple // self.vae_factor
-                     for s in picture_shape)
+        fold = self.config.freq_fold
+        sizes = (-(-int(picture_shape[0]) // fold), int(picture_shape[1]))
+        return tuple(((s + multiple - 1) // multiple) * multiple // self.vae_factor for s in sizes)
 
     # ----- forward ---------------------------------------------------------------------
     def weight_matrix(self, adapter_weights: AdapterWeights, batch: int) -> torch.Tensor | None:
@@ -281,11 +304,15 @@ class StemProverModel(nn.Module):
         condition: ConditionCache | None = None,
         adapter_weights: AdapterWeights = None,
     ) -> torch.Tensor:
-        """Model output (ε or v, per ``config.prediction_type``) for noisy model-space input.
+        """Model output for a model-space input.
+
+        Bridge: the clean picture in model space, ``x_t + F(x_t, t, ...)`` (F's last layer starts
+        at zero, so an untrained model returns its input). SDEdit: ε or v, per
+        ``config.prediction_type``.
 
         Args:
-            noisy: ``(B, C, F, T)`` in model space, any ``F, T``.
-            timesteps: ``(B,)`` or scalar training timesteps.
+            noisy: ``(B, C, F, T)`` in model space, any ``F, T``: ``x_t``.
+            timesteps: ``(B,)`` or scalar timesteps (bridge: ``1000 * t``, ``t`` in [0, 1]).
             condition: From :meth:`encode_condition`; None runs the base alone.
             adapter_weights: Dict by adapter name, ``(B, 4)`` tensor in ``ADAPTERS`` order, or
                 None (``general`` when present, else the base without adapters).
@@ -293,6 +320,10 @@ class StemProverModel(nn.Module):
         Returns:
             ``(B, C, F, T)``.
         """
+        out = self._predict(noisy, timesteps, condition, adapter_weights)
+        return noisy + out if self.is_bridge else out
+
+    def _predict(self, noisy, timesteps, condition, adapter_weights) -> torch.Tensor:
         batch = noisy.shape[0]
         x, size = pad_to_multiple(noisy, self.unet_multiple)
         if condition is not None and tuple(x.shape[-2:]) != tuple(condition.shape):

@@ -28,18 +28,21 @@ def block_types(n_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return down, up
 
 
-def build_unet(cfg: ModelConfig, in_channels: int, out_channels: int | None = None):
+def build_unet(
+    cfg: ModelConfig, in_channels: int, out_channels: int | None = None, zero_output: bool = False
+):
     """A fresh ``UNet2DConditionModel`` for ``cfg``.
 
     Args:
         cfg: Model configuration (widths, depth, attention, cross-attention width).
         in_channels: Picture (pixel mode) or latent channels.
         out_channels: Output channels; defaults to ``in_channels``.
+        zero_output: Zero the last convolution, so that a residual model starts as the identity.
     """
     down, up = block_types(len(cfg.block_out_channels))
     if len(cfg.block_out_channels) == 1:
         down, up = ("CrossAttnDownBlock2D",), ("CrossAttnUpBlock2D",)
-    return UNet2DConditionModel(
+    unet = UNet2DConditionModel(
         in_channels=in_channels,
         out_channels=out_channels or in_channels,
         down_block_types=down,
@@ -51,6 +54,10 @@ def build_unet(cfg: ModelConfig, in_channels: int, out_channels: int | None = No
         norm_num_groups=cfg.norm_num_groups,
         only_cross_attention=cfg.only_cross_attention,
     )
+    if zero_output:
+        nn.init.zeros_(unet.conv_out.weight)
+        nn.init.zeros_(unet.conv_out.bias)
+    return unet
 
 
 def unet_downsample_factor(unet: UNet2DConditionModel) -> int:
@@ -103,6 +110,37 @@ def pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, t
     if pad_f or pad_t:
         image = F.pad(image, (0, pad_t, 0, pad_f))
     return image, (n_freq, n_time)
+
+
+def fold_freq(image: torch.Tensor, fold: int) -> torch.Tensor:
+    """Fold groups of ``fold`` neighbouring bins into channels: ``(B, C, F, T) -> (B, C*k, F/k, T)``.
+
+    ``F`` is zero-padded up to a multiple of ``fold`` first; :func:`unfold_freq` inverts it
+    exactly. Folding is how the cpu profile runs the U-Net on a quarter of the rows: every
+    convolution still sees all bins, in its channels.
+    """
+    if fold == 1:
+        return image
+    image, _ = pad_to_multiple_freq(image, fold)
+    batch, channels, n_freq, n_time = image.shape
+    folded = image.reshape(batch, channels, n_freq // fold, fold, n_time)
+    return folded.permute(0, 1, 3, 2, 4).reshape(batch, channels * fold, n_freq // fold, n_time)
+
+
+def unfold_freq(image: torch.Tensor, fold: int, n_freq: int) -> torch.Tensor:
+    """Inverse of :func:`fold_freq`, cropped to ``n_freq`` bins."""
+    if fold == 1:
+        return image[..., :n_freq, :]
+    batch, channels, rows, n_time = image.shape
+    out = image.reshape(batch, channels // fold, fold, rows, n_time).permute(0, 1, 3, 2, 4)
+    return out.reshape(batch, channels // fold, rows * fold, n_time)[..., :n_freq, :]
+
+
+def pad_to_multiple_freq(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int]:
+    """Zero-pad the frequency axis (dim -2) up to a multiple of ``multiple``."""
+    n_freq = image.shape[-2]
+    pad = (-n_freq) % multiple
+    return (F.pad(image, (0, 0, 0, pad)) if pad else image), n_freq
 
 
 def crop(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ from stemprover.losses import LossConfig
 
 @dataclass
 class PretrainConfig:
-    """Base pretraining (03): a denoising diffusion model on clean segments."""
+    """Base pretraining (03): the bridge restorer from x_t alone on all pairs (SDEdit: clean)."""
 
     seed: int = 0
     sample_rate: int = 16000  # model rate in Hz (profile `common`)
@@ -30,7 +30,12 @@ class PretrainConfig:
     mixed_precision: str = "auto"  # bf16 on CUDA, full precision on CPU
     torch_threads: int = 0  # CPU intra-op threads; 0 = torch's default, 1 avoids stalls when shared
     autoencoder_steps: int = 0  # latent mode only: steps of the spectrogram autoencoder
-    n_valid: int = 16  # held-out clean segments for the validation loss
+    n_valid: int = 16  # held-out segments (bridge: pairs) for the validation loss
+    max_minutes: float = 0.0  # training-time cap (the plateau usually comes first); 0 = none
+    eval_every: int = 0  # steps between budget-curve validations; 0 = none
+    patience: int = 0  # validations without gain before stopping (plateau); 0 = run all steps
+    min_delta: float = 0.05  # dB of validation gain that counts as progress
+    n_monitor: int = 16  # held-out pairs of each budget-curve validation
     manifest: str = ""  # paired-dataset manifest; "" = results/<profile>/02_paired_dataset
     loss: LossConfig = field(default_factory=LossConfig)  # loss term weights
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
@@ -58,7 +63,14 @@ class LoraTrainConfig:
     regression: bool = True  # also train the regression baseline with the same budget
     n_valid: int = 8  # held-out pairs for validation SI-SDR and phase deviation
     valid_steps: int = 4  # sampling steps used in validation
-    valid_strength: float = 0.5  # start from the separated stem noised to this level
+    valid_strength: float = 1.0  # bridge: start at the separated stem (SDEdit: noise level)
+    eval_every: int = 0  # steps between budget-curve validations; 0 = none
+    patience: int = 0  # validations without gain before stopping (plateau); 0 = run all steps
+    min_delta: float = 0.05  # dB of validation gain that counts as progress
+    n_monitor: int = 16  # held-out pairs of each budget-curve validation
+    general_minutes: float = 0.0  # time cap of the control + general phase; 0 = none
+    adapter_minutes: float = 0.0  # time cap of each specialised adapter; 0 = none
+    blend_grid: int = 11  # alphas 0, 0.1, ..., 1 tried per adapter on the validation pairs
     valid_scheduler: Literal["ddim", "dpmpp"] = "ddim"
     base: str = ""  # base model folder; empty = results/<profile>/03_base_pretraining/weights/base
     manifest: str = ""  # paired-dataset manifest; "" = results/<profile>/02_paired_dataset
@@ -71,6 +83,15 @@ class LoraTrainConfig:
         from stemprover.constants import ADAPTERS
 
         return self.general_steps + self.adapter_steps * (len(ADAPTERS) - 1)
+
+    @property
+    def total_minutes(self) -> float:
+        """Time cap of the diffusion model's phases: the regression baseline gets the same."""
+        from stemprover.constants import ADAPTERS
+
+        if not self.general_minutes:
+            return 0.0
+        return self.general_minutes + self.adapter_minutes * (len(ADAPTERS) - 1)
 
 
 COMMON = ("sample_rate", "n_fft", "hop_length", "representation")

@@ -41,8 +41,15 @@ from stemprover.train.config import (
     manifest_path,
     model_overrides,
 )
-from stemprover.train.data import check_rate, indices_by_adapter, load_pairs
-from stemprover.train.loop import CsvLog, PhaseSpec, fingerprint, make_accelerator, run_phase
+from stemprover.train.data import check_rate, indices_by_adapter, load_pairs, spread
+from stemprover.train.loop import (
+    CsvLog,
+    Monitor,
+    PhaseSpec,
+    fingerprint,
+    make_accelerator,
+    run_phase,
+)
 from stemprover.train.steps import diffusion_step, loss_for, regression_step
 
 SPECIALISED = tuple(name for name in ADAPTERS if name != "general")
@@ -59,9 +66,11 @@ def _base_dir(cfg: LoraTrainConfig, profile: str) -> Path:
 
 
 def _spec(cfg: LoraTrainConfig, name: str, steps: int, *context) -> PhaseSpec:
+    minutes = {"general": cfg.general_minutes, "regression": cfg.total_minutes}
     return PhaseSpec(name, steps, cfg.batch_size, cfg.grad_accum, cfg.learning_rate,
                      cfg.warmup_steps, cfg.seed, cfg.checkpoint_every,
-                     fingerprint=fingerprint(cfg, name, *context))
+                     fingerprint=fingerprint(cfg, name, *context),
+                     max_minutes=minutes.get(name, cfg.adapter_minutes))
 
 
 def _stamp(base) -> str:
@@ -135,7 +144,8 @@ def train_control_lora(
     model.add_adapters()
     freeze(model.unet)
     accelerator = make_accelerator(cfg.mixed_precision)
-    scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    scheduler = None if model.is_bridge else DDPMScheduler.from_config(model.scheduler_config)
+    valid = _valid_pairs(cfg, profile)
     loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
     log = CsvLog(out_dir / "train_log.csv")
     budget = None if stop_after is None else [stop_after]
@@ -165,6 +175,7 @@ def train_control_lora(
                 mixture_dropout=cfg.mixture_dropout),
             _spec(cfg, name, steps, model.config, _stamp(base), len(indices)),
             out_dir / "checkpoints", log, budget, progress,
+            monitor=_monitor(cfg, model, valid, out_dir, name),
         )
         if not done:
             return None
@@ -174,6 +185,8 @@ def train_control_lora(
             with torch.no_grad():
                 table[1 + ADAPTERS.index(name)] = table[1 + ADAPTERS.index("general")]
     model = model.cpu().eval()
+    if valid is not None and model.is_bridge:
+        model.blend = choose_blend(cfg, model, valid, out_dir)
     weights = out_dir / "weights" / "stemprover"
     model.save_pretrained(weights)
     report = adapter_report(model, weights)
@@ -186,6 +199,88 @@ def train_control_lora(
             "sample_rate": cfg.sample_rate, "pairs_per_adapter": counts}
     (out_dir / "data.json").write_text(json.dumps(data, indent=2))
     return model
+
+
+def _valid_pairs(cfg: LoraTrainConfig, profile: str):
+    """The held-out pairs of the budget curve and the blend choice (None when there are none)."""
+    if not cfg.eval_every and not cfg.blend_grid:
+        return None
+    try:
+        return load_pairs(manifest_path(cfg, profile), "valid")
+    except StemproverError:
+        return None
+
+
+def _monitor(cfg: LoraTrainConfig, model, valid, out_dir: Path, phase: str) -> Monitor | None:
+    """Budget curve of one phase: ΔSI-SDR on held-out pairs of the phase's artifact type.
+
+    The diffusion phases are validated at ``valid_steps`` with the phase's adapter; the
+    regression baseline in its single pass.
+    """
+    if not cfg.eval_every or valid is None:
+        return None
+    from stemprover.spectral import StftConfig
+    from stemprover.train.report import validation_indices
+    from stemprover.train.validate import gain_on_pairs
+
+    if phase in ("general", "regression"):
+        indices = validation_indices(valid, cfg.n_monitor)
+    else:
+        indices = spread(indices_by_adapter(valid)[phase], cfg.n_monitor)
+    if not indices:
+        return None
+    adapter = None if phase == "regression" else phase
+    stft_cfg = StftConfig(cfg.n_fft, cfg.hop_length)
+    evaluate = lambda: gain_on_pairs(model, valid, indices, sample_rate=cfg.sample_rate,  # noqa: E731
+                                     stft_cfg=stft_cfg, steps=cfg.valid_steps, adapter=adapter,
+                                     batch_size=cfg.batch_size)
+    return Monitor(evaluate, cfg.eval_every, CsvLog(out_dir / "budget_curve.csv"),
+                   cfg.patience, cfg.min_delta)
+
+
+@torch.no_grad()
+def choose_blend(cfg: LoraTrainConfig, model: StemProverModel, valid, out_dir: Path) -> dict:
+    """The share ``alpha`` of each adapter's change that maximises held-out SI-SDR.
+
+    The output is ``y + alpha * (x̂ - y)``; ``alpha = 0`` (the input) is always a candidate, so
+    the chosen blend never scores below the separated stem on these pairs. Writes ``blend.csv``
+    (mean SI-SDR gain per adapter and alpha). Returns ``{adapter: alpha}``.
+    """
+    import numpy as np
+
+    from stemprover.metrics import si_sdr
+    from stemprover.sampler import sample_waves
+    from stemprover.train.loop import collate
+    from stemprover.train.steps import one_hot
+
+    alphas = np.linspace(0.0, 1.0, max(cfg.blend_grid, 2))
+    groups = indices_by_adapter(valid)
+    rows, blend = [], {}
+    for name in model.adapter_names:
+        indices = spread(groups[name] if groups[name] else groups_all(groups), cfg.n_valid)
+        gains = np.zeros(len(alphas))
+        for start in range(0, len(indices), cfg.batch_size):
+            chunk = indices[start : start + cfg.batch_size]
+            batch = collate([valid[i] for i in chunk])
+            mixture = batch["mixture"] if model.config.use_mixture else None
+            out = sample_waves(model, batch["separated"], mixture, steps=cfg.valid_steps,
+                               strength=cfg.valid_strength,
+                               adapter_weights=one_hot(name, len(chunk), "cpu"))
+            for j in range(len(chunk)):
+                y, x_hat, ref = (batch["separated"][j].numpy(), out[j].numpy(),
+                                 batch["clean"][j].numpy())
+                base = si_sdr(y, ref)
+                gains += [si_sdr(y + a * (x_hat - y), ref) - base for a in alphas]
+        gains /= max(len(indices), 1)
+        blend[name] = float(alphas[int(np.argmax(gains))])
+        rows += [{"adapter": name, "alpha": float(a), "si_sdr_gain": float(g),
+                  "n_pairs": len(indices)} for a, g in zip(alphas, gains)]
+    pd.DataFrame(rows).to_csv(out_dir / "blend.csv", index=False)
+    return blend
+
+
+def groups_all(groups: dict[str, list[int]]) -> list[int]:
+    return sorted(i for indices in groups.values() for i in indices)
 
 
 def regression_config_from_base(cfg: LoraTrainConfig, profile: str, base) -> dict:
@@ -232,6 +327,7 @@ def train_regression(
         lambda batch, gen: regression_step(model, loss_fn, batch, gen, cfg.mixture_dropout),
         _spec(cfg, "regression", cfg.total_steps, mcfg, len(train)), out_dir / "checkpoints",
         CsvLog(out_dir / "train_log.csv"), None if stop_after is None else [stop_after], progress,
+        monitor=_monitor(cfg, model, _valid_pairs(cfg, profile), out_dir, "regression"),
     )
     if not done:
         return None

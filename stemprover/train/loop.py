@@ -40,6 +40,42 @@ class PhaseSpec:
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end / on stop
     max_grad_norm: float = 1.0
     fingerprint: str = ""  # of the run's settings; a checkpoint of other settings is discarded
+    max_minutes: float = 0.0  # training-time cap of the phase (resumes count); 0 = none
+
+
+@dataclass
+class Monitor:
+    """Validation inside a phase: one budget-curve row every ``every`` steps, and a plateau stop.
+
+    ``evaluate()`` returns the validation gain (higher is better, e.g. ΔSI-SDR in dB). The phase
+    stops, complete, once ``patience`` evaluations in a row have not beaten the best one by
+    ``min_delta``; the rows written so far decide this, so a resumed run decides the same.
+    """
+
+    evaluate: Callable[[], float]
+    every: int  # optimizer steps between evaluations
+    log: CsvLog  # budget curve: phase, step, train_seconds, gain
+    patience: int = 0  # 0: never stop early
+    min_delta: float = 0.05  # dB a new evaluation must gain over the best to count
+
+    def rows(self, phase: str) -> list[dict]:
+        return [r for r in self.log.rows() if r["phase"] == phase]
+
+    def record(self, phase: str, step: int, train_seconds: float) -> None:
+        self.log.append({"phase": phase, "step": step, "train_seconds": train_seconds,
+                         "train_minutes": train_seconds / 60.0, "gain": float(self.evaluate())})
+
+    def plateaued(self, phase: str) -> bool:
+        if self.patience <= 0:
+            return False
+        gains = [float(r["gain"]) for r in self.rows(phase)]
+        best, since = -math.inf, 0
+        for gain in gains:
+            if gain > best + self.min_delta:
+                best, since = max(best, gain), 0
+            else:
+                since += 1
+        return since >= self.patience
 
 
 def fingerprint(*parts) -> str:
@@ -157,6 +193,7 @@ def run_phase(
     log: CsvLog,
     budget: list[int] | None = None,
     progress: bool = True,
+    monitor: Monitor | None = None,
 ) -> bool:
     """Optimise ``params`` for ``spec.steps`` steps, resuming from a checkpoint if present.
 
@@ -172,6 +209,7 @@ def run_phase(
         budget: One-element list with the optimizer steps this call may still run (shared
             across phases); the phase stops early, after checkpointing, when it reaches 0.
         progress: Show a tqdm bar.
+        monitor: Validation every few steps (budget curve) with an optional plateau stop.
 
     Returns:
         True when the phase is complete, False when it stopped on the budget.
@@ -194,9 +232,15 @@ def run_phase(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start = int(state["step"])
+        if state.get("plateau"):
+            return True
     log.truncate(spec.name, start)
+    if monitor is not None:
+        monitor.log.truncate(spec.name, start)
     if start >= spec.steps:
         return True
+    previous = [r for r in log.rows() if r["phase"] == spec.name]
+    elapsed = float(previous[-1]["seconds"]) if previous and start else 0.0
     model.to(accelerator.device)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     stream = IndexStream(len(dataset), spec.seed, spec.name)
@@ -204,6 +248,9 @@ def run_phase(
     bar = tqdm(total=spec.steps, initial=start, desc=spec.name, disable=not progress)
     wrapped.train()
     step, started = start, time.perf_counter()
+    plateau = False
+    if monitor is not None and not monitor.rows(spec.name):
+        _record(monitor, wrapped, spec.name, step, elapsed)
     while step < spec.steps:
         if budget is not None and budget[0] <= 0:
             break
@@ -231,21 +278,42 @@ def run_phase(
         if budget is not None:
             budget[0] -= 1
         row = {"phase": spec.name, "step": step, "lr": schedule.get_last_lr()[0], **totals}
-        row["seconds"] = time.perf_counter() - started
+        row["seconds"] = elapsed + time.perf_counter() - started
         log.append(row)
         bar.update(1)
         bar.set_postfix(loss=f"{totals['loss']:.4f}")
-        if step == spec.steps or (spec.checkpoint_every and step % spec.checkpoint_every == 0):
-            _save(checkpoint, params, optimizer, schedule, step, accelerator, spec.fingerprint)
+        out_of_time = bool(spec.max_minutes) and row["seconds"] >= 60.0 * spec.max_minutes
+        if monitor is not None and (step % monitor.every == 0 or step == spec.steps
+                                    or out_of_time):
+            _record(monitor, wrapped, spec.name, step, row["seconds"])
+            plateau = monitor.plateaued(spec.name) and step < spec.steps
+        plateau = plateau or (out_of_time and step < spec.steps)
+        if plateau or step == spec.steps or (
+            spec.checkpoint_every and step % spec.checkpoint_every == 0
+        ):
+            _save(checkpoint, params, optimizer, schedule, step, accelerator, spec.fingerprint,
+                  plateau)
+        if plateau:
+            break
     bar.close()
-    if step < spec.steps:
+    if step < spec.steps and not plateau:
         _save(checkpoint, params, optimizer, schedule, step, accelerator, spec.fingerprint)
     for param in params.values():
         param.requires_grad_(False)
-    return step >= spec.steps
+    return plateau or step >= spec.steps
 
 
-def _save(path: Path, params, optimizer, schedule, step: int, accelerator, key: str) -> None:
+def _record(monitor: Monitor, wrapped, phase: str, step: int, seconds: float) -> None:
+    """One budget-curve row, evaluated in eval mode (and back to training mode after)."""
+    wrapped.eval()
+    try:
+        monitor.record(phase, step, seconds)
+    finally:
+        wrapped.train()
+
+
+def _save(path: Path, params, optimizer, schedule, step: int, accelerator, key: str,
+          plateau: bool = False) -> None:
     if not accelerator.is_main_process:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +323,7 @@ def _save(path: Path, params, optimizer, schedule, step: int, accelerator, key: 
         "params": {k: v.detach().cpu().clone() for k, v in params.items()},
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
+        "plateau": plateau,
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)

@@ -1,4 +1,9 @@
-"""Base pretraining: a denoising diffusion model on clean segments (notebook 03).
+"""Base pretraining (notebook 03): the bridge restorer from x_t alone, on all pairs.
+
+The base sees only the point ``x_t`` of the bridge between the separated and the clean picture
+(no mixture, no control) and predicts the clean picture; it is this project's stand-in for a
+pretrained Stable Diffusion, and 04 freezes it. An SDEdit base (the ablation) is a denoising
+diffusion model on clean segments instead.
 
     model = pretrain_base(cfg, profile="cpu")   # -> results/cpu/03_base_pretraining/weights/base
 
@@ -22,7 +27,14 @@ from stemprover.seed import seed_everything
 from stemprover.spectral import wave_to_image
 from stemprover.train.config import PretrainConfig, apply_threads, manifest_path, model_overrides
 from stemprover.train.data import CleanSegments, check_rate
-from stemprover.train.loop import CsvLog, PhaseSpec, fingerprint, make_accelerator, run_phase
+from stemprover.train.loop import (
+    CsvLog,
+    Monitor,
+    PhaseSpec,
+    fingerprint,
+    make_accelerator,
+    run_phase,
+)
 from stemprover.train.steps import diffusion_step, loss_for
 
 
@@ -44,7 +56,7 @@ def validation_loss(model, loss_cfg, dataset, seed: int, batch_size: int = 8) ->
     from stemprover.train.loop import collate, step_generator
 
     model.eval()
-    scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    scheduler = None if model.is_bridge else DDPMScheduler.from_config(model.scheduler_config)
     loss_fn = loss_for(model, loss_cfg)
     device = next(model.parameters()).device
     sums: dict[str, float] = {}
@@ -109,6 +121,34 @@ def pretrain_autoencoder(cfg: PretrainConfig, profile: str, out_dir: Path | None
     return json.loads((out_dir / "autoencoder.json").read_text())
 
 
+def pretraining_data(cfg: PretrainConfig, profile: str, bridge: bool):
+    """Training and held-out data: all pairs (bridge) or the distinct clean segments (SDEdit)."""
+    manifest = manifest_path(cfg, profile)
+    if not bridge:
+        return CleanSegments(manifest, "train"), CleanSegments(manifest, "valid", limit=cfg.n_valid)
+    from stemprover.train.data import load_pairs
+    from stemprover.train.report import validation_indices
+
+    valid = load_pairs(manifest, "valid")
+    keep = validation_indices(valid, max(cfg.n_valid, cfg.n_monitor))
+    return load_pairs(manifest, "train"), torch.utils.data.Subset(valid, keep)
+
+
+def base_monitor(cfg: PretrainConfig, model, valid, out_dir: Path):
+    """Budget curve of the base: one-step ΔSI-SDR on held-out pairs every ``eval_every`` steps."""
+    if not cfg.eval_every or valid is None or not len(valid):
+        return None
+    from stemprover.spectral import StftConfig
+    from stemprover.train.validate import gain_on_pairs
+
+    indices = list(range(min(len(valid), cfg.n_monitor)))
+    stft_cfg = StftConfig(cfg.n_fft, cfg.hop_length)
+    evaluate = lambda: gain_on_pairs(model, valid, indices, sample_rate=cfg.sample_rate,  # noqa: E731
+                                     stft_cfg=stft_cfg, steps=1, adapter=None)
+    return Monitor(evaluate, cfg.eval_every, CsvLog(out_dir / "budget_curve.csv"),
+                   cfg.patience, cfg.min_delta)
+
+
 def build_base(cfg: PretrainConfig, profile: str, train, valid, out_dir: Path, progress: bool):
     """A fresh (or checkpoint-loaded) base model, with its autoencoder in latent mode."""
     mcfg = model_config(profile, **model_overrides(cfg))
@@ -150,32 +190,36 @@ def pretrain_base(
     seed_everything(cfg.seed)
     apply_threads(cfg)
     out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "03_base_pretraining")
+    bridge = model_config(profile, **model_overrides(cfg)).formulation == "bridge"
     if train is None:
-        manifest = manifest_path(cfg, profile)
-        train = CleanSegments(manifest, "train")
-        valid = CleanSegments(manifest, "valid", limit=cfg.n_valid)
+        train, valid = pretraining_data(cfg, profile, bridge)
     check_rate(train, cfg.sample_rate)
     model = build_base(cfg, profile, train, valid, out_dir, progress)
     model.config.image_scale = data_scale(model, train)
     accelerator = make_accelerator(cfg.mixed_precision)
-    scheduler = DDPMScheduler.from_config(model.scheduler_config)
+    scheduler = None if bridge else DDPMScheduler.from_config(model.scheduler_config)
     loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
     params = {f"unet.{k}": p for k, p in model.unet.named_parameters()}
     params["artifact_embedding.table"] = model.artifact_embedding.table
     spec = PhaseSpec("base", cfg.steps, cfg.batch_size, cfg.grad_accum, cfg.learning_rate,
                      cfg.warmup_steps, cfg.seed, cfg.checkpoint_every,
-                     fingerprint=fingerprint(cfg, model.config, len(train)))
+                     fingerprint=fingerprint(cfg, model.config, len(train)),
+                     max_minutes=cfg.max_minutes)
     started = time.perf_counter()
     done = run_phase(
         accelerator, model, params, train,
         lambda batch, gen: diffusion_step(model, loss_fn, scheduler, batch, gen),
         spec, out_dir / "checkpoints", CsvLog(out_dir / "train_log.csv"),
         budget=None if stop_after is None else [stop_after], progress=progress,
+        monitor=base_monitor(cfg, model, valid, out_dir) if bridge else None,
     )
     model = model.cpu().eval()
     if not done:
         return model
-    report = {"train_seconds": time.perf_counter() - started, "steps": cfg.steps,
+    log_rows = CsvLog(out_dir / "train_log.csv").rows()
+    report = {"train_seconds": float(log_rows[-1]["seconds"]) if log_rows else
+              time.perf_counter() - started, "steps": int(log_rows[-1]["step"]) if log_rows
+              else cfg.steps, "max_steps": cfg.steps, "formulation": model.config.formulation,
               "n_train_segments": len(train), "image_scale": model.config.image_scale,
               "n_parameters": sum(p.numel() for p in model.unet.parameters())}
     if valid is not None and len(valid):

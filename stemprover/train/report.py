@@ -121,3 +121,45 @@ def adapter_table(out_dir: Path) -> pd.DataFrame:
     table = pd.read_csv(Path(out_dir) / "adapters.csv")
     order = {name: i for i, name in enumerate((*ADAPTERS, "control_branch"))}
     return table.sort_values("adapter", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def plot_budget_curve(csv_paths: dict[str, Path], png_path: Path | None = None):
+    """Validation ΔSI-SDR against training minutes, one line per (stage, phase).
+
+    Args:
+        csv_paths: Label -> ``budget_curve.csv`` (03 and 04 write one each). Minutes of a
+            later phase are drawn after those of the phases before it in the same file.
+        png_path: Where to save the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    _style()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for label, path in csv_paths.items():
+        if not Path(path).exists():
+            continue
+        curve = budget_curve(path)
+        for phase, rows in curve.groupby("phase", sort=False):
+            ax.plot(rows["minutes"], rows["gain"], marker=".", label=f"{label}: {phase}")
+    ax.axhline(0.0, color="0.5", linewidth=0.8)
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("validation ΔSI-SDR (dB)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    if png_path is not None:
+        fig.savefig(png_path, dpi=120)
+    return fig
+
+
+def budget_curve(path: Path) -> pd.DataFrame:
+    """A ``budget_curve.csv`` with a ``minutes`` column that runs on across the diffusion
+    phases (general, then each adapter); the regression baseline starts at zero again."""
+    curve = pd.read_csv(path)
+    offset, minutes = 0.0, []
+    for phase, rows in curve.groupby("phase", sort=False):
+        start = 0.0 if phase in ("regression", "base") else offset
+        minutes.append(rows["train_minutes"] + start)
+        if phase not in ("regression", "base"):
+            offset = start + float(rows["train_minutes"].max())
+    curve["minutes"] = pd.concat(minutes).sort_index()
+    return curve

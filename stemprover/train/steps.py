@@ -81,6 +81,9 @@ def diffusion_step(
         adapter: Adapter to train (``"general"`` or a specialised one); None = unconditional.
         mixture_dropout: Share of items whose mixture is zeroed.
     """
+    if getattr(model, "is_bridge", False):
+        return bridge_step(model, loss_fn, batch, generator, adapter=adapter,
+                           mixture_dropout=mixture_dropout)
     batch = crop_batch(batch, model.config.segment_samples, generator)
     clean_img = wave_to_image(batch["clean"], model.representation)
     with torch.no_grad():
@@ -105,6 +108,68 @@ def diffusion_step(
     )
 
 
+def bridge_step(
+    model,
+    loss_fn: PhaseAwareLoss,
+    batch: dict,
+    generator: torch.Generator,
+    *,
+    adapter: str | torch.Tensor | None = None,
+    mixture_dropout: float = 0.0,
+    times: torch.Tensor | None = None,
+):
+    """Loss of the clean picture predicted from a point of the bridge (:mod:`stemprover.bridge`).
+
+    The network sees ``x_t`` between the clean and the separated picture and returns the clean
+    one; the loss is the image error plus the phase-aware terms on that prediction. Without an
+    adapter the base learns from ``x_t`` alone (stage 03); with one, the control branch also
+    reads the separated stem and the mixture (stage 04).
+
+    Args:
+        model: A bridge StemProverModel.
+        loss_fn: From :func:`loss_for`.
+        batch: ``{"clean", "separated"}`` (+ ``"mixture"``) waves ``(B, n)``.
+        generator: Source of crops, times, bridge noise and mixture dropout.
+        adapter: Adapter trained (name or per-item indices); None trains the base alone.
+        mixture_dropout: Share of items whose mixture is zeroed.
+        times: Fixed bridge times ``(B,)`` (validation); default drawn by ``sample_times``.
+    """
+    from stemprover.bridge import TRAIN_TIMESTEPS, bridge_point, sample_times
+
+    batch = crop_batch(batch, model.config.segment_samples, generator)
+    rep = model.representation
+    clean_img = wave_to_image(batch["clean"], rep)
+    separated_img = wave_to_image(batch["separated"], rep)
+    with torch.no_grad():
+        x0 = model.encode_image(clean_img)
+        y = model.encode_image(separated_img)
+    n_items = x0.shape[0]
+    if times is None:
+        times = sample_times(n_items, generator, loss_fn.cfg.bridge_one_share)
+    times = times.to(x0.device)
+    rho = float(model.config.bridge_noise)
+    noise = None
+    if rho > 0:
+        noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0)
+    x_t = bridge_point(x0, y, times, noise, rho)
+    condition, weights = None, None
+    if adapter is not None:
+        separated, mixture = condition_pictures(model, batch, generator, mixture_dropout)
+        condition = model.encode_condition(separated, mixture)
+        weights = one_hot(adapter, n_items, x0.device)
+    predicted = model(x_t, times * TRAIN_TIMESTEPS, condition, weights)
+    # the main term is the error in model space, where the data has unit spread (picture
+    # values of quiet stems are ~1e-2, so a picture-space MSE would hardly count)
+    model_error = (predicted.float() - x0.float()).pow(2).mean()
+    size = tuple(clean_img.shape[-2:])
+    pred_image = model.decode_image(predicted, size)
+    if model.autoencoder is not None:  # latent mode learns the correction of the picture
+        pred_image = separated_img + pred_image - model.decode_image(y, size).detach()
+    phase, target_phase = _phases(model, batch, True)
+    return loss_fn(pred_image, clean_img, phase=phase, target_phase=target_phase,
+                   diffusion=model_error)
+
+
 def regression_step(model, loss_fn: PhaseAwareLoss, batch: dict, generator, mixture_dropout=0.0):
     """Image MSE + phase-aware terms of the regression baseline for one batch."""
     batch = crop_batch(batch, model.config.segment_samples, generator)
@@ -112,4 +177,7 @@ def regression_step(model, loss_fn: PhaseAwareLoss, batch: dict, generator, mixt
     separated, mixture = condition_pictures(model, batch, generator, mixture_dropout)
     predicted = model(separated, mixture)
     phase, target_phase = _phases(model, batch, True)
-    return loss_fn(predicted, clean_img, phase=phase, target_phase=target_phase)
+    # the same model-space error as the bridge's (folding only permutes the values)
+    scaled_error = ((predicted.float() - clean_img.float()) * model.config.image_scale).pow(2)
+    return loss_fn(predicted, clean_img, phase=phase, target_phase=target_phase,
+                   diffusion=scaled_error.mean())

@@ -2,9 +2,9 @@
 
     table = evaluate_on_pairs({"regression": reg, "stemprover": model}, valid_pairs, steps=4)
 
-Each diffusion output is sampled with the few-step sampler of ``stemprover.sampler`` (DDIM or
-DPM-Solver++, starting from the separated stem noised to ``strength``), with the adapter of the
-pair's own artifact type; the regression model is one forward pass. "input" is the separated
+Each diffusion output is sampled with the few-step sampler of ``stemprover.sampler`` (the
+bridge from the separated stem, or SDEdit for that ablation), with the adapter of the pair's own
+artifact type; the regression model is one forward pass. "input" is the separated
 stem itself, the baseline that every system must beat.
 """
 
@@ -27,11 +27,12 @@ from stemprover.train.steps import one_hot
 METRICS = ("si_sdr", "phase_dev")
 
 
-def _score(est: np.ndarray, ref: np.ndarray, sample_rate: int, stft_cfg: StftConfig) -> dict:
-    return {
-        "si_sdr": si_sdr(est, ref),
-        "phase_dev": mean_phase_deviation(est, ref, sample_rate, stft_cfg),
-    }
+def _score(est: np.ndarray, ref: np.ndarray, sample_rate: int, stft_cfg: StftConfig,
+           metrics=METRICS) -> dict:
+    scores = {"si_sdr": si_sdr(est, ref)}
+    if "phase_dev" in metrics:
+        scores["phase_dev"] = mean_phase_deviation(est, ref, sample_rate, stft_cfg)
+    return scores
 
 
 @torch.no_grad()
@@ -48,6 +49,8 @@ def evaluate_on_pairs(
     seed: int = 0,
     batch_size: int = 8,
     progress: bool = True,
+    adapter: str | None = "own",
+    metrics: tuple[str, ...] = METRICS,
 ) -> pd.DataFrame:
     """Per-pair metrics of the separated input and of each model.
 
@@ -62,9 +65,12 @@ def evaluate_on_pairs(
         seed: Seed of the starting noise (one generator per item).
         batch_size: Pairs per batch.
         progress: Show a progress bar.
+        adapter: "own" (the pair's artifact type), an adapter name, or None (the base's
+            clean tokens, for a model without adapters).
+        metrics: Metrics to compute (phase deviation is the slow one).
 
     Returns:
-        DataFrame with columns ``system, item, adapter, si_sdr, phase_dev``.
+        DataFrame with columns ``system, item, adapter`` and the metrics.
     """
     indices = list(range(len(dataset))) if indices is None else list(indices)
     rows = []
@@ -79,26 +85,43 @@ def evaluate_on_pairs(
             kwargs = {}
             if hasattr(model, "encode_condition"):
                 generators = [torch.Generator().manual_seed(seed * 100003 + i) for i in chunk]
+                weights = None
+                if adapter == "own":
+                    weights = one_hot(batch["adapter"], len(chunk), "cpu")
+                elif adapter is not None:
+                    weights = one_hot(adapter, len(chunk), "cpu")
                 kwargs = dict(steps=steps, strength=strength, scheduler=scheduler,
-                              generator=generators,
-                              adapter_weights=one_hot(batch["adapter"], len(chunk), "cpu"))
+                              generator=generators, adapter_weights=weights)
             mixture = batch["mixture"] if model.config.use_mixture else None
             outputs[name] = sample_waves(model, batch["separated"], mixture, **kwargs)
         for system, waves in outputs.items():
             for j, index in enumerate(chunk):
-                score = _score(waves[j].numpy(), clean[j], sample_rate, stft_cfg)
+                score = _score(waves[j].numpy(), clean[j], sample_rate, stft_cfg, metrics)
                 rows.append({"system": system, "item": index, "adapter": adapters[j], **score})
                 bar.update(1)
     bar.close()
     return pd.DataFrame(rows)
 
 
+def gain_on_pairs(model, dataset, indices: list[int], *, sample_rate: int,
+                  stft_cfg: StftConfig, steps: int = 1, adapter: str | None = "own",
+                  batch_size: int = 8) -> float:
+    """Mean SI-SDR gain (dB) of ``model`` over the separated input on ``indices`` (no phase)."""
+    table = evaluate_on_pairs({"model": model}, dataset, indices, sample_rate=sample_rate,
+                              stft_cfg=stft_cfg, steps=steps, strength=1.0,
+                              batch_size=batch_size, progress=False, adapter=adapter,
+                              metrics=("si_sdr",))
+    means = table.groupby("system")["si_sdr"].mean()
+    return float(means["model"] - means["input"])
+
+
 def summarize(table: pd.DataFrame) -> dict:
     """Mean (and item count) of each metric per system, plus the improvement over the input."""
     summary: dict = {}
-    means = table.groupby("system")[list(METRICS)].mean()
+    metrics = [m for m in METRICS if m in table]
+    means = table.groupby("system")[metrics].mean()
     for system, row in means.iterrows():
-        summary[system] = {metric: float(row[metric]) for metric in METRICS}
+        summary[system] = {metric: float(row[metric]) for metric in metrics}
         summary[system]["n"] = int((table["system"] == system).sum())
     if "input" in summary:
         for system in summary:
