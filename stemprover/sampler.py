@@ -119,7 +119,7 @@ def sample(
     separated = separated_img.to(dtype)
     mixture = None if mixture_img is None else mixture_img.to(dtype)
     if not is_diffusion(model):
-        return (forward or model)(separated, mixture).float()
+        return (model if forward is None else forward)(separated, mixture).float()
     noise_scheduler = make_scheduler(model, scheduler)
     timesteps, _ = timesteps_for(noise_scheduler, steps, strength)
     # Noise lives in model space: the scaled picture, or an autoencoder's latents.
@@ -132,7 +132,7 @@ def sample(
     start = timesteps[:1].repeat(clean_guess.shape[0]).to(clean_guess.device)
     latents = noise_scheduler.add_noise(clean_guess, noise.float().to(clean_guess.device), start)
     condition = model.encode_condition(separated, mixture) if use_cache else None
-    denoise = forward or model
+    denoise = model if forward is None else forward
     for t in timesteps:
         if not use_cache:
             condition = model.encode_condition(separated, mixture)
