@@ -160,6 +160,21 @@ def test_signal_leaves_nothing_behind(tiny_model, tmp_path, signum):
     assert not (tmp_path / "made").exists()  # no .tmp file, and no folder it made
 
 
+def test_cancelled_write_leaves_nothing(tmp_path):
+    """How --jobs stops the other jobs after a signal: their next write raises."""
+    import threading
+
+    from stemprover.streaming import Cancelled, FileSink
+
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        with FileSink(tmp_path / "x.wav", RATE, 2, cancel=cancel) as sink:
+            sink.write(_tone(0.1, RATE))
+            cancel.set()
+            sink.write(_tone(0.1, RATE))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_run_removes_the_folders_it_made(tiny_model, tmp_path, capsys):
     src = _write(tmp_path / "drums.wav", _tone(0.5, RATE))
     mix = _write(tmp_path / "mix.wav", _tone(0.6, RATE))  # found out while writing
