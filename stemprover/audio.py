@@ -12,11 +12,13 @@ is renamed over the target with ``os.replace``, so a failed write leaves nothing
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -112,14 +114,96 @@ def _header_promises_more_data(extra_info: str) -> bool:
     return declared > actual and declared not in _STREAMED_SIZES
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+class _StreamedWav(io.FileIO):
+    """A WAV file whose data chunk declares 0 bytes, read as if it declared "until the end".
+
+    Tools that write WAV to a pipe cannot seek back to fill in the sizes; libsndfile reads
+    the placeholder 0xFFFFFFFF to the end of the file but takes 0 at its word.
+    """
+
+    def __init__(self, path, size_offset: int):
+        super().__init__(path, "rb")
+        self._size_offset = size_offset
+
+    def readinto(self, buffer) -> int:
+        start = self.tell()
+        count = super().readinto(buffer)
+        lo, hi = max(start, self._size_offset), min(start + count, self._size_offset + 4)
+        if lo < hi:
+            view = memoryview(buffer).cast("B")
+            view[lo - start : hi - start] = b"\xff" * (hi - lo)
+        return count
+
+
+def _zero_data_chunk(path: Path) -> int | None:
+    """Offset of a RIFF/WAVE data chunk's size field when it is 0 but audio follows."""
     try:
-        info = sf.info(str(path))
-        if _header_promises_more_data(info.extra_info):
-            raise StemproverError(f"{path}: truncated audio file (header and size disagree)")
-        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except StemproverError:
-        raise
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk, size = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"data":
+            has_audio = size == 0 and path.stat().st_size > offset + 8
+            return offset + 4 if has_audio else None
+        offset += 8 + size + (size & 1)
+    return None
+
+
+def open_sound(path: PathLike) -> sf.SoundFile:
+    """Open an audio file for reading with soundfile.
+
+    Any file name works (also one that is not valid UTF-8), and a WAV streamed to a pipe
+    (RIFF and data sizes 0 or 0xFFFFFFFF) is read to its end.
+    """
+    path = Path(path)
+    offset = _zero_data_chunk(path)
+    if offset is not None:
+        return sf.SoundFile(_StreamedWav(path, offset))
+    return sf.SoundFile(os.fsencode(path))
+
+
+@dataclass(frozen=True)
+class SoundInfo:
+    """What a file's header says: rate (Hz), channels, frames (samples), format."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    extra_info: str
+
+
+def sound_info(path: PathLike) -> SoundInfo:
+    """The header of ``path``, checked the same way for every reader.
+
+    Raises:
+        StemproverError: for a non-audio file, or a WAV/AIFF whose header promises more
+            audio than the file holds (a cut-off download).
+    """
+    path = Path(path)
+    try:
+        with open_sound(path) as handle:
+            info = SoundInfo(int(handle.samplerate), int(handle.channels), int(handle.frames),
+                             handle.format, handle.extra_info)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+        reason = str(err).split(":")[-1].strip() or type(err).__name__
+        raise StemproverError(f"{path}: not a readable audio file ({reason})") from err
+    if _header_promises_more_data(info.extra_info):
+        raise StemproverError(f"{path}: truncated audio file (header and size disagree)")
+    return info
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    info = sound_info(path)
+    try:
+        with open_sound(path) as handle:
+            data = handle.read(dtype="float32", always_2d=True)
+            sample_rate = handle.samplerate
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
         reason = str(err).split(":")[-1].strip() or type(err).__name__
         raise StemproverError(
@@ -193,7 +277,8 @@ def load_stems(path: PathLike) -> tuple[dict[str, np.ndarray], int]:
     try:
         data, rate = stempeg.read_stems(str(path), dtype=np.float32, always_3d=True)
     except Exception as err:  # stempeg wraps ffmpeg; any failure means an unreadable file
-        raise StemproverError(f"{path}: not a readable stem file ({type(err).__name__})") from err
+        raise StemproverError(
+            f"{path}: not a readable stem file ({_last_line(err, path)})") from err
     data = np.asarray(data)
     if data.ndim != 3 or data.shape[0] != len(STEM_NAMES):
         raise StemproverError(
@@ -204,6 +289,18 @@ def load_stems(path: PathLike) -> tuple[dict[str, np.ndarray], int]:
         name: check_audio(data[i].T, f"{path} [{name}]") for i, name in enumerate(STEM_NAMES)
     }
     return stems, int(rate)
+
+
+def _last_line(err: Exception, path: Path) -> str:
+    """The last line of an error, where ffmpeg puts its reason, without the file name."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    reason = lines[-1]
+    for name in (str(path), path.name):
+        if reason.startswith(f"{name}:"):
+            reason = reason[len(name) + 1 :].strip()
+    return reason[:160]
 
 
 def save_audio(
@@ -243,20 +340,52 @@ def save_audio(
     if subtype is None or not sf.check_format(format_name, subtype):
         subtype = sf.default_subtype(format_name)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-        )
-        os.close(handle)
+        tmp = temporary_file(path)
     except OSError as err:
         raise StemproverError(f"{path}: could not write audio ({err.strerror})") from err
     try:
-        sf.write(tmp_name, audio.T, int(sample_rate), subtype=subtype, format=format_name)
-        os.replace(tmp_name, path)
+        sf.write(os.fsencode(tmp), audio.T, int(sample_rate), subtype=subtype,
+                 format=format_name)
+        publish(tmp, path)
     except Exception as err:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise StemproverError(f"{path}: could not write audio ({err})") from err
+        tmp.unlink(missing_ok=True)
+        reason = err.strerror if isinstance(err, OSError) else err
+        raise StemproverError(f"{path}: could not write audio ({reason})") from err
     return path
+
+
+def temporary_file(path: Path) -> Path:
+    """An empty hidden file next to ``path`` (its folders are made) to write into first.
+
+    Its name keeps only the start of ``path``'s name, so that a long but valid output
+    name does not become a temporary name over the file system's limit.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp",
+                                    dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the usual permissions (0644 under umask 022) and rename it to ``path``.
+
+    mkstemp makes owner-only files; an output file is meant to be shared like any other.
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def _umask() -> int:
+    # Read once: os.umask can only be read by setting it, which is not thread-safe.
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The ``stemprover`` command: enhance separated stems, analyse a result.
 
-    stemprover enhance vocals.wav -o cleaned/ --stem vocals --steps 4
+    stemprover enhance vocals.wav -o cleaned/ --steps 4 [--format pcm24] [--jobs 2]
     stemprover enhance track.stem.mp4 -o cleaned/ --stem vocals   # stem and mixture from the file
     stemprover analyze cleaned/vocals.enhanced.wav --reference clean_vocals.wav [--json]
 
@@ -12,17 +12,39 @@ only the standard library at the top, so ``stemprover --help`` answers without l
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 STEM_CHOICES = ("vocals", "drums", "bass", "other")
+OUTPUT_FORMATS = ("float32", "pcm16", "pcm24")  # as stemprover.enhance.OUTPUT_FORMATS
+DEFAULT_THREADS = 1  # see README: 0 (torch's choice) was slower on a shared 2-core machine
+
+
+COMMON_OPTIONS = """\
+common options of enhance (stemprover enhance --help lists them all):
+  -o OUTDIR             output folder (required)
+  --mixture MIX         the mixture the stems were separated from
+  --stem NAME           the stem to take from .stem.mp4 inputs
+  --steps N, --strength S, --adapter SPEC
+                        how much the sampler changes, and which adapters it uses
+  --format {float32,pcm16,pcm24}, --filename TEMPLATE, --overwrite
+                        what is written, where, and whether it may replace a file
+  --device DEV, --jobs N, --threads N
+                        where and how parallel it runs
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stemprover",
         description="Phase-aware diffusion post-processing for separated music stems.",
+        epilog=COMMON_OPTIONS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -36,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--mixture", metavar="MIX",
                      help="the mixture the stems were separated from (same rate and length)")
     enh.add_argument("--stem", choices=STEM_CHOICES,
-                     help="which stem to take from a .stem.mp4 input (its mixture stream is "
-                          "used as --mixture); other inputs are this stem")
+                     help="which stem to take from .stem.mp4 inputs (their mixture stream is "
+                          "used as --mixture); a plain audio file is cleaned the same whatever "
+                          "stem it holds, so --stem is refused when no input is a .stem.mp4")
     enh.add_argument("--steps", type=int, default=4, help="sampling steps, 1-50 (default 4)")
     enh.add_argument("--strength", type=float, default=0.5,
                      help="noise level to start from, in (0, 1] (default 0.5)")
@@ -46,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--adapter", default=None, metavar="SPEC",
                      help="adapter name, weighted mix 'hf_loss:0.7,general:0.3', or 'auto' "
                           "(chosen per segment by the artifact detectors); default: general")
+    enh.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS,
+                     default="float32",
+                     help="output samples: 32-bit float (default), 16- or 24-bit PCM "
+                          "(clipped to [-1, 1])")
+    enh.add_argument("--filename", default=None, metavar="TEMPLATE",
+                     help="output name inside OUTDIR, with {track} (input name without "
+                          "extension), {stem} (the --stem of a .stem.mp4, else the input "
+                          "name), {folder} (the input's folder name) and {ext} (wav); e.g. "
+                          "'{folder}/{track}.{ext}' (default: {track}.enhanced.wav, and "
+                          "{track}.{stem}.enhanced.wav for a .stem.mp4)")
+    enh.add_argument("--overwrite", action="store_true",
+                     help="replace outputs that exist already (inputs are never replaced)")
     enh.add_argument("--model", default=None, metavar="PATH",
                      help="model folder (default: models/default)")
     enh.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
@@ -53,9 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                      default="auto", help="GPU precision (default: bfloat16 on CUDA)")
     enh.add_argument("--compile", action="store_true", help="torch.compile the model")
     enh.add_argument("--batch-size", type=int, default=8, help="segments x channels per call")
-    enh.add_argument("--threads", type=int, default=0,
-                     help="CPU threads for torch (default 0: torch's choice; 1 is fastest on "
-                          "a machine busy with other jobs)")
+    enh.add_argument("-j", "--jobs", type=int, default=1,
+                     help="files processed in parallel, each with its own copy of the model "
+                          "(default 1)")
+    enh.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                     help=f"CPU threads for torch per job (default {DEFAULT_THREADS}: "
+                          "measured fastest on a small shared CPU; 0: torch's choice)")
     enh.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     enh.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -68,82 +106,217 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--reference", required=True, metavar="REF", help="the clean stem")
     ana.add_argument("--bands", choices=("octave", "critical"), default="octave")
     ana.add_argument("--speech", action="store_true", help="also PESQ and STOI (vocals)")
-    ana.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ana.add_argument("--json", action="store_true",
+                     help="print JSON instead of tables (undefined scores are null)")
     return parser
 
 
 def _pick_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    from stemprover.enhance import check_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)
+    return device
 
 
-def _check_outputs(inputs: list[str], out_dir: Path, stem: str | None) -> None:
+def _shown(text: object) -> str:
+    """``text`` printable on any terminal: bytes of a non-UTF-8 file name as ``\\xNN``."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _error(message: object) -> None:
+    print(f"stemprover: error: {_shown(message)}", file=sys.stderr, flush=True)
+
+
+def _check_outputs(inputs: list[str], out_dir: Path, stem: str | None,
+                   filename: str | None) -> dict[str, Path]:
     from stemprover.enhance import output_path
     from stemprover.errors import StemproverError
 
+    targets: dict[str, Path] = {}
     seen: dict[Path, str] = {}
     for path in inputs:
-        target = output_path(path, out_dir, stem=stem).resolve()
-        if target in seen:
+        target = output_path(path, out_dir, stem=stem, filename=filename)
+        key = target.resolve()
+        if key in seen:
             raise StemproverError(
-                f"{path}: would write the same output as {seen[target]} ({target.name})"
+                f"{path}: would write the same output as {seen[key]} ({target.name})"
             )
-        seen[target] = path
+        seen[key] = path
+        targets[path] = target
+    return targets
+
+
+def _missing_folders(folders) -> list[Path]:
+    """The folders in ``folders`` and above them that do not exist yet, deepest first."""
+    missing: set[Path] = set()
+    for folder in folders:
+        folder = Path(os.path.abspath(folder))
+        while not folder.exists() and folder != folder.parent:
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first, so a made parent empties after its child
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or never made
+            pass
+
+
+def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[str]:
+    """Inputs whose file exists and whose output may be written; reports the others."""
+    from stemprover.audio import check_path
+    from stemprover.errors import StemproverError
+
+    usable = []
+    for path in args.inputs:
+        try:
+            check_path(Path(path))
+            target = targets[path]
+            if not args.overwrite and target.exists() and not any(
+                    target.resolve() == Path(p).resolve() for p in args.inputs):
+                raise StemproverError(
+                    f"{target}: already exists; pass --overwrite to replace it")
+        except StemproverError as err:
+            _error(err)
+            continue
+        except OSError as err:  # a name too long, a folder we may not enter
+            _error(f"{path}: {err.strerror}")
+            continue
+        usable.append(path)
+    return usable
 
 
 def run_enhance(args: argparse.Namespace) -> int:
-    import soundfile as sf
-
-    from stemprover.enhance import EnhanceOptions, Enhancer, enhance_file
+    from stemprover.audio import STEM_FILE_SUFFIX, check_path
+    from stemprover.enhance import EnhanceOptions, parse_adapters
     from stemprover.errors import StemproverError
+    from stemprover.sampler import check_steps
 
+    # Everything that can be checked without the model is checked before it is loaded.
+    if args.threads < 0:
+        raise StemproverError(f"--threads must be 0 or more, got {args.threads}")
+    if args.jobs < 1:
+        raise StemproverError(f"--jobs must be 1 or more, got {args.jobs}")
+    if args.batch_size < 1:
+        raise StemproverError(f"batch size must be at least 1, got {args.batch_size}")
+    check_steps(args.steps, args.strength)
+    parse_adapters(args.adapter)
+    if args.stem and not any(p.lower().endswith(STEM_FILE_SUFFIX) for p in args.inputs):
+        raise StemproverError(
+            f"--stem {args.stem}: takes a stem from a .stem.mp4 input, but none is given; "
+            "a plain audio file is cleaned the same whatever stem it holds"
+        )
+    if args.mixture is not None:
+        try:
+            check_path(Path(args.mixture))
+        except StemproverError as err:
+            raise StemproverError(f"--mixture {err}") from None
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise StemproverError(f"{out_dir}: output path exists and is not a folder")
-    _check_outputs(args.inputs, out_dir, args.stem)
+    targets = _check_outputs(args.inputs, out_dir, args.stem, args.filename)
+    device = _pick_device(args.device)
+    inputs = _usable_inputs(args, targets)
+    failures = len(args.inputs) - len(inputs)
+    if not inputs:
+        return 1
+    created = _missing_folders([out_dir, *(targets[p].parent for p in inputs)])
     options = EnhanceOptions(
         steps=args.steps, strength=args.strength, scheduler=args.scheduler,
-        adapters=args.adapter, batch_size=args.batch_size, device=_pick_device(args.device),
-        dtype=args.dtype, compile=args.compile, seed=args.seed, progress=not args.quiet,
+        adapters=args.adapter, batch_size=args.batch_size, device=device,
+        dtype=args.dtype, compile=args.compile, seed=args.seed,
+        progress=not args.quiet and args.jobs == 1,
     )
-    if args.threads < 0:
-        raise StemproverError(f"--threads must be 0 or more, got {args.threads}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    enhancer = Enhancer(args.model, options)
-    failures = 0
-    for path in args.inputs:
-        start = time.perf_counter()
-        try:
-            target = enhance_file(path, out_dir, enhancer, mixture=args.mixture,
-                                  stem=args.stem, protect=tuple(args.inputs))
-        except StemproverError as err:
-            print(f"stemprover: error: {err}", file=sys.stderr)
-            failures += 1
-            continue
-        elapsed = time.perf_counter() - start
-        seconds = sf.info(str(target)).duration
-        print(f"{path} -> {target}: {seconds:.1f} s of audio in {elapsed:.1f} s "
-              f"(real-time factor {elapsed / max(seconds, 1e-9):.3f})", flush=True)
+    try:
+        failures += _enhance_all(args, inputs, out_dir, options)
+    finally:
+        _remove_empty(created)
     return 1 if failures else 0
 
 
-def run_analyze(args: argparse.Namespace) -> int:
-    import json
+def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, options) -> int:
+    """Enhance ``inputs``, ``args.jobs`` at a time; returns the number that failed."""
+    import copy
+    import queue
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
-    from stemprover.audio import load_audio, to_channels
+    from stemprover.audio import sound_info
+    from stemprover.enhance import Enhancer, enhance_file
     from stemprover.errors import StemproverError
-    from stemprover.metrics import evaluate_pair
+    from stemprover.threads import cpu_threads
+
+    cancel = threading.Event()
+    first = Enhancer(args.model, options)
+    enhancers: queue.Queue = queue.Queue()
+    enhancers.put(first)
+    for _ in range(min(args.jobs, len(inputs)) - 1):  # one model per job: no shared state
+        enhancers.put(Enhancer(copy.deepcopy(first.model), options))
+
+    def one(path: str) -> bool:
+        enhancer = enhancers.get()
+        start = time.perf_counter()
+        try:
+            with cpu_threads(args.threads):  # per thread: OpenMP settings are thread-local
+                target = enhance_file(
+                    path, out_dir, enhancer, mixture=args.mixture, stem=args.stem,
+                    protect=tuple(args.inputs), filename=args.filename,
+                    output_format=args.output_format, overwrite=args.overwrite,
+                    cancel=cancel)
+        except StemproverError as err:
+            _error(err)
+            return False
+        except OSError as err:  # the last resort: name the file, never a traceback
+            _error(f"{err.filename or path}: {err.strerror or err}")
+            return False
+        finally:
+            enhancers.put(enhancer)
+        elapsed = time.perf_counter() - start
+        info = sound_info(target)
+        seconds = info.frames / info.sample_rate
+        print(_shown(f"{path} -> {target}: {seconds:.1f} s of audio in {elapsed:.1f} s "
+                     f"(real-time factor {elapsed / max(seconds, 1e-9):.3f})"), flush=True)
+        return True
+
+    if args.jobs == 1:
+        return sum(not one(path) for path in inputs)
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        futures = [pool.submit(one, path) for path in inputs]
+        return sum(not future.result() for future in futures)
+    finally:
+        cancel.set()  # a no-op after success; after a signal, stops the other jobs
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    import math
+
+    from stemprover.audio import is_silent, load_audio, resample, to_channels
+    from stemprover.errors import StemproverError
+    from stemprover.metrics import PESQ_MIN_SECONDS, evaluate_pair
     from stemprover.phase import phase_report
 
     estimate, sample_rate = load_audio(args.input)
-    reference, _ = load_audio(args.reference, sample_rate)
-    reference = to_channels(reference, estimate.shape[0])
+    reference, reference_rate = load_audio(args.reference)
+    if is_silent(reference):
+        raise StemproverError(f"{args.reference}: the reference is silent; there is nothing "
+                              "to compare against")
+    if reference_rate != sample_rate:
+        _note(f"{args.reference}: resampled from {reference_rate} Hz to {sample_rate} Hz, the "
+              f"rate of {args.input}")
+        reference = resample(reference, reference_rate, sample_rate)
+    if reference.shape[0] != estimate.shape[0]:
+        _note(f"{args.reference}: converted from {reference.shape[0]} to "
+              f"{estimate.shape[0]} channel(s), as {args.input} has")
+        reference = to_channels(reference, estimate.shape[0])
     if reference.shape[1] != estimate.shape[1]:
         raise StemproverError(
             f"{args.input}: has {estimate.shape[1]} samples but the reference "
@@ -154,19 +327,55 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise StemproverError(f"{args.input}: too short for analysis (< {cfg.n_fft} samples)")
     metrics = evaluate_pair(estimate, reference, sample_rate, stft_cfg=cfg, speech=args.speech)
     bands = phase_report(estimate, reference, sample_rate, cfg, bands=args.bands)
+    notes: dict[str, str] = {}
+    if is_silent(estimate):
+        # SI-SDR of silence would come out as 0 dB, better than many real estimates.
+        metrics["si_sdr"] = -math.inf
+        notes["si_sdr"] = "the estimate is silent"
+        for name in ("phase_dev", "phase_dev_hf"):
+            metrics[name] = math.nan
+            notes[name] = "undefined: the estimate is silent, it has no phase"
+        bands["phase_dev"] = math.nan
+    seconds = estimate.shape[1] / sample_rate
+    for name in ("pesq", "stoi", "estoi"):
+        if name in metrics and not math.isfinite(metrics[name]):
+            short = seconds < PESQ_MIN_SECONDS if name == "pesq" else True
+            notes[name] = (f"too short for {name.upper()} ({seconds:.2f} s)" if short
+                           else "undefined: no speech found in the reference")
     if args.json:
-        print(json.dumps({
+        print(json.dumps(_finite({
             "input": args.input, "reference": args.reference, "sample_rate": sample_rate,
             "n_fft": cfg.n_fft, "hop_length": cfg.hop_length, "metrics": metrics,
-            "bands": bands.to_dict(orient="records"),
-        }, indent=2, default=float))
+            "notes": notes, "bands": bands.to_dict(orient="records"),
+        }), indent=2, allow_nan=False))
         return 0
-    print(f"{args.input} against {args.reference} ({sample_rate} Hz, "
-          f"{estimate.shape[1] / sample_rate:.2f} s, n_fft {cfg.n_fft})")
+    print(_shown(f"{args.input} against {args.reference} ({sample_rate} Hz, "
+                 f"{seconds:.2f} s, n_fft {cfg.n_fft})"))
     for name, value in metrics.items():
-        print(f"  {name:<20} {value:9.3f}")
-    print(bands.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        note = f"  ({notes[name]})" if name in notes else ""
+        shown = f"{value:9.3f}" if math.isfinite(value) else f"{'n/a' if math.isnan(value) else value:>9}"
+        print(f"  {name:<20} {shown}{note}")
+    print(bands.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
     return 0
+
+
+def _note(message: str) -> None:
+    print(f"stemprover: note: {_shown(message)}", file=sys.stderr, flush=True)
+
+
+def _finite(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON null)."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def analysis_stft(sample_rate: int):
@@ -179,21 +388,61 @@ def analysis_stft(sample_rate: int):
     return StftConfig(n_fft=n_fft, hop_length=n_fft // 4)
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the program is so that cleanup code runs.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` (SIGINT already raises
+    KeyboardInterrupt), so temporary files are removed as on any error."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``stemprover`` and ``python -m stemprover``; returns the exit status."""
     args = build_parser().parse_args(argv)
     from stemprover.errors import StemproverError
 
-    try:
-        if args.command == "enhance":
-            return run_enhance(args)
-        return run_analyze(args)
-    except StemproverError as err:
-        print(f"stemprover: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stemprover: interrupted", file=sys.stderr)
-        return 130
+    with _signals_raise():
+        try:
+            if args.command == "enhance":
+                return run_enhance(args)
+            return run_analyze(args)
+        except StemproverError as err:
+            _error(err)
+            return 1
+        except KeyboardInterrupt:
+            print("stemprover: interrupted", file=sys.stderr)
+            return 130
+        except Terminated as err:
+            print(f"stemprover: stopped by {signal.Signals(err.signum).name}", file=sys.stderr)
+            return 128 + err.signum
+        except BrokenPipeError:
+            # The reader went away (`stemprover analyze ... | head`): say nothing more, and
+            # point stdout at /dev/null so that the flush at exit does not fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
 
 
 if __name__ == "__main__":

@@ -47,6 +47,12 @@ SILENCE_DB = -100.0  # below this RMS a segment is treated as digital silence
 DETECT_SECONDS = 10.0  # window the artifact detectors judge for adapters="auto"
 MODEL_LEVEL_RMS = 0.07  # ~-23 dBFS, the level of the rendered training stems
 MAX_GAIN_DB = 40.0  # very quiet stems are raised at most this much
+FLOAT32_TINY, FLOAT32_HUGE = 1e-30, 1e30  # adapter weights stay normal numbers in float32
+SILENT_SAMPLE = 1e-5  # -100 dBFS: below this a sample is digital silence
+SILENT_RUN_SECONDS = 0.001  # a run of silent samples this long is a silent region, not a zero
+SILENCE_RAMP_SECONDS = 0.002  # the model's change fades in over this after a silent region
+OUTPUT_FORMATS = {"float32": "FLOAT", "pcm16": "PCM_16", "pcm24": "PCM_24"}
+"""``--format`` choices and their soundfile subtypes."""
 
 
 @dataclass
@@ -82,9 +88,14 @@ def parse_adapters(spec: Adapters) -> None | str | dict[str, float]:
     else:
         weights = {}
         for part in str(spec).split(","):
-            name, _, value = part.strip().partition(":")
+            name, colon, value = (text.strip() for text in part.partition(":"))
+            if not name:
+                raise StemproverError(f"adapter spec {spec!r} has an empty entry; write "
+                                      "name or name:weight, separated by commas")
+            if name in weights:
+                raise StemproverError(f"adapter {name!r} is given twice in {spec!r}")
             try:
-                weights[name.strip()] = float(value) if value else 1.0
+                weights[name] = float(value) if colon else 1.0
             except ValueError:
                 raise StemproverError(
                     f"adapter weight {value!r} of {name!r} is not a number"
@@ -92,10 +103,17 @@ def parse_adapters(spec: Adapters) -> None | str | dict[str, float]:
     unknown = sorted(set(weights) - set(ADAPTERS))
     if unknown:
         raise StemproverError(
-            f"unknown adapter(s) {', '.join(unknown)}; choose from {', '.join(ADAPTERS)} or auto"
+            f"unknown adapter(s) {', '.join(map(repr, unknown))}; choose from "
+            f"{', '.join(ADAPTERS)} or auto"
         )
     if any(w < 0 or not np.isfinite(w) for w in weights.values()) or sum(weights.values()) <= 0:
         raise StemproverError(f"adapter weights must be non-negative and not all zero: {spec}")
+    # The model mixes the weights in float32: one that rounds to 0 or inf there is unusable.
+    values = np.array(list(weights.values()), dtype=np.float64)
+    usable = (values == 0) | ((values >= FLOAT32_TINY) & (values <= FLOAT32_HUGE))
+    if not usable.all():
+        raise StemproverError(f"adapter weights must be 0 or between {FLOAT32_TINY:g} and "
+                              f"{FLOAT32_HUGE:g}: {spec}")
     return weights
 
 
@@ -117,25 +135,50 @@ def resolve_model(model: Any = None, device: str = "cpu", dtype: str = "auto"):
 
         try:
             model = load_model(folder)
-        except StemproverError:
-            raise
+        except StemproverError as err:
+            if str(folder) in str(err):
+                raise
+            raise StemproverError(f"{folder}: {err}") from err
         except Exception as err:  # corrupt safetensors, shape mismatch, bad JSON, ...
             reason = " ".join(str(err).split())[:200]
             raise StemproverError(
                 f"{folder}: weights do not match the model config ({type(err).__name__}: "
                 f"{reason})"
             ) from err
-    try:
-        torch_device = torch.device(device)
-        if torch_device.type == "cuda" and not torch.cuda.is_available():
-            raise StemproverError(f"device {device!r} requested but CUDA is not available")
-    except RuntimeError as err:
-        raise StemproverError(f"unknown device {device!r}") from err
+    torch_device = check_device(device)
     target = torch.float32
     if torch_device.type == "cuda":
         target = {"auto": torch.bfloat16, "bfloat16": torch.bfloat16, "float16": torch.float16,
                   "float32": torch.float32}[dtype]
     return model.to(device=torch_device, dtype=target).eval()
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on: "cpu", then "cuda:0", "cuda:1", ..."""
+    import torch
+
+    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def check_device(device: str):
+    """``torch.device(device)`` if it exists here; otherwise a one-line error listing those
+    that do (StemProver runs on CPU and CUDA)."""
+    import torch
+
+    present = available_devices()
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        torch_device = None
+    usable = torch_device is not None and (
+        torch_device.type == "cpu"
+        or (torch_device.type == "cuda" and (torch_device.index or 0) < len(present) - 1)
+    )
+    if not usable:
+        raise StemproverError(
+            f"device {device!r} is not available; this machine has: {', '.join(present)}"
+        )
+    return torch_device
 
 
 class Enhancer:
@@ -271,7 +314,7 @@ class Enhancer:
             enhanced = clean[k * n_channels : (k + 1) * n_channels, : resampled.shape[1]]
             # Complementary crossover: the model's change, brought back to the input rate.
             change = fit_length(resample(enhanced - resampled, model_sr, sr), segment.shape[1])
-            outs[position] = segment + change / gain
+            outs[position] = segment + change * silence_mask(segment, sr) / gain
         return outs
 
     def _adapter_weights(self, source, mixture, plan, work, n_channels: int):
@@ -304,6 +347,46 @@ class Enhancer:
             weights = self._detected[key]
             matrix += [[float(weights.get(name, 0.0)) for name in ADAPTERS]] * n_channels
         return torch.tensor(matrix, dtype=torch.float32)
+
+
+def silence_mask(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """0 on the digital silence of ``audio``, 1 elsewhere, with a short fade in between.
+
+    The model's change spreads over an STFT window (tens of ms) around every sound; this
+    keeps it out of the silence next to the sound, so that silence stays silent. A silent
+    region is a run of samples below ``SILENT_SAMPLE`` of at least ``SILENT_RUN_SECONDS``
+    in one channel (a zero crossing is not one); the fade lies on the sound's side.
+
+    Args:
+        audio: ``(n_channels, n_samples)``.
+        sample_rate: Hz.
+
+    Returns:
+        float32 ``(n_channels, n_samples)`` in [0, 1].
+    """
+    quiet = np.abs(audio) < SILENT_SAMPLE
+    n_channels, n_samples = quiet.shape
+    min_run = max(1, int(round(SILENT_RUN_SECONDS * sample_rate)))
+    ramp = max(1, int(round(SILENCE_RAMP_SECONDS * sample_rate)))
+    mask = np.ones((n_channels, n_samples), dtype=np.float32)
+    index = np.arange(n_samples)
+    for channel in range(n_channels):
+        edges = np.diff(np.concatenate([[0], quiet[channel].astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        long_runs = ends - starts >= min_run
+        if not long_runs.any():
+            continue
+        silent = np.zeros(n_samples + 1, dtype=np.int32)
+        np.add.at(silent, starts[long_runs], 1)
+        np.add.at(silent, ends[long_runs], -1)
+        silent = np.cumsum(silent[:-1]) > 0
+        # Distance of every sample to the nearest silent one, looking both ways.
+        last = np.maximum.accumulate(np.where(silent, index, -n_samples - ramp))
+        following = np.minimum.accumulate(
+            np.where(silent, index, 2 * n_samples + ramp)[::-1])[::-1]
+        distance = np.minimum(index - last, following - index)
+        mask[channel] = 0.5 - 0.5 * np.cos(np.pi * np.clip(distance / ramp, 0.0, 1.0))
+    return mask
 
 
 def level_gain(energy: np.ndarray) -> float:
@@ -369,17 +452,56 @@ def check_rate(sample_rate: int, name: str) -> None:
         raise StemproverError(f"{name}: sample rate {sample_rate} Hz is outside 8-96 kHz")
 
 
+FILENAME_FIELDS = ("track", "stem", "folder", "ext")
+
+
 def output_path(
-    in_path: str | os.PathLike, out_dir: str | os.PathLike, stem: str | None = None
+    in_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    stem: str | None = None,
+    filename: str | None = None,
 ) -> Path:
-    """``out_dir/<name>.enhanced.wav`` for ``<name>.<ext>``; ``<name>.<stem>.enhanced.wav``
-    for a ``<name>.stem.mp4`` file."""
+    """Where the enhanced ``in_path`` goes.
+
+    Args:
+        in_path: The input file.
+        out_dir: The output folder.
+        stem: The stem taken from a ``.stem.mp4`` input.
+        filename: A template relative to ``out_dir`` with the fields ``{track}`` (the input's
+            name without its extension), ``{stem}`` (the stem taken from a ``.stem.mp4``;
+            the input's name for other files), ``{folder}`` (the input's folder name) and
+            ``{ext}`` ("wav"), e.g. ``"{track}/{stem}.{ext}"``. None: ``<name>.enhanced.wav``,
+            ``<name>.<stem>.enhanced.wav`` for a ``<name>.stem.mp4`` file.
+
+    Raises:
+        StemproverError: for a template with an unknown field, one that leaves ``out_dir``,
+            or one whose name does not end in ``.wav``.
+    """
     name = Path(in_path).name
     if _is_stem_file(in_path):
-        base = name[: -len(STEM_FILE_SUFFIX)] + (f".{stem}" if stem else "")
+        track = name[: -len(STEM_FILE_SUFFIX)]
+        default = track + (f".{stem}" if stem else "")
     else:
-        base = Path(in_path).stem
-    return Path(out_dir) / f"{base}.enhanced.wav"
+        track = default = Path(in_path).stem
+    if filename is None:
+        return Path(out_dir) / f"{default}.enhanced.wav"
+    fields = dict(track=track, stem=stem if stem and _is_stem_file(in_path) else track,
+                  folder=Path(os.path.abspath(in_path)).parent.name, ext="wav")
+    try:
+        relative = Path(filename.format(**fields))
+    except KeyError as err:
+        raise StemproverError(
+            f"--filename {filename!r}: unknown field {{{err.args[0]}}}; use "
+            f"{', '.join('{' + f + '}' for f in FILENAME_FIELDS)}") from None
+    except (ValueError, IndexError) as err:
+        raise StemproverError(f"--filename {filename!r}: {err}") from None
+    if relative.is_absolute() or ".." in relative.parts or not relative.name.strip("."):
+        raise StemproverError(f"--filename {filename!r}: must name a file inside the output "
+                              "folder")
+    if relative.suffix.lower() != ".wav":
+        raise StemproverError(f"--filename {filename!r}: outputs are WAV files; end it in "
+                              "'.{ext}' or '.wav'")
+    return Path(out_dir) / relative
 
 
 def _is_stem_file(path: str | os.PathLike) -> bool:
@@ -407,6 +529,10 @@ def enhance_file(
     mixture: str | os.PathLike | None = None,
     stem: str | None = None,
     protect: tuple = (),
+    filename: str | None = None,
+    output_format: str = "float32",
+    overwrite: bool = True,
+    cancel: Any = None,
     **options: Any,
 ) -> Path:
     """Enhance a file into ``out_dir/<name>.enhanced.wav``, streaming it in blocks.
@@ -420,17 +546,27 @@ def enhance_file(
             brings its own).
         stem: Which stem of a ``.stem.mp4`` input to enhance.
         protect: More paths that must never be overwritten (e.g. all inputs of a run).
+        filename: Output name template, see :func:`output_path`.
+        output_format: "float32", "pcm16" or "pcm24" (see ``OUTPUT_FORMATS``).
+        overwrite: Replace an existing output (False: refuse with an error).
+        cancel: A ``threading.Event``; once set, the write stops with
+            :class:`stemprover.streaming.Cancelled` and leaves nothing behind.
         **options: :class:`EnhanceOptions` fields.
 
     Returns:
         The written path.
     """
     enhancer = model if isinstance(model, Enhancer) else Enhancer(model, EnhanceOptions(**options))
-    target = output_path(in_path, out_dir, stem)
+    if output_format not in OUTPUT_FORMATS:
+        raise StemproverError(f"unknown output format {output_format!r}; choose from "
+                              f"{', '.join(OUTPUT_FORMATS)}")
+    target = output_path(in_path, out_dir, stem, filename)
     protected = (in_path, *(p for p in (mixture,) if p), *protect)
     for path in protected:
         if Path(path).exists() and target.resolve() == Path(path).resolve():
             raise StemproverError(f"{target}: refusing to overwrite an input file")
+    if not overwrite and target.exists():
+        raise StemproverError(f"{target}: already exists; pass --overwrite to replace it")
     source, mix = open_source(in_path, stem)
     check_rate(source.sample_rate, str(in_path))
     minimum = enhancer.min_samples(source.sample_rate)
@@ -441,10 +577,9 @@ def enhance_file(
         )
     if mixture is not None:
         mix = FileSource.open(mixture)
-    with FileSink(target, source.sample_rate, source.n_channels, protect=protected) as sink:
+    with FileSink(target, source.sample_rate, source.n_channels, protect=protected,
+                  subtype=OUTPUT_FORMATS[output_format], cancel=cancel) as sink:
         enhancer.run(source, sink, mix, name=Path(in_path).name)
         if sink.n_written != source.n_samples:
             raise StemproverError(f"{target}: wrote {sink.n_written} of {source.n_samples}")
     return target
-
-

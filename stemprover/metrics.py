@@ -31,6 +31,7 @@ EPS = 1e-12
 MRSTFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 """(n_fft, hop_length) pairs of the multi-resolution STFT distance (Yamamoto et al. 2020)."""
 SPEECH_RATE = 16000
+PESQ_MIN_SECONDS = 0.25  # the pesq library refuses shorter signals
 
 
 def _as_2d(x, name: str) -> np.ndarray:
@@ -177,12 +178,13 @@ def _speech_pair(est, ref, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
 def pesq_wb(est, ref, sample_rate: int) -> float:
     """Wideband PESQ (ITU-T P.862.2, MOS-LQO 1.04-4.64) at 16 kHz on the channel mean.
 
-    Returns nan when PESQ finds no speech in the reference.
+    Returns nan when PESQ finds no speech in the reference, or the signal is shorter than
+    ``PESQ_MIN_SECONDS``.
     """
     from pesq import NoUtterancesError, pesq
 
     est, ref = _speech_pair(est, ref, sample_rate)
-    if not np.any(ref):
+    if not np.any(ref) or ref.shape[-1] < PESQ_MIN_SECONDS * SPEECH_RATE:
         return float("nan")
     try:
         return float(pesq(SPEECH_RATE, ref, est, "wb"))
@@ -191,11 +193,20 @@ def pesq_wb(est, ref, sample_rate: int) -> float:
 
 
 def stoi(est, ref, sample_rate: int, extended: bool = False) -> float:
-    """STOI (or ESTOI with ``extended``) in [0, 1] on 16 kHz audio, channel mean."""
+    """STOI (or ESTOI with ``extended``) in [0, 1] on 16 kHz audio, channel mean.
+
+    Returns nan when the reference has too few non-silent frames (about 0.4 s) for the
+    measure; pystoi itself would warn and return 1e-5, which reads like a score.
+    """
     from pystoi import stoi as _stoi
 
     est, ref = _speech_pair(est, ref, sample_rate)
-    return float(_stoi(ref, est, SPEECH_RATE, extended=extended))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score = float(_stoi(ref, est, SPEECH_RATE, extended=extended))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        return float("nan")
+    return score
 
 
 def _power(x: np.ndarray, cfg: StftConfig) -> np.ndarray:

@@ -17,7 +17,7 @@ samples have been written; on any error the temporary file is removed.
 from __future__ import annotations
 
 import os
-import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stemprover.audio import check_path
+from stemprover.audio import check_path, open_sound, publish, sound_info, temporary_file
 from stemprover.errors import StemproverError
 
 BLOCK_SAMPLES = 1 << 16  # 1.5 s at 44.1 kHz: large enough to be fast, small enough to be flat
@@ -87,22 +87,14 @@ class FileSource:
         """
         path = Path(path)
         check_path(path)
-        try:
-            info = sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-            reason = str(err).split(":")[-1].strip() or type(err).__name__
-            raise StemproverError(f"{path}: not a readable audio file ({reason})") from err
-        # libsndfile clamps a WAV/AIFF whose header promises more data than the file holds
-        # and says "(should be N)" in its log; a cut-off file must not pass silently.
-        if "should be" in info.extra_info and info.format in ("WAV", "WAVEX", "AIFF", "RF64"):
-            raise StemproverError(f"{path}: truncated audio file (header and size disagree)")
+        info = sound_info(path)  # also refuses a WAV/AIFF cut off before its header's end
         if info.channels > 2:
             raise StemproverError(
                 f"{path}: has {info.channels} channels, only mono and stereo are supported"
             )
         if info.frames == 0:
             raise StemproverError(f"{path}: contains no samples")
-        source = cls(path, int(info.samplerate), int(info.channels), int(info.frames))
+        source = cls(path, info.sample_rate, info.channels, info.frames)
         source._scan(min_samples)
         return source
 
@@ -110,7 +102,7 @@ class FileSource:
         hop = energy_hop(self.sample_rate)
         energies, carry, n_read, peak = [], np.zeros((self.n_channels, 0)), 0, 0.0
         try:
-            with sf.SoundFile(str(self.path)) as handle:
+            with open_sound(self.path) as handle:
                 for block in handle.blocks(blocksize=BLOCK_SAMPLES, dtype="float32",
                                            always_2d=True):
                     block = block.T
@@ -149,7 +141,7 @@ class FileSource:
 
     def read(self, start: int, end: int) -> np.ndarray:
         """Samples ``[start, end)`` as float32 ``(n_channels, end - start)``."""
-        with sf.SoundFile(str(self.path)) as handle:
+        with open_sound(self.path) as handle:
             handle.seek(start)
             block = handle.read(end - start, dtype="float32", always_2d=True)
         if block.shape[0] != end - start:
@@ -157,8 +149,16 @@ class FileSource:
         return np.ascontiguousarray(block.T)
 
 
+class Cancelled(Exception):
+    """Raised inside a write when the run was asked to stop (a signal, another job's end)."""
+
+
 class FileSink:
-    """Write a WAV file block by block, atomically (temporary file, then ``os.replace``)."""
+    """Write a WAV file block by block, atomically (temporary file, then ``os.replace``).
+
+    Every operating-system error (no permission, a file where a folder should be, a name
+    too long) becomes a one-line :class:`StemproverError` naming the output path.
+    """
 
     def __init__(
         self,
@@ -168,6 +168,7 @@ class FileSink:
         *,
         protect: Iterable[str | os.PathLike] = (),
         subtype: str = "FLOAT",
+        cancel: threading.Event | None = None,
     ):
         self.path = Path(path)
         for protected in protect:
@@ -178,43 +179,59 @@ class FileSink:
         self.sample_rate = int(sample_rate)
         self.n_channels = int(n_channels)
         self.subtype = subtype
+        self.cancel = cancel
         self.n_written = 0
         self._tmp: Path | None = None
         self._handle: sf.SoundFile | None = None
 
+    def _failed(self, err: OSError) -> StemproverError:
+        return StemproverError(f"{self.path}: cannot write ({err.strerror or err})")
+
     def __enter__(self) -> FileSink:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        os.close(handle)
-        self._tmp = Path(name)
-        self._handle = sf.SoundFile(
-            name, "w", samplerate=self.sample_rate, channels=self.n_channels,
-            subtype=self.subtype, format="WAV",
-        )
+        try:
+            self._tmp = temporary_file(self.path)
+            self._handle = sf.SoundFile(
+                os.fsencode(self._tmp), "w", samplerate=self.sample_rate,
+                channels=self.n_channels, subtype=self.subtype, format="WAV",
+            )
+        except OSError as err:
+            self._remove_tmp()
+            raise self._failed(err) from err
+        except (sf.LibsndfileError, RuntimeError) as err:
+            self._remove_tmp()
+            raise StemproverError(f"{self.path}: cannot write ({err})") from err
         return self
 
     def write(self, block: np.ndarray) -> None:
-        """Append float32 ``(n_channels, n)`` samples."""
+        """Append float32 ``(n_channels, n)`` samples (clipped to [-1, 1] for PCM)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled(str(self.path))
         if block.shape[0] != self.n_channels:
             raise ValueError(f"expected {self.n_channels} channels, got {block.shape[0]}")
         if block.shape[1]:
-            self._handle.write(np.ascontiguousarray(block.T, dtype=np.float32))
+            if self.subtype.startswith("PCM"):  # integers wrap around instead of clipping
+                block = np.clip(block, -1.0, 1.0)
+            try:
+                self._handle.write(np.ascontiguousarray(block.T, dtype=np.float32))
+            except (OSError, RuntimeError) as err:  # a full disk, a vanished folder
+                reason = err.strerror if isinstance(err, OSError) else err
+                raise StemproverError(f"{self.path}: cannot write ({reason})") from err
             self.n_written += block.shape[1]
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._handle.close()
             if exc_type is None:
-                # mkstemp makes owner-only files; give the output the usual permissions.
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self._tmp, 0o666 & ~umask)
-                os.replace(self._tmp, self.path)
+                publish(self._tmp, self.path)
+        except OSError as err:
+            if exc_type is None:
+                raise self._failed(err) from err
         finally:
-            if self._tmp is not None and self._tmp.exists():
-                self._tmp.unlink()
+            self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
 
 
 class ArraySink:
