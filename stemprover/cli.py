@@ -62,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "used as --mixture); a plain audio file is cleaned the same whatever "
                           "stem it holds, so --stem is refused when no input is a .stem.mp4")
     enh.add_argument("--steps", type=int, default=4, help="sampling steps, 1-50 (default 4)")
-    enh.add_argument("--strength", type=float, default=0.5,
-                     help="noise level to start from, in (0, 1] (default 0.5)")
+    enh.add_argument("--strength", type=float, default=1.0,
+                     help="bridge time the stem is taken for, in (0, 1]; 1 (default) goes all "
+                          "the way, less is a lighter touch")
     enh.add_argument("--scheduler", choices=("dpmpp", "ddim"), default="dpmpp",
-                     help="DPM-Solver++ 2M (default) or DDIM")
+                     help="sampler of SDEdit models: DPM-Solver++ 2M (default) or DDIM; "
+                          "bridge models use their own")
     enh.add_argument("--adapter", default=None, metavar="SPEC",
                      help="adapter name, weighted mix 'hf_loss:0.7,general:0.3', or 'auto' "
                           "(chosen per segment by the artifact detectors); default: general")

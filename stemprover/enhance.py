@@ -59,9 +59,9 @@ OUTPUT_FORMATS = {"float32": "FLOAT", "pcm16": "PCM_16", "pcm24": "PCM_24"}
 class EnhanceOptions:
     """Settings of one enhancement run; every default has its reason."""
 
-    steps: int = 4  # few steps: the start is partway, near the answer
-    strength: float = 0.5  # half-way noise keeps the stem's structure and fixes its detail
-    scheduler: Literal["ddim", "dpmpp"] = "dpmpp"  # DPM-Solver++ 2M: best at few steps
+    steps: int = 4  # the bridge starts at the stem: one step is the regression, more refine it
+    strength: float = 1.0  # bridge time the stem is taken for (1: all the way to clean)
+    scheduler: Literal["ddim", "dpmpp"] = "dpmpp"  # SDEdit models only (DPM-Solver++ 2M)
     adapters: Adapters = None  # None: the model's default (general); or name, mix, "auto"
     batch_size: int = 8  # segment-channels per model call
     device: str = "cpu"
@@ -303,17 +303,23 @@ class Enhancer:
             torch.Generator(device=device).manual_seed(hash_key((opts.seed, index, channel)))
             for _, index, *_ in work for channel in range(n_channels)
         ]
+        weights = self._adapter_weights(source, mixture, plan, work, n_channels)
+        alphas = blend_alphas(self.model, weights, len(work) * n_channels)
         clean = sample_waves(
             self.model, rows([w[3] for w in work]),
             rows([w[4] for w in work]) if use_mix else None,
             steps=opts.steps, strength=opts.strength, scheduler=opts.scheduler,
-            adapter_weights=self._adapter_weights(source, mixture, plan, work, n_channels),
-            generator=generators, use_cache=opts.use_cache, forward=self.forward,
+            adapter_weights=with_fallback(weights), generator=generators,
+            use_cache=opts.use_cache,
+            forward=self.forward,
         ).float().cpu().numpy()
         for k, (position, _, segment, resampled, _) in enumerate(work):
-            enhanced = clean[k * n_channels : (k + 1) * n_channels, : resampled.shape[1]]
-            # Complementary crossover: the model's change, brought back to the input rate.
+            rows_k = slice(k * n_channels, (k + 1) * n_channels)
+            enhanced = clean[rows_k, : resampled.shape[1]]
+            # Complementary crossover: the model's change, brought back to the input rate,
+            # scaled by the validated blend of the adapters in use.
             change = fit_length(resample(enhanced - resampled, model_sr, sr), segment.shape[1])
+            change = change * alphas[rows_k, None]
             outs[position] = segment + change * silence_mask(segment, sr) / gain
         return outs
 
@@ -343,10 +349,52 @@ class Enhancer:
                 with warnings.catch_warnings():  # librosa warns on very short windows
                     warnings.simplefilter("ignore")
                     detection = detect(source.read(start, end), source.sample_rate, mix)
-                self._detected = {key: adapter_weights(detection)}
+                found = any(v > NO_ARTIFACT for v in detection.scores.values())
+                self._detected = {key: adapter_weights(detection) if found else {}}
             weights = self._detected[key]
+            # nothing detected: an all-zero row, which leaves the segment unchanged
             matrix += [[float(weights.get(name, 0.0)) for name in ADAPTERS]] * n_channels
         return torch.tensor(matrix, dtype=torch.float32)
+
+
+NO_ARTIFACT = 0.05
+"""Detector score below which ``--adapter auto`` finds no artifact and leaves a segment as is."""
+
+
+def with_fallback(weights):
+    """Rows of zero weights (no artifact found) run ``general``; their change is dropped."""
+    import torch
+
+    if not isinstance(weights, torch.Tensor):
+        return weights
+    weights = weights.clone()
+    empty = weights.sum(dim=1) <= 0
+    weights[empty, ADAPTERS.index("general")] = 1.0
+    return weights
+
+
+def blend_alphas(model, weights, n_rows: int) -> np.ndarray:
+    """The share of the model's change kept for each batch row: ``sum_k w_k alpha_k``.
+
+    ``alpha_k`` is the blend validated for adapter ``k`` and saved with the weights (1 where
+    none was saved). A row of zero weights (auto mode, no artifact found) gets 0.
+    """
+    import torch
+
+    blend = dict(getattr(model, "blend", {}) or {})
+    table = np.array([float(blend.get(name, 1.0)) for name in ADAPTERS])
+    if weights is None:
+        names = getattr(model, "adapter_names", [])
+        return np.full(n_rows, table[ADAPTERS.index("general")] if "general" in names else 1.0)
+    if isinstance(weights, torch.Tensor):
+        matrix = weights.float().cpu().numpy().reshape(n_rows, -1)
+    else:
+        row = np.array([float(weights.get(name, 0.0)) for name in ADAPTERS])
+        matrix = np.tile(row, (n_rows, 1))
+    totals = matrix.sum(axis=1)
+    shares = np.divide(matrix, totals[:, None], out=np.zeros_like(matrix),
+                       where=totals[:, None] > 0)
+    return shares @ table
 
 
 def silence_mask(audio: np.ndarray, sample_rate: int) -> np.ndarray:

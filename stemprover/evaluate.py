@@ -62,6 +62,7 @@ class EvaluationConfig:
     testsets: list[str] = field(default_factory=lambda: ["synthetic", "real"])  # cpu/gpu: all
     n_tracks: int = 1  # corpus test tracks used by synthetic and cross_separator
     excerpt_seconds: float = 1.0  # per track, placed where all stems are active
+    real_seconds: float | None = None  # real tracks: None = excerpt_seconds, <= 0 = whole track
     train_separators: list[str] = field(  # kinds of separator that made the training pairs
         default_factory=lambda: ["degraded:artifact=hf_loss,severity=0.5"]
     )
@@ -313,7 +314,8 @@ def build_items(cfg: EvaluationConfig, profile: str) -> list[TestItem]:
         from stemprover.realdata import stempeg_example
 
         audio, rate = stempeg_example()
-        real += real_items([("stempeg_example", audio, rate)], "real", seconds)
+        real_seconds = seconds if cfg.real_seconds is None else cfg.real_seconds
+        real += real_items([("stempeg_example", audio, rate)], "real", real_seconds)
     if cfg.musdb_root:
         from stemprover.realdata import musdb_tracks
 

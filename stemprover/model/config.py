@@ -49,6 +49,9 @@ class ModelConfig:
     formulation: Literal["bridge", "sdedit"] = "bridge"
     bridge_noise: float = 0.0  # rho: std of the Brownian-bridge noise at t = 1/2 is rho / 2
     freq_fold: int = 1  # bins folded into channels (pixel mode): F/k rows cost k times less
+    # pixel mode: F's output is a complex gain on x_t plus an additive term; removing bleed or
+    # noise is then a gain below one, not an exact copy of the unwanted sound with its phase
+    mask_output: bool = True
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"  # sdedit only
     num_train_timesteps: int = 1000  # the standard DDPM grid; DDIM samples a few of them
     beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: less time wasted at pure noise
@@ -78,6 +81,8 @@ class ModelConfig:
             )
         if self.freq_fold > 1 and self.mode != "pixel":
             raise StemproverError("ModelConfig.freq_fold applies to pixel mode only")
+        if self.mask_output and self.mode != "pixel":
+            self.mask_output = False  # latents have no bins to gain: the skip alone
         if self.bridge_noise < 0:
             raise StemproverError(f"ModelConfig.bridge_noise must be >= 0, got {self.bridge_noise}")
         if self.lora_rank < 1:

@@ -31,6 +31,7 @@ from stemprover.model.serialize import (
     write_folder,
 )
 from stemprover.model.unet import (
+    apply_output,
     build_unet,
     crop,
     fold_freq,
@@ -66,13 +67,14 @@ class RegressionModel(nn.Module):
         self.representation = get_representation(config.representation, self.stft)
         channels = self.representation.channels * config.freq_fold
         n_in = channels * (2 if config.use_mixture else 1)
+        n_out = channels * (2 if config.mask_output else 1)
         self.unet = unet if unet is not None else build_unet(
-            config, n_in, channels, zero_output=True
+            config, n_in, n_out, zero_output=True
         )
-        if self.unet.config.in_channels != n_in or self.unet.config.out_channels != channels:
+        if self.unet.config.in_channels != n_in or self.unet.config.out_channels != n_out:
             raise StemproverError(
                 f"regression U-Net has {self.unet.config.in_channels}->"
-                f"{self.unet.config.out_channels} channels, the config needs {n_in}->{channels}"
+                f"{self.unet.config.out_channels} channels, the config needs {n_in}->{n_out}"
             )
         self.artifact_embedding = _Tokens(config.n_condition_tokens, config.cross_attention_dim)
 
@@ -81,7 +83,8 @@ class RegressionModel(nn.Module):
     ) -> torch.Tensor:
         """Separated picture ``(B, C, F, T)`` (+ mixture) -> clean picture ``(B, C, F, T)``."""
         scale, fold = self.config.image_scale, self.config.freq_fold
-        inputs = [fold_freq(separated_img * scale, fold)]
+        start = fold_freq(separated_img * scale, fold)
+        inputs = [start]
         if self.config.use_mixture:
             mix = torch.zeros_like(separated_img) if mixture_img is None else mixture_img
             if mix.shape != separated_img.shape:
@@ -90,7 +93,9 @@ class RegressionModel(nn.Module):
         x, size = pad_to_multiple(torch.cat(inputs, 1), unet_downsample_factor(self.unet))
         tokens = self.artifact_embedding.table.expand(x.shape[0], -1, -1).to(x.dtype)
         timesteps = torch.zeros(x.shape[0], device=x.device, dtype=torch.long)
-        residual = crop(self.unet(x, timesteps, encoder_hidden_states=tokens).sample, size)
+        out = crop(self.unet(x, timesteps, encoder_hidden_states=tokens).sample, size)
+        complex_pairs = self.representation.name == "complex"
+        residual = apply_output(start, out, fold, complex_pairs)
         residual = unfold_freq(residual, fold, separated_img.shape[-2])
         return separated_img + residual / scale
 

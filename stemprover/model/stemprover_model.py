@@ -33,6 +33,7 @@ from stemprover.model.control import (
 from stemprover.model.serialize import load_stemprover, save_stemprover
 from stemprover.model.unet import (
     ArtifactEmbedding,
+    apply_output,
     build_unet,
     check_unet,
     crop,
@@ -119,8 +120,10 @@ class StemProverModel(nn.Module):
         if self.autoencoder is not None:
             freeze(self.autoencoder)
         channels = self.model_channels
+        bridge = config.formulation == "bridge"
+        mask = bridge and config.mask_output and config.mode == "pixel"
         self.unet = unet if unet is not None else build_unet(
-            config, channels, zero_output=config.formulation == "bridge"
+            config, channels, channels * (2 if mask else 1), zero_output=bridge
         )
         check_unet(self.unet, channels, "StemProverModel", config)
         width = self.unet.config.cross_attention_dim
@@ -321,7 +324,10 @@ class StemProverModel(nn.Module):
             ``(B, C, F, T)``.
         """
         out = self._predict(noisy, timesteps, condition, adapter_weights)
-        return noisy + out if self.is_bridge else out
+        if not self.is_bridge:
+            return out
+        complex_pairs = self.autoencoder is None and self.representation.name == "complex"
+        return noisy + apply_output(noisy, out, self.config.freq_fold, complex_pairs)
 
     def _predict(self, noisy, timesteps, condition, adapter_weights) -> torch.Tensor:
         batch = noisy.shape[0]
@@ -339,14 +345,19 @@ class StemProverModel(nn.Module):
             return crop(self._run(x, timesteps, condition, weights), size)
         weights = weights.to(x.device)
         rows, groups = torch.unique(weights, dim=0, return_inverse=True)
-        out = torch.empty_like(x) if len(rows) > 1 else None
+        if len(rows) == 1:
+            self.set_adapters({n: float(w) for n, w in zip(ADAPTERS, rows[0])
+                               if n in self.adapter_names})
+            return crop(self._run(x, timesteps, condition, weights), size)
+        out = None
         for index, row in enumerate(rows):
             self.set_adapters({n: float(w) for n, w in zip(ADAPTERS, row) if n in self.adapter_names})
-            if out is None:
-                return crop(self._run(x, timesteps, condition, weights), size)
             pick = (groups == index).nonzero().squeeze(1)
             cond = None if condition is None else condition.select(pick)
-            out[pick] = self._run(x[pick], timesteps[pick], cond, weights[pick])
+            part = self._run(x[pick], timesteps[pick], cond, weights[pick])
+            if out is None:
+                out = part.new_empty((batch, *part.shape[1:]))
+            out[pick] = part
         return crop(out, size)
 
     def _run(self, x, timesteps, condition, weights) -> torch.Tensor:

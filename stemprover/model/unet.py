@@ -60,6 +60,32 @@ def build_unet(
     return unet
 
 
+def apply_output(x: torch.Tensor, out: torch.Tensor, fold: int, complex_pairs: bool) -> torch.Tensor:
+    """The correction ``F`` from a U-Net output: ``out`` itself, or a gain on ``x`` plus a term.
+
+    With ``out`` twice as wide as ``x`` its first half is added and its second half ``g`` is a
+    gain: ``F = a + g * x``. For a complex picture (channels re, im, each folded into ``fold``
+    channels) ``g`` is a complex number per bin, so it can turn the phase as well as scale it.
+    Both halves start at zero, so ``x + F`` starts as ``x``.
+
+    Args:
+        x: ``(B, C, H, W)`` in model space.
+        out: ``(B, C, H, W)`` or ``(B, 2C, H, W)``.
+        fold: Frequency fold of the model space (channels are ``c * fold + j``).
+        complex_pairs: Whether channels ``[0, fold)`` and ``[fold, 2 fold)`` are re and im.
+    """
+    channels = x.shape[1]
+    if out.shape[1] == channels:
+        return out
+    add, gain = out[:, :channels], out[:, channels:]
+    if not complex_pairs:
+        return add + gain * x
+    g_re, g_im = gain[:, :fold], gain[:, fold:]
+    x_re, x_im = x[:, :fold], x[:, fold:]
+    turned = torch.cat([g_re * x_re - g_im * x_im, g_re * x_im + g_im * x_re], dim=1)
+    return add + turned
+
+
 def unet_downsample_factor(unet: UNet2DConditionModel) -> int:
     """Factor by which the picture must be divisible (one halving per downsampling block)."""
     return 2 ** sum(1 for block in unet.down_blocks if block.downsamplers is not None)
@@ -170,8 +196,9 @@ def check_unet(
                 raise StemproverError(
                     f"{where}: config {key}={config} does not match the U-Net weights ({weights})"
                 )
-    if unet.config.in_channels != in_channels or unet.config.out_channels != in_channels:
+    outs = (in_channels, 2 * in_channels)
+    if unet.config.in_channels != in_channels or unet.config.out_channels not in outs:
         raise StemproverError(
             f"{where}: U-Net has {unet.config.in_channels} input / {unet.config.out_channels} "
-            f"output channels but the model needs {in_channels}"
+            f"output channels but the model needs {in_channels} (or twice that out)"
         )
