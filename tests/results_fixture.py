@@ -16,6 +16,22 @@ STEMS = ("vocals", "drums", "bass", "other")
 TESTSETS = ("synthetic", "cross_separator", "real")
 SYSTEMS = ("identity", "postfilter", "regression", "stemprover@1", "stemprover@4", "irm1")
 METRICS = ("si_sdr", "sdr", "pesq_wb", "phase_dev_hf")
+# Budget curves (phase, step, train_minutes, gain): 03's base, then 04's phases and regression.
+BUDGET = {
+    "03_base_pretraining": [("base", 0, 0.0, 0.0), ("base", 10, 1.0, 0.5), ("base", 20, 2.0, 0.8)],
+    "04_lora_training": [
+        ("general", 0, 0.0, 0.8), ("general", 5, 1.0, 1.2), ("general", 10, 2.0, 1.5),
+        ("hf_loss", 0, 0.0, 1.5), ("hf_loss", 3, 0.5, 1.6),
+        ("musical_noise", 0, 0.0, 1.6), ("musical_noise", 3, 0.5, 1.7),
+        ("bleed", 0, 0.0, 1.7), ("bleed", 3, 0.5, 1.75),
+        ("regression", 0, 0.0, 0.0), ("regression", 5, 1.0, 0.6), ("regression", 10, 3.0, 1.0),
+    ],
+}
+# minutes the figure must draw: 04's diffusion phases run on after 03 (2 min), regression from 0
+BUDGET_MINUTES = {
+    "base": [0.0, 1.0, 2.0], "general": [2.0, 3.0, 4.0], "hf_loss": [4.0, 4.5],
+    "musical_noise": [4.5, 5.0], "bleed": [5.0, 5.5], "regression": [0.0, 1.0, 3.0],
+}
 
 # Known identity values and per-system offsets, so gains are known exactly.
 IDENTITY = {"si_sdr": 5.0, "sdr": 6.0, "pesq_wb": 2.0, "phase_dev_hf": 1.2}
@@ -197,6 +213,10 @@ def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = (
             continue
         folder = res / stage
         folder.mkdir(parents=True)
+        if "budget" not in skip:
+            curve = pd.DataFrame(BUDGET[stage], columns=["phase", "step", "train_minutes", "gain"])
+            curve.insert(2, "train_seconds", curve["train_minutes"] * 60.0)
+            curve.to_csv(folder / "budget_curve.csv", index=False)
         steps = np.tile(np.arange(25), 2)
         pd.DataFrame(
             {
