@@ -61,8 +61,8 @@ def test_metric_vs_steps_plots_the_stored_means(root, monkeypatch):
     axes = drawn["metric_vs_steps"].axes
     vocals_sisdr = axes[0]  # row 0 = si_sdr, column 0 = vocals
     steps_line = vocals_sisdr.get_lines()[0]
-    assert list(steps_line.get_xdata()) == [1, 4]
-    expected = [fx.value("synthetic", "vocals", f"stemprover@{k}", "si_sdr") for k in (1, 4)]
+    assert list(steps_line.get_xdata()) == [1, 2, 4]
+    expected = [fx.value("synthetic", "vocals", f"stemprover@{k}", "si_sdr") for k in (1, 2, 4)]
     np.testing.assert_allclose(steps_line.get_ydata(), expected)
     identity = vocals_sisdr.get_lines()[1]
     assert identity.get_label() == "separator output"
