@@ -11,7 +11,9 @@ peak resident set size of the process, sampled every 10 ms by a thread (tracemal
 see torch's allocations). RSS never shrinks much once the allocator holds pages, so the
 duration sweep runs from short to long: a flat peak across it means memory does not grow
 with duration. HTDemucs (default size, random weights: the same cost as trained ones) is
-timed on the same clip and device, through ``demucs.apply.apply_model``.
+timed on the same clip and device, through ``demucs.apply.apply_model``. Training
+throughput (seconds of audio learned per wall-clock second, FLOPs per audio second) of each
+training stage is measured by :mod:`stemprover.throughput` and written to ``training.csv``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class PerformanceConfig:
     separator: bool = True  # time HTDemucs on the same clip
     separator_segment: float = 10.0  # HTDemucs' default training segment in seconds
     separator_clip_seconds: float | None = None  # None: the same clip as the RTF sweep
+    training: bool = True  # time one optimizer step of each training stage (training.csv)
+    training_warmup: int = 1  # untimed steps first: allocation and kernel selection
+    training_repeats: int = 3  # timed steps; the median is reported
 
 
 def performance_config(params: dict[str, Any]) -> PerformanceConfig:
@@ -242,8 +247,8 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
                for b in cfg.batch_sizes])
     rows: dict[str, list[dict[str, Any]]] = {"steps": [], "cache": [], "batch": [],
                                              "duration": []}
-    bar = tqdm(total=len(jobs) + len(cfg.durations) + int(cfg.separator), desc="07 benchmark",
-               disable=not progress)
+    bar = tqdm(total=len(jobs) + len(cfg.durations) + int(cfg.separator) + int(cfg.training),
+               desc="07 benchmark", disable=not progress)
     # Warm-up: first calls pay for lazy imports, allocator growth and kernel selection.
     warm = min(2.0, cfg.clip_seconds)
     time_enhance(model, write_test_clip(clips / f"clip_{warm:g}s.wav", warm, cfg.seed), device,
@@ -268,8 +273,15 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
         path = write_test_clip(clips / f"clip_{seconds:g}s.wav", seconds, cfg.seed)
         separator_rtf = time_htdemucs(path, device, cfg.separator_segment, cfg.seed) / seconds
         bar.update()
-    bar.close()
     tables = {name: pd.DataFrame(r) for name, r in rows.items()}
+    if cfg.training:
+        from stemprover.throughput import training_throughput
+
+        tables["training"] = training_throughput(
+            profile, device=device, warmup=cfg.training_warmup, repeats=cfg.training_repeats,
+            seed=cfg.seed)
+        bar.update()
+    bar.close()
     summary = summarise(cfg, tables, separator_rtf, device, model_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
@@ -280,8 +292,13 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
 
 def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
               separator_rtf: float | None, device: str, model_path: Path) -> dict[str, Any]:
-    """The summary.json content (see DESIGN.md's contract)."""
+    """The summary.json content (see DESIGN.md's contract).
+
+    ``separator_cost_ratio`` is taken at one sampling step (the predictive model, the cheapest
+    enhancement); ``separator_cost_ratios`` holds it for every step count measured.
+    """
     from stemprover.paths import repo_root
+    from stemprover.throughput import throughput_summary
 
     steps = tables["steps"].set_index("steps")
     four = steps.loc[4, "time_s"] if 4 in steps.index else None
@@ -303,15 +320,18 @@ def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
     except ValueError:
         model_name = str(model_path)
     # Both are real-time factors, so the ratio equals the ratio of times on one clip.
-    ratio = None
-    if four is not None and separator_rtf:
-        ratio = float(four / cfg.clip_seconds / separator_rtf)
+    ratios = ({str(int(k)): float(r / separator_rtf) for k, r in steps["rtf"].items()}
+              if separator_rtf else {})
+    ratio_steps = min((int(k) for k in ratios), default=None)
+    training = tables.get("training")
     return {
         "device": device_name(device),
         "rtf": {str(int(s)): float(r) for s, r in steps["rtf"].items()},
         "peak_mem_mb": float(steps["peak_mem_mb"].max()),
         "peak_mem_kind": "cuda_max_allocated" if device.startswith("cuda") else "process_rss",
-        "separator_cost_ratio": ratio,
+        "separator_cost_ratio": ratios[str(ratio_steps)] if ratios else None,
+        "separator_cost_ratio_steps": ratio_steps,
+        "separator_cost_ratios": ratios,
         "separator": "htdemucs (default size, random weights, demucs.apply.apply_model)",
         "separator_rtf": separator_rtf,
         "separator_clip_seconds": cfg.separator_clip_seconds or cfg.clip_seconds,
@@ -325,6 +345,8 @@ def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
         "best_batch_size": int(tables["batch"].set_index("batch")["rtf"].idxmin()),
         "model": model_name,
         "strength": cfg.strength,
+        "training": (throughput_summary(training)
+                     if training is not None and not training.empty else None),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "config": asdict(cfg),
     }

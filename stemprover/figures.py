@@ -21,6 +21,7 @@ ablations               ``06_ablations/ablations.csv``
 performance             ``07_performance/summary.json`` (+ its CSVs)
 detector_maps           ``01_phase_analysis/**/*.npz`` holding one map per artifact
 training_curves         loss CSVs of ``03_base_pretraining`` and ``04_lora_training``
+budget_curve            ``budget_curve.csv`` of ``03_base_pretraining`` and ``04_lora_training``
 ======================  ==============================================================
 """
 
@@ -318,6 +319,75 @@ def training_curves(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Pa
     return _save(fig, out_dir, "training_curves"), inputs
 
 
+BUDGET_STAGES = ("03_base_pretraining", "04_lora_training")
+PHASE_LABELS = {
+    "base": "base pretraining (03)",
+    "general": "control + general LoRA (04)",
+    "hf_loss": "hf_loss adapter",
+    "musical_noise": "musical_noise adapter",
+    "bleed": "bleed adapter",
+    "regression": "regression U-Net",
+}
+PHASE_COLORS = {"base": "C0", "general": "C1", "hf_loss": "C2", "musical_noise": "C3",
+                "bleed": "C5", "regression": "0.2"}
+
+
+def budget_curves(profile: str) -> tuple[pd.DataFrame, list[Path], float]:
+    """03 and 04 budget curves in one table with ``minutes`` of StemProver training.
+
+    StemProver's minutes run on from base pretraining through the 04 phases (each adapter
+    after the one before, :func:`stemprover.train.report.budget_curve`); the regression
+    baseline starts at zero, as it is trained from scratch. Returns the table, its input
+    files and the minute at which base pretraining ended (0 without a 03 curve).
+
+    Raises:
+        StemproverError: 04's curve is missing (it holds StemProver and the regression).
+    """
+    from stemprover.train.report import budget_curve
+
+    paths = {stage: results_dir(profile, stage, create=False) / "budget_curve.csv"
+             for stage in BUDGET_STAGES}
+    if not paths["04_lora_training"].is_file():
+        raise StemproverError(
+            f"missing input {paths['04_lora_training'].relative_to(repo_root())}")
+    found = [p for p in paths.values() if p.is_file()]
+    base_end = 0.0
+    parts = []
+    if paths["03_base_pretraining"].is_file():
+        base = budget_curve(paths["03_base_pretraining"])
+        base_end = float(base["minutes"].max()) if not base.empty else 0.0
+        parts.append(base)
+    lora = budget_curve(paths["04_lora_training"])
+    diffusion = lora["phase"] != "regression"
+    lora.loc[diffusion, "minutes"] += base_end
+    parts.append(lora)
+    table = pd.concat(parts, ignore_index=True)
+    missing = {"phase", "minutes", "gain"} - set(table.columns)
+    if missing or table.empty:
+        raise StemproverError(f"{found[-1]}: no budget curve (missing {', '.join(missing)})")
+    return table, found, base_end
+
+
+def budget_curve(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, list[Path]]:
+    """Validation ΔSI-SDR against training minutes: StemProver's phases and the regression U-Net."""
+    table, inputs, base_end = budget_curves(profile)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    for k, (phase, rows) in enumerate(table.groupby("phase", sort=False)):
+        regression = phase == "regression"
+        ax.plot(rows["minutes"], rows["gain"], marker="." if not regression else "x",
+                color=PHASE_COLORS.get(str(phase), f"C{k % 8}"),
+                linestyle="--" if regression else "-",
+                label=PHASE_LABELS.get(str(phase), str(phase).replace("_", " ")))
+    ax.axhline(0.0, color="0.5", linewidth=0.8, label="separator output")
+    if base_end > 0:
+        ax.axvline(base_end, color="0.5", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("validation ΔSI-SDR (dB)")
+    fig.legend(loc="outside right center", fontsize=6.5)
+    return _save(fig, out_dir, "budget_curve"), inputs
+
+
 Producer = Callable[[str, FiguresConfig, Path], tuple[Path, list[Path]]]
 PRODUCERS: dict[str, Producer] = {
     "spectrograms": spectrograms,
@@ -327,6 +397,7 @@ PRODUCERS: dict[str, Producer] = {
     "performance": performance,
     "detector_maps": detector_maps,
     "training_curves": training_curves,
+    "budget_curve": budget_curve,
 }
 """Figure name -> its one producer; the paper includes ``NAME.pdf`` for each."""
 

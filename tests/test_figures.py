@@ -61,8 +61,8 @@ def test_metric_vs_steps_plots_the_stored_means(root, monkeypatch):
     axes = drawn["metric_vs_steps"].axes
     vocals_sisdr = axes[0]  # row 0 = si_sdr, column 0 = vocals
     steps_line = vocals_sisdr.get_lines()[0]
-    assert list(steps_line.get_xdata()) == [1, 4]
-    expected = [fx.value("synthetic", "vocals", f"stemprover@{k}", "si_sdr") for k in (1, 4)]
+    assert list(steps_line.get_xdata()) == [1, 2, 4]
+    expected = [fx.value("synthetic", "vocals", f"stemprover@{k}", "si_sdr") for k in (1, 2, 4)]
     np.testing.assert_allclose(steps_line.get_ydata(), expected)
     identity = vocals_sisdr.get_lines()[1]
     assert identity.get_label() == "separator output"
@@ -100,3 +100,27 @@ def test_detector_time_axis_matches_the_detectors(sample_rate):
 
     expected = (stft_size(sample_rate) // 4) / sample_rate
     assert figures.detector_hop_seconds(sample_rate) == expected
+
+
+def test_budget_curve_draws_each_phase_on_the_training_minutes(root, monkeypatch):
+    fx.write_results(root, "cpu")
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out, name: drawn.setdefault(name, fig))
+    _, inputs = figures.budget_curve("cpu", figures.FiguresConfig(), root)
+    assert [p.relative_to(root).as_posix() for p in inputs] == [
+        "results/cpu/03_base_pretraining/budget_curve.csv",
+        "results/cpu/04_lora_training/budget_curve.csv",
+    ]
+    lines = {line.get_label(): line for line in drawn["budget_curve"].axes[0].get_lines()}
+    for phase, minutes in fx.BUDGET_MINUTES.items():
+        line = lines[figures.PHASE_LABELS[phase]]
+        np.testing.assert_allclose(line.get_xdata(), minutes)
+        gains = [g for stage in fx.BUDGET.values() for p, _, _, g in stage if p == phase]
+        np.testing.assert_allclose(line.get_ydata(), gains)
+    assert lines[figures.PHASE_LABELS["regression"]].get_linestyle() == "--"
+
+
+def test_budget_curve_needs_the_lora_stage_curve(root):
+    fx.write_results(root, "cpu", skip=("budget",))
+    with pytest.raises(StemproverError, match="figure budget_curve: missing input"):
+        figures.draw_all("cpu", only=["budget_curve"])

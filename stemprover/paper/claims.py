@@ -2,8 +2,10 @@
 
 Every sentence whose truth depends on a result is generated here as a conditional, so the
 text cannot claim more than the run shows: if the regression U-Net beats diffusion, the
-sentence says so, and by how much. The targets are those of the project's headline run
-(synthetic held-out set, StemProver at 4 steps against the separator output).
+sentence says so, and by how much. The targets are those of the project's headline run:
+StemProver against the separator output on each test set at its best step count (the one
+with the highest SI-SDR gain averaged over the stems), and the speed of enhancement and of
+training measured by 07.
 """
 
 from __future__ import annotations
@@ -40,94 +42,141 @@ def _ci(gain, decimals: int) -> str:
     return f" [{fmt(gain.low, decimals, True)}, {fmt(gain.high, decimals, True)}]"
 
 
+def _steps_text(k: int) -> str:
+    return f"{k} step{'s' if k != 1 else ''}"
+
+
+def _gains_by_stem(data: PaperData, testset: str, system: str, metric: str | None) -> dict:
+    gains = {s: data.gain(testset, s, system, metric).mean for s in data.stems}
+    return {s: v for s, v in gains.items() if finite(v)}
+
+
+def _worst_stem(data: PaperData, testset: str, system: str, metric: str | None,
+                floor: float = 0.0) -> tuple[str, bool | None, str]:
+    """(measured text, met or None, worst stem) of "no stem's gain below ``floor``"."""
+    gains = _gains_by_stem(data, testset, system, metric)
+    if not gains:
+        return fmt(NAN), None, ""
+    worst = min(gains, key=gains.get)
+    return (f"{fmt(gains[worst], 2, True)} dB ({escape(worst)})", gains[worst] >= floor, worst)
+
+
+def one_step_cost(summary: dict | None) -> float:
+    """Enhancement time at one step over HTDemucs separation time, from 07's summary.
+
+    Newer summaries store it per step count; older ones only the RTFs, whose ratio is the same.
+    """
+    s = summary or {}
+    ratios = s.get("separator_cost_ratios") or {}
+    if "1" in ratios or 1 in ratios:
+        return float(ratios.get("1", ratios.get(1)))
+    if s.get("separator_cost_ratio_steps") == 1 and s.get("separator_cost_ratio") is not None:
+        return float(s["separator_cost_ratio"])
+    rtf, separator = s.get("rtf", {}).get(1), rio.separator_rtf(s) if s else None
+    return float(rtf / separator) if rtf is not None and separator else NAN
+
+
+def training_throughput(summary: dict | None) -> tuple[float, float, str | None]:
+    """(audio-s per s of the slowest StemProver stage, FLOPs per audio second, stage), or NaNs."""
+    training = (summary or {}).get("training") or {}
+    value = training.get("audio_s_per_s")
+    flops = training.get("flops_per_audio_second")
+    return (float(value) if value is not None else NAN,
+            float(flops) if flops is not None else NAN, training.get("headline_kind"))
+
+
+def training_target(summary: dict | None) -> float:
+    from stemprover.throughput import PREVIOUS_RELEASE_AUDIO_S_PER_S, TARGET_SPEEDUP
+
+    training = (summary or {}).get("training") or {}
+    previous = training.get("previous_release_audio_s_per_s", PREVIOUS_RELEASE_AUDIO_S_PER_S)
+    return TARGET_SPEEDUP * float(previous)
+
+
 def targets(data: PaperData) -> list[Target]:
-    """The headline targets, each measured on this profile's results."""
-    t, main = data.main_testset, data.main_system
+    """The targets, each measured on this profile's results at each test set's best step count."""
+    t = data.main_testset
+    main, k_main = data.best_system(t), data.best_steps(t)
+    tset = escape(rio.testset_label(t))
     sisdr, sdr, pesq, phase = (data.metric(r) for r in ("sisdr", "sdr", "pesq", "phasehf"))
+    at = f", {_steps_text(k_main)}"
     out = []
     g = data.stem_average_gain(t, main, sisdr)
-    out.append(
-        Target(
-            "sisdr",
-            "SI-SDR gain, mean of the stems",
-            r"$\geq +2$ dB",
-            fmt(g.mean, 2, True) + " dB" + _ci(g, 2),
-            _status(g.mean >= 2.0 if finite(g.mean) else None),
-        )
-    )
-    gains = {s: data.gain(t, s, main, sdr).mean for s in data.stems}
-    gains = {s: v for s, v in gains.items() if finite(v)}
-    worst = min(gains, key=gains.get) if gains else None
-    out.append(
-        Target(
-            "sdr",
-            "museval SDR gain, worst stem",
-            r"$\geq 0$ dB on every stem",
-            f"{fmt(gains[worst], 2, True)} dB ({escape(worst)})" if worst else fmt(NAN),
-            _status(gains[worst] >= 0.0 if worst else None),
-        )
-    )
-    p = data.gain(t, "vocals", main, pesq)
-    out.append(
-        Target(
-            "pesq",
-            "PESQ-WB gain on vocals",
-            r"$\geq +0.2$",
-            fmt(p.mean, 2, True) + _ci(p, 2),
-            _status(p.mean >= 0.2 if finite(p.mean) else None),
-        )
-    )
-    before = _stem_mean(data, t, "identity", phase)
-    after = _stem_mean(data, t, main, phase)
-    out.append(
-        Target(
-            "phase",
-            r"phase deviation above 4 kHz, mean of the stems",
-            "below the separator output",
-            f"{fmt(before, 3)} $\\to$ {fmt(after, 3)} rad",
-            _status(after < before if finite(before) and finite(after) else None),
-        )
-    )
-    d_sisdr, d_pesq = _versus_regression(data)
+    out.append(Target(
+        "sisdr", f"{tset}: SI-SDR gain, mean of the stems", r"$\geq +2$ dB",
+        fmt(g.mean, 2, True) + " dB" + _ci(g, 2) + at,
+        _status(g.mean >= 2.0 if finite(g.mean) else None)))
+    measured, ok, _ = _worst_stem(data, t, main, sisdr)
+    out.append(Target("stems", f"{tset}: SI-SDR gain, worst stem", r"$\geq 0$ dB on every stem",
+                      measured + at, _status(ok)))
+    measured, ok, _ = _worst_stem(data, t, main, sdr)
+    out.append(Target("sdr", f"{tset}: museval SDR gain, worst stem", r"$\geq 0$ dB on every stem",
+                      measured + at, _status(ok)))
+    deltas = _versus_baselines(data)
+    present = {name: d for name, d in deltas.items() if finite(d)}
     ok = None
-    if finite(d_sisdr) or finite(d_pesq):
-        ok = bool((finite(d_sisdr) and d_sisdr > 0) or (finite(d_pesq) and d_pesq > 0))
-    out.append(
-        Target(
-            "regression",
-            "against the regression U-Net of the same size",
-            "higher SI-SDR or PESQ-WB",
-            f"$\\Delta$SI-SDR {fmt(d_sisdr, 2, True)} dB, $\\Delta$PESQ {fmt(d_pesq, 2, True)}",
-            _status(ok),
-        )
-    )
+    if present and (len(present) == len(deltas) or min(present.values()) <= 0):
+        ok = min(present.values()) > 0
+    out.append(Target(
+        "baselines", f"{tset}: against the regression U-Net and the post-filter",
+        "higher mean SI-SDR gain than both",
+        ", ".join(f"{fmt(d, 2, True)} dB over the {escape(BASELINE_LABELS[n])}"
+                  for n, d in deltas.items()) + at,
+        _status(ok)))
+    out.append(_testset_gain_target(data, "cross_separator", sisdr))
+    out.append(_real_target(data, sisdr))
+    p = data.gain(t, "vocals", main, pesq)
+    out.append(Target(
+        "pesq", f"{tset}: PESQ-WB gain on vocals", r"$\geq +0.2$",
+        fmt(p.mean, 2, True) + _ci(p, 2) + at,
+        _status(p.mean >= 0.2 if finite(p.mean) else None)))
+    before, after = _stem_mean(data, t, "identity", phase), _stem_mean(data, t, main, phase)
+    out.append(Target(
+        "phase", f"{tset}: phase deviation above 4 kHz, mean of the stems",
+        "below the separator output", f"{fmt(before, 3)} $\\to$ {fmt(after, 3)} rad" + at,
+        _status(after < before if finite(before) and finite(after) else None)))
     s = data.summary or {}
-    rtf = s.get("rtf", {})
-    steps = min(rtf, key=lambda k: (abs(k - 4), k)) if rtf else None
-    device = str(s.get("device", "n/a"))
-    on_h100 = "h100" in device.lower()
-    value = rtf.get(steps, NAN) if steps is not None else NAN
-    measured = f"{fmt(value, 4)} ({escape(device)})"
-    out.append(
-        Target(
-            "rtf",
-            "real-time factor at 4 steps on one H100",
-            r"$\leq 0.01$",
-            measured,
-            _status(value <= 0.01 if on_h100 and finite(value) else None),
-        )
-    )
-    ratio = float(s.get("separator_cost_ratio", NAN))
-    out.append(
-        Target(
-            "cost",
-            "enhancement cost relative to HTDemucs separation (same device)",
-            r"$\leq 0.5$",
-            f"{fmt(ratio, 2)} ({escape(device)})",
-            _status(ratio <= 0.5 if finite(ratio) else None),
-        )
-    )
+    device = escape(str(s.get("device", "n/a")))
+    ratio = one_step_cost(s)
+    out.append(Target(
+        "cost", "one-step enhancement time relative to HTDemucs separation (same CPU)",
+        r"$\leq 0.5$", f"{fmt(ratio, 2)} ({device})",
+        _status(ratio <= 0.5 if finite(ratio) and "cpu" in str(s.get("device", "")).lower()
+                else None)))
+    value, _, kind = training_throughput(s)
+    target = training_target(s)
+    out.append(Target(
+        "training", "training throughput (audio seconds per second)",
+        f"$\\geq$ {fmt(target, 1)} (ten times the previous release)",
+        f"{fmt(value, 2)}" + (f" ({escape(KIND_LABELS.get(kind, kind))}, {device})" if kind else ""),
+        _status(value >= target if finite(value) else None)))
     return out
+
+
+KIND_LABELS = {"base": "base pretraining", "control_lora": "control + LoRA",
+               "regression": "regression U-Net"}
+BASELINE_LABELS = {"regression": "regression U-Net", "postfilter": "post-filter"}
+
+
+def _testset_gain_target(data: PaperData, testset: str, sisdr: str | None) -> Target:
+    name = escape(rio.testset_label(testset))
+    if testset not in data.testsets:
+        return Target("cross", f"{name}: SI-SDR gain, mean of the stems", r"$\geq +1$ dB",
+                      fmt(NAN), NOT_MEASURED)
+    k = data.best_steps(testset)
+    g = data.stem_average_gain(testset, data.best_system(testset), sisdr)
+    return Target("cross", f"{name}: SI-SDR gain, mean of the stems", r"$\geq +1$ dB",
+                  fmt(g.mean, 2, True) + " dB" + _ci(g, 2) + f", {_steps_text(k)}",
+                  _status(g.mean >= 1.0 if finite(g.mean) else None))
+
+
+def _real_target(data: PaperData, sisdr: str | None) -> Target:
+    what, criterion = "real track: SI-SDR gain, worst stem", r"$\geq 0$ dB on every stem"
+    if "real" not in data.testsets:
+        return Target("real", what, criterion, fmt(NAN), NOT_MEASURED)
+    k = data.best_steps("real")
+    measured, ok, _ = _worst_stem(data, "real", data.best_system("real"), sisdr)
+    return Target("real", what, criterion, f"{measured}, {_steps_text(k)}", _status(ok))
 
 
 def _stem_mean(data: PaperData, testset: str, system: str, metric: str | None) -> float:
@@ -145,6 +194,14 @@ def _versus_regression(data: PaperData) -> tuple[float, float]:
     d_sisdr = _stem_mean(data, t, main, sisdr) - _stem_mean(data, t, "regression", sisdr)
     d_pesq = data.mean(t, "vocals", main, pesq) - data.mean(t, "vocals", "regression", pesq)
     return d_sisdr, d_pesq
+
+
+def _versus_baselines(data: PaperData) -> dict[str, float]:
+    """Best StemProver's SI-SDR (mean of the stems) minus each baseline's, on the main set."""
+    t, sisdr = data.main_testset, data.metric("sisdr")
+    ours = _stem_mean(data, t, data.main_system, sisdr)
+    return {name: (ours - _stem_mean(data, t, name, sisdr) if name in data.systems else NAN)
+            for name in BASELINE_LABELS}
 
 
 def claims(data: PaperData, found: list[Target]) -> Macros:
@@ -214,6 +271,10 @@ def claims(data: PaperData, found: list[Target]) -> Macros:
     )
     m.add("claim regression", _regression_sentence(data, label))
     m.add("claim steps", _steps_sentence(data, sisdr))
+    m.add("claim best steps", _best_steps_sentence(data))
+    m.add("claim training", _training_sentence(data))
+    m.add("claim budget", _budget_sentence(data))
+    m.add("claim formulation", _formulation_sentence(data))
     m.add("claim testsets", _testsets_sentence(data, sisdr))
     m.add("claim performance", _performance_sentence(data))
     m.add("claim data", _data_sentence(data))
@@ -279,9 +340,10 @@ def _testsets_sentence(data: PaperData, sisdr: str | None) -> str:
         return ""
     parts = []
     for t in others:
-        g = data.stem_average_gain(t, data.main_system, sisdr)
+        g = data.stem_average_gain(t, data.best_system(t), sisdr)
         parts.append(
-            f"{fmt(g.mean, 2, True)}~dB on the {escape(rio.testset_label(t))} set{_ci_text(g, 2)}"
+            f"{fmt(g.mean, 2, True)}~dB on the {escape(rio.testset_label(t))} set at "
+            f"{_steps_text(data.best_steps(t))}{_ci_text(g, 2)}"
         )
     return "Averaged over the stems, the SI-SDR gain is " + "; ".join(parts) + "."
 
@@ -291,22 +353,89 @@ def _performance_sentence(data: PaperData) -> str:
     if not s:
         return "Speed and memory were not measured in this run."
     rtf = s["rtf"]
-    steps = min(rtf, key=lambda k: (abs(k - 4), k))
     device = escape(s["device"])
-    text = (
-        f"At {steps} steps, enhancement runs at a real-time factor of {fmt(rtf[steps], 3)} on "
-        f"{device}"
-    )
-    ratio = float(s.get("separator_cost_ratio", NAN))
+    listed = ", ".join(f"{fmt(rtf[k], 3)} at {_steps_text(k)}" for k in sorted(rtf))
+    text = f"On {device}, the real-time factor of enhancement is {listed}"
+    ratio = one_step_cost(s)
     if finite(ratio):
-        text += f", {fmt(ratio, 2)} times the time HTDemucs takes to separate the same clip there"
-    text += "."
-    if "h100" not in str(s["device"]).lower():
+        text += (f"; at one step, enhancing takes {fmt(ratio, 2)} times as long as HTDemucs "
+                 "takes to separate the same clip there")
+    return text + "."
+
+
+def _best_steps_sentence(data: PaperData) -> str:
+    """Which step count each test set is reported at, and why."""
+    if data.metric("sisdr") is None or len(data.steps) < 2:
+        return ""
+    parts = [f"{_steps_text(data.best_steps(t))} on the {escape(rio.testset_label(t))} set"
+             for t in data.testsets]
+    return ("Each test set is reported at the step count with the highest SI-SDR gain averaged "
+            "over the stems (among " + ", ".join(str(k) for k in sorted(data.steps)) + "): "
+            + "; ".join(parts) + ".")
+
+
+def _training_sentence(data: PaperData) -> str:
+    """Training throughput of each stage from 07, against the previous release's."""
+    training = (data.summary or {}).get("training") or {}
+    kinds = training.get("kinds") or {}
+    if not kinds:
+        return "Training throughput was not measured in this run."
+    listed = ", ".join(
+        f"{escape(KIND_LABELS.get(k, k))} {fmt(float(v['audio_s_per_s']), 2)} "
+        f"({fmt(float(v['flops_per_audio_second']) / 1e9, 1)}~GFLOP per audio second, "
+        f"batch {fmt(int(v['batch_size']))} of {fmt(int(v['segment_frames']))} frames)"
+        for k, v in kinds.items())
+    value, _, kind = training_throughput(data.summary)
+    previous = training.get("previous_release_audio_s_per_s")
+    text = (f"One optimizer step on {escape(data.summary['device'])} learns, in seconds of audio "
+            f"per wall-clock second: {listed}.")
+    if finite(value) and previous:
+        target = training_target(data.summary)
         text += (
-            " The real-time-factor target (at most 0.01 on one H100) is not checked by this "
-            "run, which had no GPU."
-        )
+            f" The slower StemProver stage ({escape(KIND_LABELS.get(kind, kind))}) runs at "
+            f"{fmt(value / float(previous), 1)} times the previous release's "
+            f"{fmt(float(previous), 1)}~audio-s/s, which "
+            f"{'meets' if value >= target else 'misses'} the target of ten times it.")
     return text
+
+
+def _budget_sentence(data: PaperData) -> str:
+    """Where the budget curves end: StemProver's phases and the regression baseline."""
+    curve = data.budget
+    if curve is None or curve.empty:
+        return "The budget curve was not recorded in this run."
+    ours = curve[curve["phase"] != "regression"].sort_values("minutes")
+    regression = curve[curve["phase"] == "regression"].sort_values("minutes")
+    parts = []
+    if not ours.empty:
+        best = ours.loc[ours["gain"].idxmax()]
+        parts.append(
+            f"After {fmt(float(ours['minutes'].iloc[-1]), 1)}~minutes of training (03 and 04), "
+            f"StemProver's validation SI-SDR gain is {fmt(float(ours['gain'].iloc[-1]), 2, True)}"
+            f"~dB (best {fmt(float(best['gain']), 2, True)}~dB, after "
+            f"{fmt(float(best['minutes']), 1)}~minutes, in the "
+            f"{escape(str(best['phase']).replace('_', ' '))} phase)")
+    if not regression.empty:
+        parts.append(
+            f"the regression U-Net reaches {fmt(float(regression['gain'].iloc[-1]), 2, True)}"
+            f"~dB after {fmt(float(regression['minutes'].iloc[-1]), 1)}~minutes")
+    return "; ".join(parts) + "."
+
+
+def _formulation_sentence(data: PaperData) -> str:
+    """The bridge against the SDEdit (from noise) row of the ablation grid."""
+    rows = _ablation_rows(data)
+    if rows is None:
+        return ""
+    ref, changes = rows
+    sdedit = changes[changes["group"] == "formulation"]
+    if sdedit.empty:
+        return "The SDEdit formulation was not part of this run's ablation grid."
+    row = sdedit.iloc[0]
+    return (
+        f"Starting from noise instead of the separated stem (SDEdit) gives "
+        f"{fmt(float(row['mean']), 2)}~dB against the bridge's {fmt(float(ref['mean']), 2)}~dB, "
+        f"{_ci_verdict(row)}.")
 
 
 def _profile_note(data: PaperData) -> str:
@@ -359,29 +488,67 @@ def _data_sentence(data: PaperData) -> str:
     return text + "."
 
 
+def _ablation_rows(data: PaperData):
+    """(reference row, changed rows with ``delta``) by SI-SDR, or None without a usable grid."""
+    table = data.ablations
+    if table is None or table.empty:
+        return None
+    try:
+        rows = rio.ablation_table_frame(table, "si_sdr")
+    except StemproverError:
+        return None
+    is_ref = rows["group"] == "reference"
+    if not is_ref.any() or is_ref.all():
+        return None
+    ref = rows[is_ref].iloc[0]
+    changes = rows[~is_ref & (rows["group"] != "baseline")]
+    changes = changes.assign(delta=lambda t: t["mean"] - ref["mean"])
+    return ref, changes[np.isfinite(changes["delta"])]
+
+
+def within_ci(row, reference_mean: float) -> bool | None:
+    """Whether a row differs from the reference by less than its own 95% CI (None: no CI)."""
+    low, high = float(row["ci_low"]), float(row["ci_high"])
+    if not (finite(low) and finite(high)) or high <= low:
+        return None
+    return bool(low <= reference_mean <= high)
+
+
+def _ci_verdict(row) -> str:
+    inside = within_ci(row, float(row["mean"] - row["delta"]))
+    if inside is None:
+        return f"a difference of {fmt(float(row['delta']), 2, True)}~dB (no confidence interval)"
+    return (f"a difference of {fmt(float(row['delta']), 2, True)}~dB, "
+            + ("smaller than the row's 95\\% confidence interval, so not resolved" if inside
+               else "larger than the row's 95\\% confidence interval"))
+
+
+def _row_name(row) -> str:
+    return f"{escape(str(row.group).replace('_', ' '))} = {escape(row.variant)}"
+
+
 def _ablation_sentence(data: PaperData) -> str:
-    """Each one-factor change against the reference row, by SI-SDR, largest effects named."""
+    """Each one-factor change against the reference row, by SI-SDR, largest effects named,
+    and for every row whether it differs from the reference by less than its own CI."""
     table = data.ablations
     if table is None or table.empty:
         return "The ablation grid was not run for this profile."
     try:
-        rows = rio.ablation_table_frame(table, "si_sdr")
+        rio.ablation_table_frame(table, "si_sdr")
     except StemproverError:  # a malformed table is reported in the text, not raised
         return "The ablation table of this run has no SI-SDR column."
-    is_ref = rows["group"] == "reference"
-    if not is_ref.any() or is_ref.all():
+    found = _ablation_rows(data)
+    if found is None:
         return ""
-    ref = rows[is_ref].iloc[0]
+    ref, changes = found
+    rows = rio.ablation_table_frame(table, "si_sdr")
     baseline = rows[rows["group"] == "baseline"]  # the separator output on the same items
-    changes = rows[~is_ref & (rows["group"] != "baseline")]
-    changes = changes.assign(delta=lambda t: t["mean"] - ref["mean"])
-    changes = changes[np.isfinite(changes["delta"])].sort_values("delta")
+    changes = changes.sort_values("delta")
     if changes.empty:
         return ""
 
     def named(row) -> str:
-        name = f"{escape(str(row.group).replace('_', ' '))} = {escape(row.variant)}"
-        return f"{name} ({fmt(row.delta, 2, True)}~dB)"
+        return f"{_row_name(row)} ({fmt(row.delta, 2, True)}~dB)"
 
     worse, better = changes[changes.delta < 0], changes[changes.delta > 0][::-1]
     text = (
@@ -404,17 +571,18 @@ def _ablation_sentence(data: PaperData) -> str:
         )
         better_rows = int((changes["mean"] > base).sum())
         text += f"; {better_rows} of the {len(changes)} changed rows beat the separator output."
-    if finite(ref["ci_low"]) and finite(ref["ci_high"]) and ref["ci_high"] > ref["ci_low"]:
-        inside = int(changes["mean"].between(ref["ci_low"], ref["ci_high"]).sum())
-        text += (
-            f" {inside} of the {len(changes)} changed rows lie inside the reference's 95\\% "
-            "confidence interval"
-        )
-        text += (
-            ", so with this budget most differences are not resolved."
-            if (inside > len(changes) / 2)
-            else "."
-        )
+    verdicts = {True: [], False: [], None: []}
+    for row in changes.itertuples():
+        verdicts[within_ci(row._asdict(), float(ref["mean"]))].append(_row_name(row))
+    if verdicts[True]:
+        text += (f" These rows differ from the reference by less than their own 95\\% "
+                 f"confidence interval, so the difference is not resolved with this budget: "
+                 f"{', '.join(verdicts[True])}.")
+    if verdicts[False]:
+        text += (f" These rows differ by more than their confidence interval: "
+                 f"{', '.join(verdicts[False])}.")
+    if verdicts[None]:
+        text += f" These rows have no confidence interval: {', '.join(verdicts[None])}."
     return text
 
 

@@ -2,8 +2,9 @@
 
 :class:`PaperData` reads the stage outputs (05 is required; the others are optional in
 the smoke profile and required otherwise) and answers the few questions the text asks:
-a system's mean, its gain over the separator output with a CI, and that gain averaged
-over the four stems with a CI bootstrapped over tracks.
+a system's mean, its gain over the separator output with a CI, that gain averaged
+over the four stems with a CI bootstrapped over tracks, and which step count of StemProver
+is best on each test set (the highest SI-SDR gain averaged over the stems).
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ class PaperData:
     separators: pd.DataFrame | None = None  # 01's by_separator.csv
     summary: dict | None = None
     dataset_card: dict | None = None
+    budget: pd.DataFrame | None = None  # 03 + 04 budget curves (stemprover.figures.budget_curves)
     params: dict = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    _gains: dict = field(default_factory=dict, repr=False)  # stem_average_gain is bootstrapped
 
     # ------------------------------------------------------------- naming
     @property
@@ -85,11 +88,27 @@ class PaperData:
 
     @property
     def main_system(self) -> str:
-        """StemProver at 4 steps (the command line's default), else its closest setting."""
+        """StemProver at its best step count on the main test set (see :meth:`best_steps`)."""
+        return self.best_system(self.main_testset)
+
+    def best_steps(self, testset: str) -> int:
+        """The step count with the highest SI-SDR gain averaged over the stems on ``testset``.
+
+        Without SI-SDR on that set, the command line's default of 4 steps, or the closest.
+        """
         steps = self.steps
         if not steps:
             raise StemproverError("aggregate.csv: no StemProver system (stemprover@K)")
-        return steps[min(steps, key=lambda k: (abs(k - 4), k))]
+        sisdr = self.metric("sisdr")
+        gains = {k: self.stem_average_gain(testset, system, sisdr).mean
+                 for k, system in steps.items()} if sisdr else {}
+        gains = {k: g for k, g in gains.items() if finite(g)}
+        if not gains:
+            return min(steps, key=lambda k: (abs(k - 4), k))
+        return max(sorted(gains), key=lambda k: gains[k])  # ties: the fewest steps
+
+    def best_system(self, testset: str) -> str:
+        return self.steps[self.best_steps(testset)]
 
     def metric(self, role: str) -> str | None:
         """The aggregate's metric name for a role (``"sisdr"``, ``"pesq"``, ...), or None."""
@@ -143,6 +162,13 @@ class PaperData:
         """Gain averaged over the stems; CI bootstrapped over tracks that have every stem."""
         if metric is None:
             return Gain(NAN)
+        key = (testset, system, metric, baseline, seed)
+        if key not in self._gains:
+            self._gains[key] = self._stem_average_gain(testset, system, metric, baseline, seed)
+        return self._gains[key]
+
+    def _stem_average_gain(self, testset: str, system: str, metric: str, baseline: str,
+                           seed: int) -> Gain:
         stems = self.stems
         fallback = Gain(
             float(np.mean([self.gain(testset, s, system, metric, baseline).mean for s in stems]))
@@ -202,6 +228,7 @@ def load(profile: str, strict: bool | None = None) -> PaperData:
     data.summary = _read_optional(
         results / "07_performance" / "summary.json", rio.read_summary, missing
     )
+    data.budget = _read_budget(profile)
     card = results / "02_paired_dataset" / "dataset_card.json"
     data.dataset_card = _read_optional(card, lambda p: json.loads(p.read_text()), missing)
     data.params = load_profile(profile)
@@ -210,6 +237,17 @@ def load(profile: str, strict: bool | None = None) -> PaperData:
     for name in missing:
         print(f"paper: note: {name} is missing; its numbers read n/a")
     return data
+
+
+def _read_budget(profile: str) -> pd.DataFrame | None:
+    """The budget curves, or None: results of older runs lack them, and read "not measured"."""
+    from stemprover.figures import budget_curves  # the figure's own reading of the curves
+
+    try:
+        return budget_curves(profile)[0]
+    except StemproverError as exc:
+        print(f"paper: note: no budget curve ({exc}); it reads not measured")
+        return None
 
 
 def finite(value: float) -> bool:

@@ -169,6 +169,7 @@ def build_numbers(data: PaperData) -> Macros:
     for testset in data.testsets:
         n_tracks = data.aggregate[data.aggregate.testset == testset]["n"].max()
         m.add(["n tracks", testset], fmt(int(n_tracks)))
+        m.add(["best steps", testset], fmt(int(data.best_steps(testset))))
         for system in data.systems:
             if system == "identity":
                 continue
@@ -177,6 +178,7 @@ def build_numbers(data: PaperData) -> Macros:
                 if metric is not None:
                     gain = data.stem_average_gain(testset, system, metric)
                     add_gain(m, ["avg gain", testset, system, metric], gain, decimals_for(metric))
+    m.add("steps evaluated", ", ".join(str(k) for k in sorted(data.steps)))
     m.add("n testsets", fmt(len(data.testsets)))
     m.add("n stems", fmt(len(data.stems)))
     add_performance(m, data)
@@ -185,6 +187,8 @@ def build_numbers(data: PaperData) -> Macros:
 
 
 def add_performance(m: Macros, data: PaperData) -> None:
+    from stemprover.paper.claims import one_step_cost
+
     s = data.summary or {}
     rtf = s.get("rtf", {})
     for steps in sorted(rtf):
@@ -195,7 +199,8 @@ def add_performance(m: Macros, data: PaperData) -> None:
     peak = s.get("peak_mem_mb", NAN)
     peak = max(peak.values()) if isinstance(peak, dict) and peak else peak
     m.add("peak mem mb", fmt(float(peak), 0))
-    m.add("separator cost ratio", fmt(float(s.get("separator_cost_ratio", NAN)), 2))
+    m.add("separator cost ratio", fmt(float(s.get("separator_cost_ratio") or NAN), 2))
+    m.add("separator cost ratio one step", fmt(one_step_cost(s), 2))
     sep = s.get("separator_rtf", s.get("htdemucs_rtf"))
     m.add("separator rtf", fmt(float(sep) if sep is not None else NAN, 3))
     m.add("perf device", escape(s.get("device", "n/a")))
@@ -204,6 +209,29 @@ def add_performance(m: Macros, data: PaperData) -> None:
     m.add("clip seconds", f"{float(clip):g}" if clip is not None else r"\textit{n/a}")
     rate = s.get("clip_sample_rate")
     m.add("clip sample rate", fmt(int(rate)) if rate is not None else r"\textit{n/a}")
+    add_training(m, s)
+
+
+def add_training(m: Macros, summary: dict) -> None:
+    """``\\spTrain...``: 07's training throughput per stage, the headline and the reference."""
+    from stemprover.paper.claims import training_target, training_throughput
+    from stemprover.throughput import KINDS, PREVIOUS_RELEASE_AUDIO_S_PER_S
+
+    training = summary.get("training") or {}
+    kinds = training.get("kinds") or {}
+    for kind in KINDS:
+        row = kinds.get(kind, {})
+        m.add(["train", kind, "audio per second"], fmt(float(row.get("audio_s_per_s", NAN)), 2))
+        gflops = float(row.get("flops_per_audio_second", NAN)) / 1e9
+        m.add(["train", kind, "gflops per audio second"], fmt(gflops, 1))
+    value, flops, _ = training_throughput(summary)
+    m.add("train audio per second", fmt(value, 2))
+    m.add("train gflops per audio second", fmt(flops / 1e9, 1))
+    previous = float(training.get("previous_release_audio_s_per_s",
+                                  PREVIOUS_RELEASE_AUDIO_S_PER_S))
+    m.add("train previous audio per second", fmt(previous, 1))
+    m.add("train target audio per second", fmt(training_target(summary), 1))
+    m.add("train speedup", fmt(value / previous, 1))
 
 
 def add_config(m: Macros, data: PaperData) -> None:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from stemprover import resultsio as rio
-from stemprover.paper.claims import MET, MISSED, Target
+from stemprover.paper.claims import (
+    KIND_LABELS,
+    MET,
+    MISSED,
+    Target,
+    one_step_cost,
+    training_throughput,
+    within_ci,
+)
 from stemprover.paper.data import NAN, PaperData, finite
 from stemprover.paper.numbers import decimals_for, escape, fmt
 
@@ -68,19 +76,20 @@ def headline(data: PaperData) -> str:
 
 
 def gains(data: PaperData) -> str:
-    """Gain of the main system over the separator output, per test set and stem, with CIs."""
+    """Gain of StemProver at each test set's best step count over the separator output, with CIs."""
     metrics = [m for m in (data.metric("sisdr"), data.metric("sdr")) if m]
-    header = ["test set", "stem"]
+    header = ["test set", "steps", "stem"]
     header += [f"$\\Delta${escape(rio.metric_label(m).replace(' (dB)', ''))} (dB)" for m in metrics]
     header += ["$p_\\mathrm{FDR}$"]
     rows, groups = [], []
     for t in data.testsets:
         groups.append(len(rows))
+        system = data.best_system(t)
         for stem in data.stems:
-            row = [escape(rio.testset_label(t)), escape(stem)]
+            row = [escape(rio.testset_label(t)), fmt(data.best_steps(t)), escape(stem)]
             p = NAN
             for m in metrics:
-                g = data.gain(t, stem, data.main_system, m)
+                g = data.gain(t, stem, system, m)
                 ci = (
                     f" [{fmt(g.low, 2, True)}, {fmt(g.high, 2, True)}]"
                     if finite(g.low) and finite(g.high)
@@ -89,7 +98,7 @@ def gains(data: PaperData) -> str:
                 row.append(fmt(g.mean, 2, True) + ci)
                 p = g.p if finite(g.p) and not finite(p) else p
             rows.append([*row, fmt(p, 3)])
-    return _tabular("ll" + "r" * (len(metrics) + 1), header, rows, groups)
+    return _tabular("lrl" + "r" * (len(metrics) + 1), header, rows, groups)
 
 
 def quality(data: PaperData) -> str:
@@ -141,6 +150,9 @@ def ablations(data: PaperData) -> str:
     header = ["factor", "setting"] + [
         escape(rio.metric_label(c)) if c != "train_seconds" else "train (s)" for c in numeric
     ]
+    reference = _reference_si_sdr(table, factor)
+    if reference is not None:
+        header.append("vs.\\ reference")
     rows, groups, last = [], [], None
     for r in table.itertuples(index=False):
         r = r._asdict()
@@ -154,8 +166,27 @@ def ablations(data: PaperData) -> str:
             if low is not None and high is not None and finite(float(low)) and finite(float(high)):
                 cell += f" [{fmt(float(low), 2)}, {fmt(float(high), 2)}]"
             row.append(cell)
+        if reference is not None:
+            row.append(_versus_reference(r, factor, reference))
         rows.append(row)
-    return _tabular("ll" + "r" * len(numeric), header, rows, groups)
+    return _tabular("ll" + "r" * len(numeric) + ("l" if reference is not None else ""),
+                    header, rows, groups)
+
+
+def _reference_si_sdr(table, factor: str) -> float | None:
+    if "si_sdr" not in table.columns:
+        return None
+    ref = table[table[factor] == "reference"]
+    return float(ref["si_sdr"].iloc[0]) if not ref.empty else None
+
+
+def _versus_reference(r: dict, factor: str, reference: float) -> str:
+    """Whether the row's SI-SDR differs from the reference by less than its own 95% CI."""
+    if r[factor] in ("reference", "baseline"):
+        return ""
+    bounds = {"ci_low": r.get("si_sdr_ci_low", NAN), "ci_high": r.get("si_sdr_ci_high", NAN)}
+    inside = within_ci({k: float(v) for k, v in bounds.items()}, reference)
+    return {True: "within CI", False: "outside CI", None: "no CI"}[inside]
 
 
 def performance(data: PaperData) -> str:
@@ -173,7 +204,18 @@ def performance(data: PaperData) -> str:
     sep = rio.separator_rtf(s)
     if sep is not None:
         rows.append(["HTDemucs separation, real-time factor", fmt(sep, 3)])
-    rows.append(["enhancement / HTDemucs time", fmt(float(s["separator_cost_ratio"]), 2)])
+    rows.append(["enhancement (1 step) / HTDemucs time", fmt(one_step_cost(s), 2)])
+    training = (s.get("training") or {}).get("kinds") or {}
+    for kind, row in training.items():
+        label = escape(KIND_LABELS.get(kind, kind))
+        rows.append([f"training, {label}: audio s per s", fmt(float(row["audio_s_per_s"]), 2)])
+        rows.append([f"training, {label}: GFLOP per audio s",
+                     fmt(float(row["flops_per_audio_second"]) / 1e9, 1)])
+    previous = (s.get("training") or {}).get("previous_release_audio_s_per_s")
+    if training and previous is not None:
+        rows.append(["training, previous release: audio s per s", fmt(float(previous), 1)])
+    elif not finite(training_throughput(s)[0]):
+        rows.append(["training throughput", fmt(NAN)])
     return _tabular("lr", [f"on {escape(s['device'])}", "value"], rows)
 
 
