@@ -17,7 +17,8 @@ formulation         bridge | sdedit (noise-to-data, started from the noised stem
 finetuning          lora | full (all weights) | scratch (no base pretraining)
 phase_losses        on | off (diffusion loss only)
 representation      complex | magnitude (input phase reused) | mag_if
-control             controlnet | concat (condition as extra input channels)
+control             branch (a trainable copy of the whole base) | controlnet (diffusers'
+                    encoder-only copy) | concat (condition as extra input channels)
 freq_attention      on | off
 mode                pixel | latent
 lora_rank           the profile's rank | the ranks in ``lora_ranks``
@@ -186,7 +187,7 @@ def grid(cfg: AblationConfig, reference_rank: int | None = None) -> list[Row]:
             "representation",
             [r for r in ("complex", "magnitude", "mag_if") if r != cfg.representation],
         ),
-        "control": ("model", "control", ["concat"]),
+        "control": ("model", "control", ["controlnet", "concat"]),
         "freq_attention": ("model", "freq_attention", [False]),
         "mode": ("model", "mode", ["latent"]),
         "lora_rank": ("model", "lora_rank", [r for r in cfg.lora_ranks if r != reference_rank]),

@@ -349,7 +349,8 @@ class Enhancer:
                 with warnings.catch_warnings():  # librosa warns on very short windows
                     warnings.simplefilter("ignore")
                     detection = detect(source.read(start, end), source.sample_rate, mix)
-                found = any(v > NO_ARTIFACT for v in detection.scores.values())
+                scores = getattr(detection, "scores", detection)
+                found = any(float(v) > NO_ARTIFACT for v in dict(scores).values())
                 self._detected = {key: adapter_weights(detection) if found else {}}
             weights = self._detected[key]
             # nothing detected: an all-zero row, which leaves the segment unchanged

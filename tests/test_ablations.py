@@ -24,10 +24,15 @@ def test_grid_changes_one_factor_at_a_time():
     assert len(names) == len(set(names))
     assert {r.factor for r in rows[1:]} == set(FACTORS)
     # the reference values are not repeated as rows of their own
-    assert "lora_rank=8" not in names and "steps=4" not in names and "strength=0.5" not in names
+    assert "lora_rank=8" not in names and "steps=4" not in names and "strength=1.0" not in names
     assert "representation=complex" not in names
     assert {"representation=magnitude", "representation=mag_if", "phase_losses=off"} <= set(names)
+    sdedit = next(r for r in rows if r.name == "formulation=sdedit")
+    # SDEdit must start partway along its noise diffusion, the bridge at the stem itself
+    assert dict(sdedit.infer)["strength"] == 0.5 and dict(reference.infer)["strength"] == 1.0
     for row in rows[1:]:
+        if row is sdedit:
+            continue
         changed = [
             part
             for part in ("model", "train", "infer")
@@ -40,8 +45,8 @@ def test_grid_changes_one_factor_at_a_time():
 
 def test_grid_subset_and_unknown_factor():
     rows = grid(AblationConfig(factors=["control"]))
-    assert [r.name for r in rows] == ["reference", "control=concat"]
-    assert dict(rows[1].model) == {"control": "concat"}
+    assert [r.name for r in rows] == ["reference", "control=controlnet", "control=concat"]
+    assert dict(rows[2].model) == {"control": "concat"}
     with pytest.raises(StemproverError, match="unknown ablation factor"):
         grid(AblationConfig(factors=["colour"]))
 
@@ -71,7 +76,7 @@ def test_run_grid_trains_each_distinct_model_once():
     table = run_grid(rows, train, evaluate, progress=False, on_row=lambda t: partial.append(len(t)))
     assert partial == list(range(1, len(rows) + 1))
     # steps and overlap rows reuse the reference model: only two trainings
-    assert trained == ["reference", "control=concat"]
+    assert trained == ["reference", "control=controlnet", "control=concat"]
     assert list(table.columns) == list(TABLE_COLUMNS)
     assert list(table["name"]) == [r.name for r in rows]
     by_name = table.set_index("name")

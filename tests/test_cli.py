@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from stemprover.cli import main
 
@@ -26,7 +27,10 @@ def tiny_model(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("model") / "tiny"
     cfg = model_config("smoke", **TINY)
-    RegressionModel(cfg).save_pretrained(folder)
+    model = RegressionModel(cfg)
+    with torch.no_grad():  # an untrained model is the identity; this one changes its input
+        model.unet.conv_out.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(0))
+    model.save_pretrained(folder)
     return folder
 
 

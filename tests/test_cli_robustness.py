@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from test_cli import RATE, TINY, _enhance, _error_line, _tone, _write
 
 from stemprover.cli import main
@@ -30,7 +31,10 @@ def tiny_model(tmp_path_factory) -> Path:
     from stemprover.model import RegressionModel, model_config
 
     folder = tmp_path_factory.mktemp("model") / "tiny"
-    RegressionModel(model_config("smoke", **TINY)).save_pretrained(folder)
+    model = RegressionModel(model_config("smoke", **TINY))
+    with torch.no_grad():  # an untrained model is the identity; this one changes its input
+        model.unet.conv_out.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(0))
+    model.save_pretrained(folder)
     return folder
 
 

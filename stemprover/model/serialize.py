@@ -6,6 +6,7 @@ A model folder holds::
                                 "blend"} (blend: the validated share alpha of each adapter's change)
     unet/                      diffusers UNet2DConditionModel (base weights, LoRA stripped)
     controlnet/                diffusers ControlNetModel (controlnet mode)
+    control_unet/              diffusers UNet2DConditionModel, the control branch (branch mode)
     autoencoder/               diffusers AutoencoderKL (latent mode)
     adapters/<name>/           peft LoRA (adapter_config.json + adapter_model.safetensors)
     embeddings.safetensors     artifact tokens, control embedding / concat weights
@@ -37,7 +38,8 @@ FORMAT = 1
 CONFIG_FILE = "stemprover.json"
 EMBEDDINGS = "embeddings.safetensors"
 UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
-EMBEDDING_MODULES = ("artifact_embedding", "condition_embedding", "concat_conditioning")
+EMBEDDING_MODULES = ("artifact_embedding", "condition_embedding", "concat_conditioning",
+                     "control_out")
 
 
 def version() -> str:
@@ -124,6 +126,8 @@ def save_stemprover(model, folder) -> Path:
         save_unet(model.unet, tmp / "unet")
         if model.controlnet is not None:
             model.controlnet.save_pretrained(str(tmp / "controlnet"))
+        if getattr(model, "control_unet", None) is not None:
+            save_unet(model.control_unet, tmp / "control_unet")
         if model.autoencoder is not None:
             model.autoencoder.save_pretrained(str(tmp / "autoencoder"))
         for name in model.adapter_names:
@@ -210,6 +214,8 @@ def load_stemprover(cls, folder):
     model = cls(cfg, unet=unet, autoencoder=autoencoder, with_control=bool(meta["has_control"]))
     if model.controlnet is not None:
         model.controlnet = load_controlnet(folder / "controlnet")
+    if model.control_unet is not None:
+        model.control_unet = load_unet(folder / "control_unet")
     _load_embeddings(model, folder / EMBEDDINGS)
     for name in meta.get("adapters", []):
         lora.load_adapter(model.unet, folder / "adapters" / name, name)

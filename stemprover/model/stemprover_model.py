@@ -13,6 +13,7 @@ pixel mode and the autoencoder's scaled latents in latent mode; ``decode_image``
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from stemprover.model.control import (
     PhaseAwareConditioningEmbedding,
     added_to_conv_in,
     make_controlnet,
+    zero_conv,
 )
 from stemprover.model.serialize import load_stemprover, save_stemprover
 from stemprover.model.unet import (
@@ -131,6 +133,8 @@ class StemProverModel(nn.Module):
         self.scheduler_config = dict(scheduler_for(config).config)
         self.blend: dict[str, float] = {}  # adapter -> validated share of its change (alpha)
         self.controlnet = None
+        self.control_unet: UNet2DConditionModel | None = None
+        self.control_out: nn.Conv2d | None = None
         self.condition_embedding: PhaseAwareConditioningEmbedding | None = None
         self.concat_conditioning: ConcatConditioning | None = None
         if with_control:
@@ -156,7 +160,8 @@ class StemProverModel(nn.Module):
 
     @property
     def has_control(self) -> bool:
-        return self.controlnet is not None or self.concat_conditioning is not None
+        return (self.controlnet is not None or self.concat_conditioning is not None
+                or self.control_unet is not None)
 
     @property
     def adapter_names(self) -> list[str]:
@@ -171,8 +176,16 @@ class StemProverModel(nn.Module):
         cfg = self.config
         n_pictures = 2 if cfg.use_mixture else 1
         fold = cfg.freq_fold
-        if cfg.control == "controlnet":
-            self.controlnet = make_controlnet(self.unet)
+        if cfg.control == "branch":
+            # ControlNet's recipe applied to the whole U-Net: a trainable copy of the base,
+            # with the embedded condition added after its first convolution and a zero
+            # convolution on its output, so the branch adds nothing until it has learned
+            self.control_unet = copy.deepcopy(self.unet)
+            out_channels = self.unet.config.out_channels
+            self.control_out = zero_conv(out_channels, out_channels)
+        if cfg.control in ("controlnet", "branch"):
+            if cfg.control == "controlnet":
+                self.controlnet = make_controlnet(self.unet)
             self.condition_embedding = PhaseAwareConditioningEmbedding(
                 magnitude_channels=n_pictures * fold,
                 phase_channels=2 * n_pictures * fold,
@@ -253,7 +266,7 @@ class StemProverModel(nn.Module):
         pictures = self._stack(separated_img, mixture_img)
         multiple = self.unet_multiple * self.vae_factor
         shape = self._model_shape(separated_img.shape[-2:])
-        if self.controlnet is not None:
+        if self.condition_embedding is not None:
             mags, phases = [], []
             fold = self.config.freq_fold
             for picture in pictures:
@@ -364,6 +377,11 @@ class StemProverModel(nn.Module):
         tokens = self.artifact_embedding(weights, x.shape[0]).to(x.dtype)
         if condition is None or not self.has_control:
             return self.unet(x, timesteps, encoder_hidden_states=tokens).sample
+        if self.control_unet is not None:
+            base = self.unet(x, timesteps, encoder_hidden_states=tokens).sample
+            with added_to_conv_in(self.control_unet, condition.control.to(x.dtype)):
+                side = self.control_unet(x, timesteps, encoder_hidden_states=tokens).sample
+            return base + self.control_out(side)
         if self.controlnet is not None:
             down, mid = self.controlnet(
                 x, timesteps, encoder_hidden_states=tokens,

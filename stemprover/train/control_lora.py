@@ -84,7 +84,8 @@ def _stamp(base) -> str:
 def control_parameters(model: StemProverModel) -> dict[str, torch.nn.Parameter]:
     """Trainable parameters of the control branch (whichever kind it is)."""
     params = {}
-    for prefix in ("controlnet", "condition_embedding", "concat_conditioning"):
+    for prefix in ("controlnet", "control_unet", "control_out", "condition_embedding",
+                   "concat_conditioning"):
         module = getattr(model, prefix)
         if module is not None:
             params.update({f"{prefix}.{k}": p for k, p in module.named_parameters()})

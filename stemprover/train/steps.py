@@ -166,8 +166,11 @@ def bridge_step(
     if model.autoencoder is not None:  # latent mode learns the correction of the picture
         pred_image = separated_img + pred_image - model.decode_image(y, size).detach()
     phase, target_phase = _phases(model, batch, True)
+    # Spectral terms are per-item ratios (log SNR, phase errors): an item near the clean end
+    # (small t) has almost no error left, and its normalised gradient would be noise as loud
+    # as a hard item's. Weighting them by t keeps the gradient on the work still to do.
     return loss_fn(pred_image, clean_img, phase=phase, target_phase=target_phase,
-                   diffusion=model_error)
+                   diffusion=model_error, sample_weights=times)
 
 
 def regression_step(model, loss_fn: PhaseAwareLoss, batch: dict, generator, mixture_dropout=0.0):
