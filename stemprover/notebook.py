@@ -39,8 +39,11 @@ def setup(stage: str, params: dict[str, Any], config_cls: type | None = None):
     Returns:
         ``(out_dir, cfg)``.
     """
+    from stemprover.provenance import start_run
+
     seed_everything(int(params.get("seed", 0)))
     out_dir = results_dir(params["profile"], stage)
+    start_run(out_dir, stage, params)
     cfg = None
     if config_cls is not None:
         cfg = build(config_cls, {k: v for k, v in params.items() if k != "profile"})

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from stemprover.constants import ARTIFACTS, STEMS
 from stemprover.errors import StemproverError
+from stemprover.provenance import update_run
 
 REAL_TRACK = "musdb-stempeg-example"
 
@@ -200,12 +201,13 @@ def run_phase_study(
     _save_maps(out_dir / "detector_maps.npz", maps)
     neural = {kind: json.loads((out_dir / "weights" / f"{kind}.json").read_text())
               for kind in checkpoints if (out_dir / "weights" / f"{kind}.json").is_file()}
-    (out_dir / "run.json").write_text(json.dumps({
-        "neural_train_seconds": round(train_seconds, 2),  # this run (0 when reused)
-        "neural": neural,  # steps, training time and losses of the checkpoints used
-        "total_seconds": round(time.perf_counter() - start, 2),
-        "tracks": sorted(summary["track"].unique().tolist()),
-    }, indent=2))
+    update_run(
+        out_dir,
+        neural_train_seconds=round(train_seconds, 2),  # this run (0 when reused)
+        neural=neural,  # steps, training time and losses of the checkpoints used
+        total_seconds=round(time.perf_counter() - start, 2),
+        tracks=sorted(summary["track"].unique().tolist()),
+    )
     return {"per_band": per_band, "summary": summary, "by_separator": by_separator,
             "band_means": band_means, "findings": findings, "maps": maps}
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from stemprover.errors import StemproverError
 from stemprover.paper.data import NAN, PaperData
-from stemprover.paths import repo_root
 
 PREFIX = "sp"
 MACRO = re.compile(r"^[A-Za-z]+$")
@@ -117,23 +115,10 @@ class Macros(dict):
 
 
 def git_hash() -> str:
-    """Short hash of HEAD, with ``+dirty`` when tracked code or notebooks are modified."""
-    root = repo_root()
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=10", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "diff", "--quiet", "HEAD", "--", "stemprover", "notebooks"],
-            cwd=root,
-        ).returncode
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
+    """The code commit the results and paper come from (see :mod:`stemprover.provenance`)."""
+    from stemprover.provenance import code_commit
+
+    return code_commit()
 
 
 def add_gain(macros: Macros, parts: list[object], gain, decimals: int) -> None:

@@ -34,6 +34,7 @@ from stemprover.model import adapters as lora
 from stemprover.model.serialize import read_meta
 from stemprover.model.unet import freeze
 from stemprover.paths import repo_root, results_dir
+from stemprover.provenance import code_commit, update_run
 from stemprover.seed import seed_everything
 from stemprover.train.config import (
     LoraTrainConfig,
@@ -199,6 +200,11 @@ def train_control_lora(
     data = {"pairs": str(root), "n_train_pairs": len(train),
             "sample_rate": cfg.sample_rate, "pairs_per_adapter": counts}
     (out_dir / "data.json").write_text(json.dumps(data, indent=2))
+    rows = [r for r in log.rows() if r["phase"] in counts]
+    phases = {r["phase"]: {"steps": int(r["step"]), "minutes": round(float(r["seconds"]) / 60, 2)}
+              for r in rows}
+    update_run(out_dir, pairs=data["pairs"], n_train_pairs=len(train), phases=phases,
+               blend=model.blend, code_commit=code_commit())
     return model
 
 
@@ -334,4 +340,8 @@ def train_regression(
         return None
     model = model.cpu().eval()
     model.save_pretrained(out_dir / "weights" / "regression")
+    last = [r for r in CsvLog(out_dir / "train_log.csv").rows() if r["phase"] == "regression"]
+    if last:
+        update_run(out_dir, regression={"steps": int(last[-1]["step"]),
+                                        "minutes": round(float(last[-1]["seconds"]) / 60, 2)})
     return model

@@ -23,6 +23,7 @@ from diffusers import DDPMScheduler
 
 from stemprover.model import StemProverModel, load_base, model_config
 from stemprover.paths import results_dir
+from stemprover.provenance import code_commit, data_source, update_run
 from stemprover.seed import seed_everything
 from stemprover.spectral import wave_to_image
 from stemprover.train.config import PretrainConfig, apply_threads, manifest_path, model_overrides
@@ -228,4 +229,6 @@ def pretrain_base(
                                                                    cfg.seed).items()})
     (out_dir / "validation.json").write_text(json.dumps(report, indent=2))
     model.save_pretrained(out_dir / "weights" / "base")
+    update_run(out_dir, pairs=data_source(train), n_train=len(train), steps=report["steps"],
+               train_minutes=round(report["train_seconds"] / 60.0, 2), code_commit=code_commit())
     return model

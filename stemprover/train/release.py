@@ -50,16 +50,19 @@ def model_card(profile: str, weights: Path, note: str = "") -> str:
     lines = [
         "# StemProver default model",
         "",
-        f"Profile `{profile}`, StemProver {meta['version']}. Diffusers `UNet2DConditionModel` base "
-        f"(`unet/`), `ControlNetModel` control branch with phase-aware zero convolutions "
-        f"(`controlnet/`, `embeddings.safetensors`), peft LoRA adapters (`adapters/<name>/`) and "
-        f"the DDPM scheduler config (`scheduler/`). Total size {size / 2**20:.1f} MiB.",
+        f"Profile `{profile}`, StemProver {meta['version']}. A bridge from the separated stem "
+        f"to the clean one: diffusers `UNet2DConditionModel` base (`unet/`, the bridge restorer "
+        f"from x_t alone, frozen), control branch `{cfg.get('control')}` reading the stem and "
+        f"the mixture through phase-aware zero convolutions (`control_unet/` or `controlnet/`, "
+        f"`embeddings.safetensors`), peft LoRA adapters (`adapters/<name>/`), the scheduler "
+        f"config (`scheduler/`) and the validated blend of each adapter (`stemprover.json`). "
+        f"Total size {size / 2**20:.1f} MiB.",
         "",
         "## Configuration",
         "",
         f"- representation `{cfg['representation']}`, {cfg['sample_rate']} Hz, n_fft "
-        f"{cfg['n_fft']}, hop {cfg['hop_length']}; mode `{cfg['mode']}`; prediction "
-        f"`{cfg['prediction_type']}`",
+        f"{cfg['n_fft']}, hop {cfg['hop_length']}; mode `{cfg['mode']}`; formulation "
+        f"`{cfg.get('formulation', 'sdedit')}`, frequency fold {cfg.get('freq_fold', 1)}",
         f"- U-Net blocks {cfg['block_out_channels']}, {cfg['layers_per_block']} layer(s) per "
         f"block; control `{cfg['control']}`, frequency attention {cfg['freq_attention']}; "
         f"LoRA rank {cfg['lora_rank']} on {', '.join(cfg['lora_targets'])}",
@@ -80,9 +83,17 @@ def model_card(profile: str, weights: Path, note: str = "") -> str:
         lines.append(f"- paired dataset: `results/{profile}/02_paired_dataset/` (no card found)")
     if base:
         lines.append(f"- base pretraining: {base.get('steps')} steps on "
-                     f"{base.get('n_train_segments')} clean segments, "
-                     f"{base.get('train_seconds', 0) / 60:.1f} min; held-out diffusion loss "
-                     f"{base.get('valid_diffusion', float('nan')):.3f}")
+                     f"{base.get('n_train_segments')} training items, "
+                     f"{base.get('train_seconds', 0) / 60:.1f} min; held-out loss "
+                     f"{base.get('valid_loss', float('nan')):.3f}")
+    run04 = _read_json(stage04 / "run.json")
+    if run04:
+        lines.append(f"- code commit `{run04.get('code_commit')}`; phases (steps, minutes): "
+                     + ", ".join(f"{k} {v['steps']} / {v['minutes']}"
+                                 for k, v in run04.get("phases", {}).items()))
+    if meta.get("blend"):
+        lines.append("- blend alpha per adapter (validated): "
+                     + ", ".join(f"{k} {v:.1f}" for k, v in meta["blend"].items()))
     if log is not None:
         steps = log.groupby("phase")["step"].max().to_dict()
         lines.append("- control + LoRA and regression steps per phase: "
@@ -96,7 +107,7 @@ def model_card(profile: str, weights: Path, note: str = "") -> str:
         settings = valid.get("settings", {})
         lines += ["", "## Validation on held-out pairs", "",
                   f"{settings.get('n_pairs')} pairs of the valid split, {settings.get('steps')} "
-                  f"{settings.get('scheduler')} steps from strength {settings.get('strength')}, "
+                  f"sampling steps from strength {settings.get('strength')}, "
                   f"adapter = {settings.get('adapter_choice')}.", "",
                   "| system | SI-SDR (dB) | mean phase deviation (rad) |", "|---|---|---|"]
         for system in ("input", "regression", "stemprover"):

@@ -1,0 +1,31 @@
+"""run.json: the code commit and parameters of every stage, merged with what stages add."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from stemprover.notebook import setup
+from stemprover.provenance import code_commit, start_run, update_run
+
+
+def test_code_commit_names_the_last_code_change():
+    commit = code_commit()
+    assert commit == "unknown" or re.fullmatch(r"[0-9a-f]{7,40}(\+dirty)?", commit)
+
+
+def test_stage_record_starts_fresh_and_merges(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"left": "from an older run"}))
+    record = start_run(tmp_path, "03_base_pretraining", {"profile": "cpu", "steps": 10})
+    assert "left" not in record
+    assert record["profile"] == "cpu" and record["params"] == {"steps": 10}
+    update_run(tmp_path, steps=7)
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["steps"] == 7 and saved["code_commit"] == record["code_commit"]
+
+
+def test_notebook_setup_writes_the_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
+    out_dir, _ = setup("08_figures", {"profile": "smoke", "seed": 0})
+    saved = json.loads((out_dir / "run.json").read_text())
+    assert saved["stage"] == "08_figures" and saved["code_commit"]
