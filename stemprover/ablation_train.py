@@ -34,9 +34,23 @@ PHASE_TERMS = ("complex", "phase_cosine", "inst_freq", "mrstft")
 """LossConfig weights set to zero when the phase-aware losses are off."""
 
 
-def loss_config(phase_losses: bool) -> LossConfig:
-    """The default loss, or the diffusion loss alone."""
-    return LossConfig() if phase_losses else LossConfig(**dict.fromkeys(PHASE_TERMS, 0.0))
+def loss_config(phase_losses: bool, base: dict | None = None,
+                formulation: str = "bridge") -> LossConfig:
+    """The profile's loss (``base``), without the phase-aware terms when they are off.
+
+    An SDEdit row always keeps its denoising objective (``diffusion``), which a bridge
+    profile may weigh at zero.
+    """
+    values = dict(base or {})
+    if not phase_losses:
+        values.update(dict.fromkeys(PHASE_TERMS, 0.0))
+    if formulation == "sdedit":
+        values["diffusion"] = 1.0
+    return LossConfig(**values)
+
+
+def _formulation(row: Any, cfg: Any) -> str:
+    return dict(row.model).get("formulation", dict(cfg.model).get("formulation", "bridge"))
 
 
 def _slug(values: dict[str, Any]) -> str:
@@ -75,7 +89,7 @@ def ensure_base(row: Any, cfg: Any, profile: str, work_dir: Path) -> Path:
             checkpoint_every=0,
             autoencoder_steps=cfg.autoencoder_steps if model.get("mode") == "latent" else 0,
             n_valid=cfg.batch_size,
-            loss=loss_config(train["phase_losses"]),
+            loss=loss_config(train["phase_losses"], cfg.loss, _formulation(row, cfg)),
             model=overrides,
         )
         pretrain_base(pcfg, profile, out_dir=out_dir, progress=False)
@@ -106,7 +120,7 @@ def train_row(row: Any, cfg: Any, profile: str, work_dir: Path):
         checkpoint_every=0,
         regression=False,
         base=str(base),
-        loss=loss_config(train["phase_losses"]),
+        loss=loss_config(train["phase_losses"], cfg.loss, _formulation(row, cfg)),
         model=dict(cfg.model) | dict(row.model),
     )
     if train["finetuning"] == "lora":

@@ -89,6 +89,7 @@ class AblationConfig:
         default_factory=lambda: ["finetuning", "control", "adapters", "steps", "overlap"]
     )
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides of every row
+    loss: dict[str, Any] = field(default_factory=dict)  # LossConfig of every row (as in 04)
     base_steps: int = 2  # base pretraining steps of every row (smoke: wiring only)
     general_steps: int = 2  # control + general adapter steps on the pairs (as notebook 04)
     adapter_steps: int = 1  # steps of each specialised adapter

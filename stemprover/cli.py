@@ -62,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "used as --mixture); a plain audio file is cleaned the same whatever "
                           "stem it holds, so --stem is refused when no input is a .stem.mp4")
     enh.add_argument("--steps", type=int, default=4, help="sampling steps, 1-50 (default 4)")
-    enh.add_argument("--strength", type=float, default=1.0,
-                     help="bridge time the stem is taken for, in (0, 1]; 1 (default) goes all "
-                          "the way, less is a lighter touch")
+    enh.add_argument("--strength", type=float, default=None,
+                     help="bridge time the stem is taken for, in (0, 1]; 1 (the default for a "
+                          "bridge model) goes all the way, less is a lighter touch")
     enh.add_argument("--scheduler", choices=("dpmpp", "ddim"), default="dpmpp",
                      help="sampler of SDEdit models: DPM-Solver++ 2M (default) or DDIM; "
                           "bridge models use their own")
@@ -208,7 +208,7 @@ def run_enhance(args: argparse.Namespace) -> int:
         raise StemproverError(f"--jobs must be 1 or more, got {args.jobs}")
     if args.batch_size < 1:
         raise StemproverError(f"batch size must be at least 1, got {args.batch_size}")
-    check_steps(args.steps, args.strength)
+    check_steps(args.steps, 1.0 if args.strength is None else args.strength)
     parse_adapters(args.adapter)
     if args.stem and not any(p.lower().endswith(STEM_FILE_SUFFIX) for p in args.inputs):
         raise StemproverError(

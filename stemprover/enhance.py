@@ -60,7 +60,8 @@ class EnhanceOptions:
     """Settings of one enhancement run; every default has its reason."""
 
     steps: int = 4  # the bridge starts at the stem: one step is the regression, more refine it
-    strength: float = 1.0  # bridge time the stem is taken for (1: all the way to clean)
+    # None: the model's own (bridge: 1, the whole way; SDEdit: 0.5, noised halfway)
+    strength: float | None = None
     scheduler: Literal["ddim", "dpmpp"] = "dpmpp"  # SDEdit models only (DPM-Solver++ 2M)
     adapters: Adapters = None  # None: the model's default (general); or name, mix, "auto"
     batch_size: int = 8  # segment-channels per model call
@@ -189,7 +190,7 @@ class Enhancer:
         check = self.options
         from stemprover.sampler import check_steps
 
-        check_steps(check.steps, check.strength)
+        check_steps(check.steps, 1.0 if check.strength is None else check.strength)
         if check.batch_size < 1:
             raise StemproverError(f"batch size must be at least 1, got {check.batch_size}")
         if not 0 <= check.overlap <= 0.5:
@@ -308,7 +309,8 @@ class Enhancer:
         clean = sample_waves(
             self.model, rows([w[3] for w in work]),
             rows([w[4] for w in work]) if use_mix else None,
-            steps=opts.steps, strength=opts.strength, scheduler=opts.scheduler,
+            steps=opts.steps, strength=default_strength(self.model, opts.strength),
+            scheduler=opts.scheduler,
             adapter_weights=with_fallback(weights), generator=generators,
             use_cache=opts.use_cache,
             forward=self.forward,
@@ -360,6 +362,13 @@ class Enhancer:
 
 NO_ARTIFACT = 0.05
 """Detector score below which ``--adapter auto`` finds no artifact and leaves a segment as is."""
+
+
+def default_strength(model, strength: float | None) -> float:
+    """``strength`` as given, else 1 for a bridge model and 0.5 for an SDEdit one."""
+    if strength is not None:
+        return float(strength)
+    return 1.0 if getattr(model, "is_bridge", True) else 0.5
 
 
 def with_fallback(weights):

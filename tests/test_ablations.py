@@ -91,3 +91,14 @@ def test_run_grid_rejects_a_row_without_scores():
     rows = grid(AblationConfig(factors=[]))
     with pytest.raises(StemproverError, match="no score"):
         run_grid(rows, lambda row: None, lambda model, row: {"si_sdr": 0.0}, progress=False)
+
+
+def test_rows_train_with_the_profile_loss():
+    from stemprover.ablation_train import loss_config
+
+    profile = {"diffusion": 0.0, "snr": 1.0, "phase_cosine": 0.1}
+    reference = loss_config(True, profile)
+    assert reference.snr == 1.0 and reference.phase_cosine == 0.1 and reference.diffusion == 0.0
+    off = loss_config(False, profile)
+    assert off.snr == 1.0 and off.phase_cosine == 0.0 and off.complex == 0.0
+    assert loss_config(True, profile, "sdedit").diffusion == 1.0  # its denoising objective

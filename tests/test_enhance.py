@@ -199,3 +199,28 @@ def test_model_sees_training_level_so_output_follows_input_level():
     loud = enhance(audio, MODEL_RATE, model, steps=2)
     quiet = enhance(0.05 * audio, MODEL_RATE, model, steps=2)
     np.testing.assert_allclose(quiet, 0.05 * loud, rtol=1e-3, atol=1e-4)  # float32 STFT
+
+
+def test_auto_leaves_a_stem_without_artifacts_unchanged(monkeypatch):
+    import stemprover.detectors as detectors
+
+    monkeypatch.setattr(detectors, "detect", lambda *a, **k: dict.fromkeys(
+        ("hf_loss", "musical_noise", "bleed", "phase_smear"), 0.0))
+    audio = _stereo(6000, MODEL_RATE)
+    out = enhance(audio, MODEL_RATE, NoisyDiffusionFake(), steps=1, adapters="auto")
+    np.testing.assert_array_equal(out, audio)
+
+
+def test_validated_blend_scales_the_change():
+    audio = _stereo(6000, MODEL_RATE)
+    full_model, half_model, none_model = NoisyDiffusionFake(), NoisyDiffusionFake(), None
+    full = enhance(audio, MODEL_RATE, full_model, steps=1, adapters="general")
+    half_model.blend = {"general": 0.5}
+    half = enhance(audio, MODEL_RATE, half_model, steps=1, adapters="general")
+    np.testing.assert_allclose(half - audio, 0.5 * (full - audio), rtol=1e-4, atol=1e-6)
+    none_model = NoisyDiffusionFake()
+    none_model.blend = {"general": 0.0, "bleed": 1.0}
+    np.testing.assert_array_equal(
+        enhance(audio, MODEL_RATE, none_model, steps=1, adapters="general"), audio)
+    mixed = enhance(audio, MODEL_RATE, none_model, steps=1, adapters={"general": 1, "bleed": 1})
+    assert np.abs(mixed - audio).max() > 0  # half of bleed's alpha 1

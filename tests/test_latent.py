@@ -143,3 +143,24 @@ def test_reconstruction_report(trained):
     assert perfect["si_sdr_db"] > report["si_sdr_db"]
     with pytest.raises(StemproverError, match="waves"):
         reconstruction_report(Identity(), waves[0], REP, STFT, SAMPLE_RATE)
+
+
+def test_untrained_latent_bridge_returns_its_input_despite_reconstruction_error(trained):
+    """Latent mode decodes only the correction, so the autoencoder's error does not cap it."""
+    from stemprover.model import StemProverModel, model_config
+    from stemprover.sampler import sample_waves
+
+    ae = trained[0]
+    cfg = model_config("smoke", mode="latent", sample_rate=SAMPLE_RATE, n_fft=STFT.n_fft,
+                       hop_length=STFT.hop_length, latent_channels=ae.vae.config.latent_channels,
+                       block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4,
+                       cross_attention_dim=16, condition_channels=8)
+    model = StemProverModel(cfg, autoencoder=ae.vae).eval()
+    model.add_adapters()
+    separated = tones(2, seed=3)
+    images = wave_to_image(separated, REP)
+    with torch.no_grad():
+        rebuilt = ae(images)
+    assert (rebuilt - images).abs().max() > 1e-3  # the autoencoder is lossy
+    out = sample_waves(model, separated, tones(2, seed=4), steps=2)
+    torch.testing.assert_close(out, separated, rtol=0, atol=1e-5)

@@ -152,8 +152,15 @@ def model_config(profile: str, **overrides: Any) -> ModelConfig:
     return build(ModelConfig, values, where=f"{profile}.yaml model")
 
 
+SAVED_BEFORE_BRIDGE = {"formulation": "sdedit", "control": "controlnet", "mask_output": False}
+"""What a saved config that predates these keys meant: an SDEdit model with diffusers'
+encoder-only ControlNet and a plain output (such folders still load and run as they did)."""
+
+
 def config_from_dict(values: dict[str, Any], where: str = "ModelConfig") -> ModelConfig:
     """Rebuild a saved config (``stemprover.json``), rejecting unknown keys."""
+    if "formulation" not in values:
+        values = {**SAVED_BEFORE_BRIDGE, **values}
     return build(ModelConfig, values, where=where)
 
 
