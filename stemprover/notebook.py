@@ -48,3 +48,38 @@ def setup(stage: str, params: dict[str, Any], config_cls: type | None = None):
     if config_cls is not None:
         cfg = build(config_cls, {k: v for k, v in params.items() if k != "profile"})
     return out_dir, cfg
+
+
+def store_checked_outputs(executed_dir, source_dir=None) -> list[str]:
+    """Copy the outputs of ``# NBVAL_CHECK_OUTPUT`` cells from executed notebooks to the sources.
+
+    nbval compares those cells with the outputs stored in ``notebooks/``; after a change that
+    alters a checked summary, run the smoke profile (``make reproduce PROFILE=smoke``) and
+    call this on ``build/notebooks/smoke``. Cells are matched by id; other cells keep no
+    outputs. Returns the notebooks that changed.
+
+        python -c "from stemprover.notebook import store_checked_outputs as s; s('build/notebooks/smoke')"
+    """
+    import json
+    from pathlib import Path
+
+    from stemprover.paths import repo_root
+
+    source_dir = Path(source_dir) if source_dir is not None else repo_root() / "notebooks"
+    changed = []
+    for executed in sorted(Path(executed_dir).glob("*.ipynb")):
+        source = source_dir / executed.name
+        if not source.exists():
+            continue
+        run = {c.get("id"): c for c in json.loads(executed.read_text())["cells"]}
+        notebook = json.loads(source.read_text())
+        before = json.dumps(notebook)
+        for cell in notebook["cells"]:
+            if cell["cell_type"] != "code" or "NBVAL_CHECK_OUTPUT" not in "".join(cell["source"]):
+                continue
+            outputs = run.get(cell.get("id"), {}).get("outputs", [])
+            cell["outputs"] = [o for o in outputs if o.get("output_type") == "stream"]
+        if json.dumps(notebook) != before:
+            source.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+            changed.append(source.name)
+    return changed

@@ -41,3 +41,30 @@ def test_every_profile_section_builds_its_config(profile):
         params = stage_params(profile, stage)
         params.pop("profile")
         assert build(config_cls, params).seed == params["seed"]
+
+
+def test_checked_outputs_are_copied_to_the_sources_by_cell_id(tmp_path):
+    import json
+
+    from stemprover.notebook import store_checked_outputs
+
+    def notebook(outputs):
+        cells = [
+            {"cell_type": "code", "id": "a", "metadata": {}, "execution_count": None,
+             "source": ["# NBVAL_CHECK_OUTPUT\n", "print(1)"], "outputs": outputs},
+            {"cell_type": "code", "id": "b", "metadata": {}, "execution_count": None,
+             "source": ["print(2)"], "outputs": []},
+        ]
+        return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+    stream = {"name": "stdout", "output_type": "stream", "text": ["new\n"]}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "src").mkdir()
+    executed = notebook([stream])
+    executed["cells"][1]["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["2"]}]
+    (tmp_path / "run" / "n.ipynb").write_text(json.dumps(executed))
+    (tmp_path / "src" / "n.ipynb").write_text(json.dumps(notebook([])))
+    assert store_checked_outputs(tmp_path / "run", tmp_path / "src") == ["n.ipynb"]
+    stored = json.loads((tmp_path / "src" / "n.ipynb").read_text())["cells"]
+    assert stored[0]["outputs"] == [stream] and stored[1]["outputs"] == []
+    assert store_checked_outputs(tmp_path / "run", tmp_path / "src") == []
