@@ -249,3 +249,14 @@ def test_release_copies_weights_and_writes_card_from_results(tmp_path, monkeypat
     (stage / "weights" / "stemprover" / "extra.pt").write_bytes(b"0")
     with pytest.raises(StemproverError, match="non-safetensors"):
         release("smoke", tmp_path / "other")
+
+
+def test_level_change_is_reported_in_db():
+    import numpy as np
+
+    from stemprover.train.validate import level_change_db
+
+    x = np.sin(np.linspace(0, 50, 4000)).astype(np.float32)
+    assert level_change_db(2 * x, x) == pytest.approx(6.0206, abs=1e-3)
+    assert level_change_db(x, x) == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(level_change_db(x, 0 * x))

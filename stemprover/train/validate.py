@@ -94,13 +94,24 @@ def evaluate_on_pairs(
                               generator=generators, adapter_weights=weights)
             mixture = batch["mixture"] if model.config.use_mixture else None
             outputs[name] = sample_waves(model, batch["separated"], mixture, **kwargs)
+        inputs = batch["separated"].numpy()
         for system, waves in outputs.items():
             for j, index in enumerate(chunk):
                 score = _score(waves[j].numpy(), clean[j], sample_rate, stft_cfg, metrics)
+                score["level_change_db"] = level_change_db(waves[j].numpy(), inputs[j])
                 rows.append({"system": system, "item": index, "adapter": adapters[j], **score})
                 bar.update(1)
     bar.close()
     return pd.DataFrame(rows)
+
+
+def level_change_db(output: np.ndarray, separated: np.ndarray) -> float:
+    """How much louder (dB RMS) the output is than the separated input it came from."""
+    power_out = float(np.mean(np.square(output, dtype=np.float64)))
+    power_in = float(np.mean(np.square(separated, dtype=np.float64)))
+    if power_in <= 0 or power_out <= 0:
+        return float("nan")
+    return 10.0 * np.log10(power_out / power_in)
 
 
 def gain_on_pairs(model, dataset, indices: list[int], *, sample_rate: int,
@@ -118,7 +129,7 @@ def gain_on_pairs(model, dataset, indices: list[int], *, sample_rate: int,
 def summarize(table: pd.DataFrame) -> dict:
     """Mean (and item count) of each metric per system, plus the improvement over the input."""
     summary: dict = {}
-    metrics = [m for m in METRICS if m in table]
+    metrics = [m for m in (*METRICS, "level_change_db") if m in table]
     means = table.groupby("system")[metrics].mean()
     for system, row in means.iterrows():
         summary[system] = {metric: float(row[metric]) for metric in metrics}
