@@ -202,6 +202,22 @@ def load_unet(folder: Path) -> UNet2DConditionModel:
         raise StemproverError(f"{folder}: cannot load the U-Net ({first})") from None
 
 
+def load_branch(folder: Path) -> UNet2DConditionModel:
+    """The control branch: a U-Net saved without its output convolution (see ``branch_copy``)."""
+    state = load_file(folder / UNET_WEIGHTS)
+    try:
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(folder)))
+    except (OSError, ValueError) as exc:
+        raise StemproverError(f"{folder}: cannot load the control branch ({exc})") from None
+    unet.conv_out = nn.Identity()
+    try:
+        unet.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise StemproverError(f"{folder}: control branch does not match ({first})") from None
+    return unet
+
+
 def load_stemprover(cls, folder):
     """Rebuild a StemProverModel from :func:`save_stemprover` output."""
     folder = Path(folder)
@@ -215,7 +231,7 @@ def load_stemprover(cls, folder):
     if model.controlnet is not None:
         model.controlnet = load_controlnet(folder / "controlnet")
     if model.control_unet is not None:
-        model.control_unet = load_unet(folder / "control_unet")
+        model.control_unet = load_branch(folder / "control_unet")
     _load_embeddings(model, folder / EMBEDDINGS)
     for name in meta.get("adapters", []):
         lora.load_adapter(model.unet, folder / "adapters" / name, name)

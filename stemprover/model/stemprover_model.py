@@ -93,6 +93,18 @@ def scheduler_for(cfg: ModelConfig):
     )
 
 
+def branch_copy(unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """A trainable copy of ``unet`` that returns its last features instead of a picture.
+
+    The copy's own output convolution is dropped: its weights come from a base whose output
+    starts at zero, and a small layer in front of the zero convolution would keep the branch
+    from learning. The zero convolution reads the features directly, as ControlNet's do.
+    """
+    branch = copy.deepcopy(unet)
+    branch.conv_out = nn.Identity()
+    return branch
+
+
 class StemProverModel(nn.Module):
     """Conditional diffusion model that turns separated-stem pictures into clean ones.
 
@@ -180,9 +192,9 @@ class StemProverModel(nn.Module):
             # ControlNet's recipe applied to the whole U-Net: a trainable copy of the base,
             # with the embedded condition added after its first convolution and a zero
             # convolution on its output, so the branch adds nothing until it has learned
-            self.control_unet = copy.deepcopy(self.unet)
-            out_channels = self.unet.config.out_channels
-            self.control_out = zero_conv(out_channels, out_channels)
+            self.control_unet = branch_copy(self.unet)
+            width, out_channels = self.unet.config.block_out_channels[0], self.unet.config.out_channels
+            self.control_out = zero_conv(width, out_channels, kernel_size=3)
         if cfg.control in ("controlnet", "branch"):
             if cfg.control == "controlnet":
                 self.controlnet = make_controlnet(self.unet)
