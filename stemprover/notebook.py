@@ -77,8 +77,11 @@ def store_checked_outputs(executed_dir, source_dir=None) -> list[str]:
         for cell in notebook["cells"]:
             if cell["cell_type"] != "code" or "NBVAL_CHECK_OUTPUT" not in "".join(cell["source"]):
                 continue
-            outputs = run.get(cell.get("id"), {}).get("outputs", [])
+            executed_cell = run.get(cell.get("id"), {})
+            outputs = executed_cell.get("outputs", [])
             cell["outputs"] = [o for o in outputs if o.get("output_type") == "stream"]
+            # nbval refuses stored outputs of a cell that was never run
+            cell["execution_count"] = executed_cell.get("execution_count") if outputs else None
         if json.dumps(notebook) != before:
             source.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
             changed.append(source.name)

@@ -61,10 +61,12 @@ def test_checked_outputs_are_copied_to_the_sources_by_cell_id(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "src").mkdir()
     executed = notebook([stream])
+    executed["cells"][0]["execution_count"] = 3
     executed["cells"][1]["outputs"] = [{"name": "stdout", "output_type": "stream", "text": ["2"]}]
     (tmp_path / "run" / "n.ipynb").write_text(json.dumps(executed))
     (tmp_path / "src" / "n.ipynb").write_text(json.dumps(notebook([])))
     assert store_checked_outputs(tmp_path / "run", tmp_path / "src") == ["n.ipynb"]
     stored = json.loads((tmp_path / "src" / "n.ipynb").read_text())["cells"]
     assert stored[0]["outputs"] == [stream] and stored[1]["outputs"] == []
+    assert stored[0]["execution_count"] == 3  # nbval refuses outputs of a cell never run
     assert store_checked_outputs(tmp_path / "run", tmp_path / "src") == []
