@@ -165,15 +165,14 @@ def train_control_lora(
         if name == "general":
             params.update(control_parameters(model))
         else:
+            # the adapter starts as `general`; its tokens and output head were already
+            # trained on its own pairs in the general phase, so they are kept
             lora.copy_adapter(model.unet, "general", name)
-            with torch.no_grad():
-                general_row = 1 + ADAPTERS.index("general")
-                table[1 + ADAPTERS.index(name)] = table[general_row]
         subset = torch.utils.data.Subset(train, indices)
         done = run_phase(
             accelerator, model, params, subset,
             lambda batch, gen, name=name: diffusion_step(
-                model, loss_fn, scheduler, batch, gen, adapter=name,
+                model, loss_fn, scheduler, batch, gen, adapter=_phase_adapter(name, batch),
                 mixture_dropout=cfg.mixture_dropout),
             _spec(cfg, name, steps, model.config, _stamp(base), len(indices)),
             out_dir / "checkpoints", log, budget, progress,
@@ -208,6 +207,19 @@ def train_control_lora(
     return model
 
 
+def _phase_adapter(phase: str, batch: dict):
+    """The adapter weights a phase trains with.
+
+    The general phase conditions every pair on its own artifact type (tokens and output head
+    of that type, shared control branch): trained on one head for all types, the types'
+    gradients cancel at the start (see results/design/bridge_study.md). Later phases train
+    their own adapter.
+    """
+    if phase == "general" and "adapter" in batch:
+        return batch["adapter"]
+    return phase
+
+
 def _valid_pairs(cfg: LoraTrainConfig, profile: str):
     """The held-out pairs of the budget curve and the blend choice (None when there are none)."""
     if not cfg.eval_every and not cfg.blend_grid:
@@ -236,7 +248,7 @@ def _monitor(cfg: LoraTrainConfig, model, valid, out_dir: Path, phase: str) -> M
         indices = spread(indices_by_adapter(valid)[phase], cfg.n_monitor)
     if not indices:
         return None
-    adapter = None if phase == "regression" else phase
+    adapter = {"regression": None, "general": "own"}.get(phase, phase)
     stft_cfg = StftConfig(cfg.n_fft, cfg.hop_length)
     evaluate = lambda: gain_on_pairs(model, valid, indices, sample_rate=cfg.sample_rate,  # noqa: E731
                                      stft_cfg=stft_cfg, steps=cfg.valid_steps, adapter=adapter,

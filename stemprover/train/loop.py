@@ -217,6 +217,9 @@ def run_phase(
     checkpoint = Path(checkpoint_dir) / f"{spec.name}.pt"
     for param in params.values():
         param.requires_grad_(True)
+        # gradients an earlier phase left on these tensors (peft turns on the gradient of
+        # every active adapter) must not reach the first step: a resumed run has none
+        param.grad = None
     optimizer = torch.optim.AdamW(list(params.values()), lr=spec.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(spec))
     start = 0
