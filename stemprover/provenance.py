@@ -60,10 +60,16 @@ def start_run(out_dir: Path, stage: str, params: dict[str, Any]) -> dict:
     )
 
 
+def portable_path(path) -> str:
+    """``path`` relative to the repository when inside it, else its name: no machine paths."""
+    resolved = Path(path).resolve()
+    root = repo_root()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else resolved.name
+
+
 def data_source(dataset) -> str:
     """Where a training set came from: its folder relative to the repository, if inside it."""
     root = getattr(dataset, "root", None) or getattr(getattr(dataset, "dataset", None), "root", "")
     if not root:
         return "in-memory"
-    path = Path(root).resolve()
-    return str(path.relative_to(repo_root())) if path.is_relative_to(repo_root()) else path.name
+    return portable_path(root)

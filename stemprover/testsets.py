@@ -228,7 +228,10 @@ def resolve_separator(spec: str, profile: str) -> str:
     found = [weights / f"{name}.pt"] if (weights / f"{name}.pt").is_file() else []
     if not found:
         raise StemproverError(f"no trained {name} in {weights}: run 01_phase_analysis first")
-    return f"{spec}{',' if ':' in spec else ':'}checkpoint={found[0]}"
+    # relative to the repository, so that the spec (a column of per_track.csv) names no machine
+    from stemprover.provenance import portable_path
+
+    return f"{spec}{',' if ':' in spec else ':'}checkpoint={portable_path(found[0])}"
 
 
 def separators_in_pairs(profile: str) -> set[str] | None:

@@ -29,3 +29,20 @@ def test_notebook_setup_writes_the_record(tmp_path, monkeypatch):
     out_dir, _ = setup("08_figures", {"profile": "smoke", "seed": 0})
     saved = json.loads((out_dir / "run.json").read_text())
     assert saved["stage"] == "08_figures" and saved["code_commit"]
+
+
+def test_repository_relative_checkpoints_load_from_any_folder(tmp_path, monkeypatch):
+    import pytest
+
+    from stemprover.errors import StemproverError
+    from stemprover.separators.neural import load_checkpoint
+    from stemprover.testsets import resolve_separator
+
+    monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
+    weights = tmp_path / "results" / "smoke" / "01_phase_analysis" / "weights"
+    weights.mkdir(parents=True)
+    (weights / "htdemucs.pt").write_bytes(b"not a checkpoint")
+    spec = resolve_separator("htdemucs", "smoke")
+    monkeypatch.chdir(tmp_path.parent)  # found through the repository root, not the cwd
+    with pytest.raises(StemproverError, match="not a readable checkpoint"):
+        load_checkpoint("htdemucs", spec.split("checkpoint=")[1])

@@ -163,18 +163,10 @@ def _plain(cfg) -> dict[str, Any]:
 
     values = dataclasses.asdict(cfg)
     if values.get("base_path"):
+        from stemprover.provenance import portable_path
+
         values["base_path"] = portable_path(values["base_path"])
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-
-
-def portable_path(path: str) -> str:
-    """A path inside the repository relative to its root; others reduced to their name."""
-    from stemprover.paths import repo_root
-
-    resolved = Path(path).resolve()
-    if resolved.is_relative_to(repo_root()):
-        return str(resolved.relative_to(repo_root()))
-    return resolved.name
 
 
 def read_meta(folder, kind: str | None = None) -> dict[str, Any]:

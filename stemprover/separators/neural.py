@@ -155,6 +155,10 @@ def build_model(kind: str, sample_rate: int, kwargs: dict[str, Any]) -> torch.nn
 def load_checkpoint(kind: str, checkpoint: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a trained model; raises StemproverError on a missing or mismatched file."""
     path = Path(checkpoint)
+    if not path.is_absolute() and not path.exists():  # a repository-relative spec
+        from stemprover.paths import repo_root
+
+        path = repo_root() / path
     if not path.is_file():
         raise StemproverError(f"{path}: checkpoint not found")
     try:

@@ -33,8 +33,8 @@ from stemprover.model import RegressionModel, StemProverModel, load_base, model_
 from stemprover.model import adapters as lora
 from stemprover.model.serialize import read_meta
 from stemprover.model.unet import freeze
-from stemprover.paths import repo_root, results_dir
-from stemprover.provenance import code_commit, update_run
+from stemprover.paths import results_dir
+from stemprover.provenance import code_commit, data_source, update_run
 from stemprover.seed import seed_everything
 from stemprover.train.config import (
     LoraTrainConfig,
@@ -193,10 +193,7 @@ def train_control_lora(
     report = adapter_report(model, weights)
     report["train_pairs"] = report["adapter"].map(counts).fillna(len(train)).astype(int)
     report.to_csv(out_dir / "adapters.csv", index=False)
-    root = Path(getattr(train, "root", "") or ".").resolve()
-    if root.is_relative_to(repo_root()):
-        root = root.relative_to(repo_root())
-    data = {"pairs": str(root), "n_train_pairs": len(train),
+    data = {"pairs": data_source(train), "n_train_pairs": len(train),
             "sample_rate": cfg.sample_rate, "pairs_per_adapter": counts}
     (out_dir / "data.json").write_text(json.dumps(data, indent=2))
     rows = [r for r in log.rows() if r["phase"] in counts]
