@@ -60,6 +60,9 @@ class ModelConfig:
     beta_schedule: str = "squaredcos_cap_v2"  # cosine schedule: less time wasted at pure noise
     segment_frames: int = 64  # STFT frames of the random training crops (longer pairs are cut)
     use_mixture: bool = True  # the mixture tells what was lost to the other stems
+    # stem and mixture log-magnitudes, implied mask |S|/|M| and phase-difference cosine as
+    # extra inputs of the control embedding and the regression U-Net (stemprover.model.features)
+    mask_features: bool = True
     image_scale: float = 1.0  # multiplies the picture so clean data has unit std (set in 03)
     base_path: str | None = None  # a local diffusers checkpoint to use as base instead of training
 
@@ -111,7 +114,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "lora_alpha": 8.0,  # keeps the LoRA scale at 1
         # the output convolution too: an adapter then reaches the output directly
         "lora_targets": ("to_q", "to_k", "to_v", "to_out.0", "conv_out"),
-        "segment_frames": 64,  # 0.37 s crops at 22.05 kHz, hop 128, batch 8: ~3 s of audio
+        "segment_frames": 172,  # 1 s crops (the whole pair): 4x the audio per step of 64 frames
     },
     "gpu": {
         "block_out_channels": (64, 128, 256, 256),  # SD-like four levels, sized for 10 min on H100
@@ -157,10 +160,16 @@ SAVED_BEFORE_BRIDGE = {"formulation": "sdedit", "control": "controlnet", "mask_o
 encoder-only ControlNet and a plain output (such folders still load and run as they did)."""
 
 
+SAVED_BEFORE_FEATURES = {"mask_features": False}
+"""Configs saved before the mask-domain input features read the pictures alone."""
+
+
 def config_from_dict(values: dict[str, Any], where: str = "ModelConfig") -> ModelConfig:
     """Rebuild a saved config (``stemprover.json``), rejecting unknown keys."""
     if "formulation" not in values:
         values = {**SAVED_BEFORE_BRIDGE, **values}
+    if "mask_features" not in values:
+        values = {**SAVED_BEFORE_FEATURES, **values}
     return build(ModelConfig, values, where=where)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from stemprover.errors import StemproverError
 from stemprover.model.config import ModelConfig, config_from_dict
+from stemprover.model.features import N_MASK_FEATURES, mask_features
 from stemprover.model.serialize import (
     CONFIG_FILE,
     EMBEDDINGS,
@@ -67,6 +68,8 @@ class RegressionModel(nn.Module):
         self.representation = get_representation(config.representation, self.stft)
         channels = self.representation.channels * config.freq_fold
         n_in = channels * (2 if config.use_mixture else 1)
+        if config.use_mixture and config.mask_features:
+            n_in += N_MASK_FEATURES * config.freq_fold
         n_out = channels * (2 if config.mask_output else 1)
         self.unet = unet if unet is not None else build_unet(
             config, n_in, n_out, zero_output=True
@@ -90,6 +93,9 @@ class RegressionModel(nn.Module):
             if mix.shape != separated_img.shape:
                 raise StemproverError("mixture picture does not match the separated picture")
             inputs.append(fold_freq(mix * scale, fold))
+            if self.config.mask_features:
+                features = mask_features(separated_img, mix, self.representation, scale)
+                inputs.append(fold_freq(features, fold))
         x, size = pad_to_multiple(torch.cat(inputs, 1), unet_downsample_factor(self.unet))
         tokens = self.artifact_embedding.table.expand(x.shape[0], -1, -1).to(x.dtype)
         timesteps = torch.zeros(x.shape[0], device=x.device, dtype=torch.long)

@@ -25,6 +25,7 @@ from stemprover.constants import ADAPTERS
 from stemprover.errors import StemproverError
 from stemprover.model import adapters as lora
 from stemprover.model.config import ModelConfig
+from stemprover.model.features import N_MASK_FEATURES, mask_features
 from stemprover.model.control import (
     ConcatConditioning,
     PhaseAwareConditioningEmbedding,
@@ -202,8 +203,9 @@ class StemProverModel(nn.Module):
         if cfg.control in ("controlnet", "branch"):
             if cfg.control == "controlnet":
                 self.controlnet = make_controlnet(self.unet)
+            n_features = N_MASK_FEATURES if self._uses_features else 0
             self.condition_embedding = PhaseAwareConditioningEmbedding(
-                magnitude_channels=n_pictures * fold,
+                magnitude_channels=(n_pictures + n_features) * fold,
                 phase_channels=2 * n_pictures * fold,
                 hidden=cfg.condition_channels,
                 out_channels=self.unet.config.block_out_channels[0],
@@ -256,6 +258,11 @@ class StemProverModel(nn.Module):
         return crop(unfold_freq(image, self.config.freq_fold, size[0]), size)
 
     # ----- conditioning ----------------------------------------------------------------
+    @property
+    def _uses_features(self) -> bool:
+        """Whether the control embedding reads :func:`mask_features` of stem and mixture."""
+        return self.config.mask_features and self.config.use_mixture
+
     def _stack(self, separated: torch.Tensor, mixture: torch.Tensor | None) -> list[torch.Tensor]:
         if not self.config.use_mixture:
             return [separated]
@@ -292,6 +299,11 @@ class StemProverModel(nn.Module):
                 mag, phase = fold_freq(mag * self.config.image_scale, fold), fold_freq(phase, fold)
                 mags.append(pad_to_multiple(mag, multiple)[0])
                 phases.append(pad_to_multiple(phase, multiple)[0])
+            if self._uses_features:
+                pair = [pad_to_multiple(p, multiple)[0] if self.vae_factor > 1 else p
+                        for p in pictures]
+                features = mask_features(*pair, self.representation, self.config.image_scale)
+                mags.append(pad_to_multiple(fold_freq(features, fold), multiple)[0])
             embedded = self.condition_embedding(torch.cat(mags, 1), torch.cat(phases, 1))
             return ConditionCache(embedded, None, tuple(embedded.shape[-2:]))
         encoded = [pad_to_multiple(self.encode_image(p), self.unet_multiple)[0] for p in pictures]
