@@ -25,7 +25,6 @@ from stemprover.constants import ADAPTERS
 from stemprover.errors import StemproverError
 from stemprover.model import adapters as lora
 from stemprover.model.config import ModelConfig
-from stemprover.model.features import N_MASK_FEATURES, mask_features
 from stemprover.model.control import (
     ConcatConditioning,
     PhaseAwareConditioningEmbedding,
@@ -33,6 +32,7 @@ from stemprover.model.control import (
     make_controlnet,
     zero_conv,
 )
+from stemprover.model.features import N_MASK_FEATURES, mask_features
 from stemprover.model.serialize import load_stemprover, save_stemprover
 from stemprover.model.unet import (
     ArtifactEmbedding,
