@@ -164,3 +164,15 @@ def test_untrained_latent_bridge_returns_its_input_despite_reconstruction_error(
     assert (rebuilt - images).abs().max() > 1e-3  # the autoencoder is lossy
     out = sample_waves(model, separated, tones(2, seed=4), steps=2)
     torch.testing.assert_close(out, separated, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_latent_rows_of_every_profile_build_without_fold_or_gain(profile):
+    """The 06 latent row of a profile that folds frequency in pixel mode still builds."""
+    from stemprover.model import model_config
+
+    pixel = model_config(profile)
+    latent = model_config(profile, mode="latent")
+    assert latent.mode == "latent"
+    assert latent.freq_fold == 1 and latent.mask_output is False
+    assert pixel.freq_fold == model_config(profile, mode="pixel").freq_fold

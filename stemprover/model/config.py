@@ -85,10 +85,11 @@ class ModelConfig:
             raise StemproverError(
                 f"ModelConfig.freq_fold must be a power of two, got {self.freq_fold}"
             )
-        if self.freq_fold > 1 and self.mode != "pixel":
-            raise StemproverError("ModelConfig.freq_fold applies to pixel mode only")
-        if self.mask_output and self.mode != "pixel":
-            self.mask_output = False  # latents have no bins to gain: the skip alone
+        if self.mode != "pixel":
+            # the autoencoder compresses frequency itself, and latents have no bins to fold or
+            # to gain: a profile's fold and gain output apply to its pixel models only
+            self.freq_fold = 1
+            self.mask_output = False
         if self.bridge_noise < 0:
             raise StemproverError(f"ModelConfig.bridge_noise must be >= 0, got {self.bridge_noise}")
         if self.lora_rank < 1:
