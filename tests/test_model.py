@@ -16,7 +16,8 @@ from stemprover.model.freq_attention import FrequencyAttention
 def tiny_config(**overrides):
     values = dict(block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4,
                   cross_attention_dim=16, condition_channels=8, n_condition_tokens=2,
-                  lora_rank=2, lora_alpha=2.0)
+                  lora_rank=2, lora_alpha=2.0,
+                  freq_fold=1)  # these tests feed model-space pictures; the fold: test_bridge.py
     values.update(overrides)
     return model_config("smoke", **values)
 
