@@ -233,3 +233,20 @@ def test_model_config_profiles_and_checks():
         model_config("smoke", block_out_channels=(12, 32))
     with pytest.raises(StemproverError, match="expected one of"):
         model_config("smoke", prediction_type="sample")
+
+
+def test_branch_with_live_embedding_merge_still_starts_as_the_base():
+    """Without zero merge convolutions the branch's zero output heads alone keep the identity."""
+    torch.manual_seed(0)
+    model = StemProverModel(tiny_config(control="branch", control_zero_embedding=False)).eval()
+    assert model.condition_embedding.zero_magnitude.weight.abs().sum() > 0
+    perturb(model.unet.conv_out)  # stands for a pretrained base
+    model.add_adapters()
+    sep, mix, noisy, t = inputs()
+    with torch.no_grad():
+        base = model(noisy, t, None, None)
+        cond = model.encode_condition(sep, mix)
+        assert cond.control.abs().sum() > 0  # the condition is live...
+        assert torch.equal(model(noisy, t, cond, {"general": 1.0}), base)  # ...the output is not
+    zero = StemProverModel(tiny_config(control="branch")).condition_embedding.zero_magnitude
+    assert zero.weight.abs().sum() == 0  # ControlNet's recipe by default

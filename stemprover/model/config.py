@@ -40,6 +40,10 @@ class ModelConfig:
     # added after conv_in, zero convolution out) whose output is added to the base's; the
     # diffusers encoder-only ControlNet and zero-init concatenation are ablation rows
     control: Literal["branch", "controlnet", "concat"] = "branch"
+    # zero merge convolutions in the control embedding (ControlNet's recipe); in branch mode the
+    # zero output heads already keep the identity, and False gives the condition a gradient
+    # from the first step (design study, row 19)
+    control_zero_embedding: bool = True
     condition_channels: int = 16  # width of each path (magnitude, phase) of the control embedding
     freq_attention: bool = True  # attention along frequency per frame; off for the ablation
     freq_attention_heads: int = 2  # heads of the frequency attention

@@ -43,6 +43,10 @@ def zero_conv(in_channels: int, out_channels: int, kernel_size: int = 1) -> nn.C
     return conv
 
 
+def _conv1x1(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1)
+
+
 def _path(in_channels: int, hidden: int, n_down: int) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(in_channels, hidden, 3, padding=1), nn.SiLU()]
     for _ in range(n_down):  # latent mode: reach the autoencoder's resolution
@@ -62,6 +66,10 @@ class PhaseAwareConditioningEmbedding(nn.Module):
         n_down: Stride-2 stages, ``log2`` of the autoencoder's downsampling (0 in pixel mode).
         freq_attention: Whether frequency attention mixes the two paths before the merge.
         n_heads: Heads of the frequency attention.
+        zero_merge: Whether the merging convolutions start at zero (ControlNet's recipe). Where
+            the branch's own output is a zero convolution, that already keeps the identity at
+            the start, and a second zero layer in series leaves the condition without any
+            gradient until the first has moved.
     """
 
     def __init__(
@@ -73,13 +81,15 @@ class PhaseAwareConditioningEmbedding(nn.Module):
         n_down: int = 0,
         freq_attention: bool = True,
         n_heads: int = 2,
+        zero_merge: bool = True,
     ):
         super().__init__()
         self.magnitude_path = _path(magnitude_channels, hidden, n_down)
         self.phase_path = _path(phase_channels, hidden, n_down)
         self.freq_attention = FrequencyAttention(2 * hidden, n_heads, enabled=freq_attention)
-        self.zero_magnitude = zero_conv(hidden, out_channels)
-        self.zero_phase = zero_conv(hidden, out_channels)
+        merge = zero_conv if zero_merge else _conv1x1
+        self.zero_magnitude = merge(hidden, out_channels)
+        self.zero_phase = merge(hidden, out_channels)
 
     def forward(self, magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """Embed a condition.
@@ -89,7 +99,8 @@ class PhaseAwareConditioningEmbedding(nn.Module):
             phase: ``(B, p, F, T)`` phase features.
 
         Returns:
-            ``(B, out_channels, F / 2**n_down, T / 2**n_down)``; zeros at initialisation.
+            ``(B, out_channels, F / 2**n_down, T / 2**n_down)``; zeros at initialisation
+            when ``zero_merge``.
         """
         features = torch.cat([self.magnitude_path(magnitude), self.phase_path(phase)], dim=1)
         features = self.freq_attention(features)

@@ -212,6 +212,7 @@ class StemProverModel(nn.Module):
                 n_down=self.vae_factor.bit_length() - 1,
                 freq_attention=cfg.freq_attention,
                 n_heads=cfg.freq_attention_heads,
+                zero_merge=cfg.control_zero_embedding or cfg.control != "branch",
             )
         else:
             self.concat_conditioning = ConcatConditioning(
