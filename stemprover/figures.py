@@ -372,7 +372,12 @@ def budget_curve(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path,
     """Validation ΔSI-SDR against training minutes: StemProver's phases and the regression U-Net."""
     table, inputs, base_end = budget_curves(profile)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    by_type = [c for c in table.columns if c.startswith("gain_")]
+    if by_type:
+        fig, (ax, ax_type) = plt.subplots(1, 2, figsize=(9.0, 2.6))
+        _budget_by_type(ax_type, table, by_type)
+    else:
+        fig, ax = plt.subplots(figsize=(6.5, 2.6))
     for k, (phase, rows) in enumerate(table.groupby("phase", sort=False)):
         regression = phase == "regression"
         ax.plot(rows["minutes"], rows["gain"], marker="." if not regression else "x",
@@ -386,6 +391,23 @@ def budget_curve(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path,
     ax.set_ylabel("validation ΔSI-SDR (dB)")
     fig.legend(loc="outside right center", fontsize=6.5)
     return _save(fig, out_dir, "budget_curve"), inputs
+
+
+def _budget_by_type(ax, table: pd.DataFrame, columns: list[str]) -> None:
+    """The general phase and the regression U-Net per artifact type of the held-out pairs
+    (``gain_<adapter>`` columns; the phase-smear pairs are the general adapter's)."""
+    for k, column in enumerate(columns):
+        for phase, style in (("general", "-"), ("regression", "--")):
+            rows = table[table["phase"] == phase].dropna(subset=[column])
+            if rows.empty:
+                continue
+            ax.plot(rows["minutes"], rows[column], linestyle=style, color=f"C{k % 8}",
+                    marker="." if phase == "general" else "x",
+                    label=f"{column.removeprefix('gain_')}: {PHASE_LABELS[phase]}")
+    ax.axhline(0.0, color="0.5", linewidth=0.8)
+    ax.set_xlabel("training minutes")
+    ax.set_title("per artifact type", fontsize=8)
+    ax.legend(fontsize=5.5)
 
 
 Producer = Callable[[str, FiguresConfig, Path], tuple[Path, list[Path]]]

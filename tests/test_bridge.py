@@ -132,3 +132,15 @@ def test_monitor_stops_on_a_plateau_and_decides_from_its_rows(tmp_path):
         stops.append(monitor.plateaued("general"))
     assert stops == [False, False, False, False, False, True]
     assert not Monitor(lambda: 0.0, 1, monitor.log, patience=0).plateaued("general")
+
+
+def test_monitor_writes_one_column_per_artifact_type(tmp_path):
+    scores = iter([{"gain": 0.5, "gain_bleed": 1.5, "gain_hf_loss": -0.5},
+                   {"gain": 0.1, "gain_bleed": 0.2, "gain_hf_loss": 0.0}])
+    monitor = Monitor(lambda: next(scores), every=1, log=CsvLog(tmp_path / "curve.csv"),
+                      patience=1, min_delta=0.05)
+    monitor.record("general", 0, 0.0)
+    monitor.record("general", 1, 60.0)
+    rows = monitor.rows("general")
+    assert [float(r["gain_bleed"]) for r in rows] == [1.5, 0.2]
+    assert monitor.plateaued("general")  # the plateau reads the overall gain

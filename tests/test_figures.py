@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import results_fixture as fx
 
@@ -118,6 +119,23 @@ def test_budget_curve_draws_each_phase_on_the_training_minutes(root, monkeypatch
         gains = [g for stage in fx.BUDGET.values() for p, _, _, g in stage if p == phase]
         np.testing.assert_allclose(line.get_ydata(), gains)
     assert lines[figures.PHASE_LABELS["regression"]].get_linestyle() == "--"
+
+
+def test_budget_curve_adds_a_panel_per_artifact_type_when_logged(root, monkeypatch):
+    fx.write_results(root, "cpu")
+    path = root / "results/cpu/04_lora_training/budget_curve.csv"
+    curve = pd.read_csv(path)
+    logged = curve["phase"].isin(["general", "regression"])
+    curve["gain_bleed"] = np.where(logged, curve["gain"] + 1.0, np.nan)
+    curve.to_csv(path, index=False)
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out, name: drawn.setdefault(name, fig))
+    figures.budget_curve("cpu", figures.FiguresConfig(), root)
+    lines = {line.get_label(): line for line in drawn["budget_curve"].axes[1].get_lines()}
+    general = lines[f"bleed: {figures.PHASE_LABELS['general']}"]
+    np.testing.assert_allclose(general.get_xdata(), fx.BUDGET_MINUTES["general"])
+    np.testing.assert_allclose(general.get_ydata(), curve.loc[curve["phase"] == "general", "gain"] + 1)
+    assert lines[f"bleed: {figures.PHASE_LABELS['regression']}"].get_linestyle() == "--"
 
 
 def test_budget_curve_needs_the_lora_stage_curve(root):

@@ -250,3 +250,19 @@ def test_branch_with_live_embedding_merge_still_starts_as_the_base():
         assert torch.equal(model(noisy, t, cond, {"general": 1.0}), base)  # ...the output is not
     zero = StemProverModel(tiny_config(control="branch")).condition_embedding.zero_magnitude
     assert zero.weight.abs().sum() == 0  # ControlNet's recipe by default
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_branch_first_convolution_reads_the_mixture_only_with_direct_input(direct):
+    """With the embedding still at zero, only the direct input lets the mixture reach the branch."""
+    torch.manual_seed(0)
+    model = StemProverModel(tiny_config(control="branch", control_direct_input=direct)).eval()
+    assert (model.concat_conditioning is not None) == direct
+    if direct:  # an ordinary convolution: the zero output heads keep the identity
+        assert model.concat_conditioning.extra.weight.abs().sum() > 0
+    perturb(model.control_out)
+    sep, mix, noisy, t = inputs()
+    with torch.no_grad():
+        first = model(noisy, t, model.encode_condition(sep, mix), {"general": 1.0})
+        other = model(noisy, t, model.encode_condition(sep, mix * 3.0), {"general": 1.0})
+    assert torch.equal(first, other) != direct

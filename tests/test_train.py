@@ -23,6 +23,7 @@ from stemprover.train import (
     train_control_lora,
     train_regression,
 )
+from stemprover.train.validate import gain_on_pairs
 
 TINY = dict(
     block_out_channels=[8, 16],
@@ -226,6 +227,22 @@ def test_regression_and_validation(base_dir, lora_run, tmp_path):
     summary = summarize(table)
     assert summary["stemprover"]["n"] == 3
     assert np.isfinite(summary["stemprover"]["si_sdr_gain"])
+
+
+def test_budget_gain_is_the_mean_over_items_and_per_artifact_type(lora_run):
+    model, _ = lora_run
+    pairs = FakePairs(8)
+    gains = gain_on_pairs(model, pairs, list(range(8)), sample_rate=16000, stft_cfg=model.stft,
+                          steps=1)
+    table = evaluate_on_pairs({"model": model}, pairs, list(range(8)), sample_rate=16000,
+                              stft_cfg=model.stft, steps=1, strength=1.0, progress=False,
+                              metrics=("si_sdr",))
+    change = (table[table["system"] == "model"]["si_sdr"].to_numpy()
+              - table[table["system"] == "input"]["si_sdr"].to_numpy())
+    assert gains["gain"] == pytest.approx(change.mean())
+    assert set(gains) == {"gain", *(f"gain_{name}" for name in ADAPTERS)}
+    bleed = [i for i in range(8) if ADAPTERS[pairs[i]["adapter"]] == "bleed"]
+    assert gains["gain_bleed"] == pytest.approx(change[bleed].mean())
 
 
 def test_release_copies_weights_and_writes_card_from_results(tmp_path, monkeypatch, lora_run):

@@ -44,6 +44,10 @@ class ModelConfig:
     # zero output heads already keep the identity, and False gives the condition a gradient
     # from the first step (design study, row 19)
     control_zero_embedding: bool = True
+    # branch mode: the branch's first convolution also reads the condition itself (stem,
+    # mixture and mask features), as the regression U-Net's does, besides the embedding added
+    # after it; the embedding alone learned bleed at a third of the regression's rate
+    control_direct_input: bool = True
     condition_channels: int = 16  # width of each path (magnitude, phase) of the control embedding
     freq_attention: bool = True  # attention along frequency per frame; off for the ablation
     freq_attention_heads: int = 2  # heads of the frequency attention

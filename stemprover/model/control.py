@@ -145,20 +145,25 @@ def load_controlnet(folder: Path) -> ControlNetModel:
 
 
 class ConcatConditioning(nn.Module):
-    """The zero-initialised extra input channels of ``conv_in`` (the concat ablation).
+    """Extra input channels of ``conv_in``: zero-initialised on the base (the concat ablation),
+    or the control branch's direct view of the condition.
 
     Args:
         condition_channels: Channels of the condition in model space.
         out_channels: ``conv_in`` output channels of the base.
         kernel_size: ``conv_in`` kernel size of the base (3 for diffusers U-Nets).
+        zero: Whether the weights start at zero. The control branch's own input keeps the
+            ordinary initialisation: its zero output heads already keep the identity.
     """
 
-    def __init__(self, condition_channels: int, out_channels: int, kernel_size: int = 3):
+    def __init__(self, condition_channels: int, out_channels: int, kernel_size: int = 3,
+                 zero: bool = True):
         super().__init__()
         self.extra = nn.Conv2d(
             condition_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
         )
-        nn.init.zeros_(self.extra.weight)
+        if zero:
+            nn.init.zeros_(self.extra.weight)
 
     def forward(self, condition: torch.Tensor) -> torch.Tensor:
         return self.extra(condition)

@@ -57,7 +57,8 @@ class ConditionCache:
 
     Attributes:
         control: ControlNet conditioning embedding ``(B, C0, H, W)`` (controlnet mode).
-        concat: The condition in model space ``(B, Cc, H, W)`` (concat mode).
+        concat: The condition in model space ``(B, Cc, H, W)`` (concat mode, and the
+            branch's direct input).
         shape: Padded model-space ``(H, W)`` that noisy inputs must pad to.
     """
 
@@ -214,11 +215,13 @@ class StemProverModel(nn.Module):
                 n_heads=cfg.freq_attention_heads,
                 zero_merge=cfg.control_zero_embedding or cfg.control != "branch",
             )
-        else:
+        if cfg.control == "concat" or self._direct_input:
+            n_features = N_MASK_FEATURES * fold if self._direct_input and self._uses_features else 0
             self.concat_conditioning = ConcatConditioning(
-                n_pictures * self.model_channels,
+                n_pictures * self.model_channels + n_features,
                 self.unet.config.block_out_channels[0],
                 self.unet.conv_in.kernel_size[0],
+                zero=cfg.control == "concat",
             )
         self.artifact_embedding.init_adapter_rows()
 
@@ -259,6 +262,12 @@ class StemProverModel(nn.Module):
         return crop(unfold_freq(image, self.config.freq_fold, size[0]), size)
 
     # ----- conditioning ----------------------------------------------------------------
+    @property
+    def _direct_input(self) -> bool:
+        """Whether the branch's first convolution reads the condition in model space."""
+        cfg = self.config
+        return cfg.control == "branch" and cfg.control_direct_input and self.autoencoder is None
+
     @property
     def _uses_features(self) -> bool:
         """Whether the control embedding reads :func:`mask_features` of stem and mixture."""
@@ -306,9 +315,18 @@ class StemProverModel(nn.Module):
                 features = mask_features(*pair, self.representation, self.config.image_scale)
                 mags.append(pad_to_multiple(fold_freq(features, fold), multiple)[0])
             embedded = self.condition_embedding(torch.cat(mags, 1), torch.cat(phases, 1))
-            return ConditionCache(embedded, None, tuple(embedded.shape[-2:]))
+            direct = self._encode_direct(pictures) if self._direct_input else None
+            return ConditionCache(embedded, direct, tuple(embedded.shape[-2:]))
+        return ConditionCache(None, self._encode_direct(pictures), shape)
+
+    def _encode_direct(self, pictures: list[torch.Tensor]) -> torch.Tensor:
+        """The condition in model space, plus the mask features in the branch's direct input."""
         encoded = [pad_to_multiple(self.encode_image(p), self.unet_multiple)[0] for p in pictures]
-        return ConditionCache(None, torch.cat(encoded, 1), shape)
+        if self._direct_input and self._uses_features:
+            features = mask_features(*pictures, self.representation, self.config.image_scale)
+            fold = fold_freq(features, self.config.freq_fold)
+            encoded.append(pad_to_multiple(fold, self.unet_multiple)[0])
+        return torch.cat(encoded, 1)
 
     @property
     def unet_multiple(self) -> int:
@@ -419,7 +437,10 @@ class StemProverModel(nn.Module):
             return self.unet(x, timesteps, encoder_hidden_states=tokens).sample
         if self.control_unet is not None:
             base = self.unet(x, timesteps, encoder_hidden_states=tokens).sample
-            with added_to_conv_in(self.control_unet, condition.control.to(x.dtype)):
+            added = condition.control.to(x.dtype)
+            if condition.concat is not None:
+                added = added + self.concat_conditioning(condition.concat.to(x.dtype))
+            with added_to_conv_in(self.control_unet, added):
                 side = self.control_unet(x, timesteps, encoder_hidden_states=tokens).sample
             return base + self._heads(side, weights)
         if self.controlnet is not None:

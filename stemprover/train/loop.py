@@ -52,7 +52,7 @@ class Monitor:
     ``min_delta``; the rows written so far decide this, so a resumed run decides the same.
     """
 
-    evaluate: Callable[[], float]
+    evaluate: Callable[[], float | dict[str, float]]  # a dict has "gain" and may add columns
     every: int  # optimizer steps between evaluations
     log: CsvLog  # budget curve: phase, step, train_seconds, gain
     patience: int = 0  # 0: never stop early
@@ -62,8 +62,11 @@ class Monitor:
         return [r for r in self.log.rows() if r["phase"] == phase]
 
     def record(self, phase: str, step: int, train_seconds: float) -> None:
+        value = self.evaluate()
+        scores = value if isinstance(value, dict) else {"gain": value}
         self.log.append({"phase": phase, "step": step, "train_seconds": train_seconds,
-                         "train_minutes": train_seconds / 60.0, "gain": float(self.evaluate())})
+                         "train_minutes": train_seconds / 60.0,
+                         **{k: float(v) for k, v in scores.items()}})
 
     def plateaued(self, phase: str) -> bool:
         if self.patience <= 0:

@@ -116,14 +116,23 @@ def level_change_db(output: np.ndarray, separated: np.ndarray) -> float:
 
 def gain_on_pairs(model, dataset, indices: list[int], *, sample_rate: int,
                   stft_cfg: StftConfig, steps: int = 1, adapter: str | None = "own",
-                  batch_size: int = 8) -> float:
-    """Mean SI-SDR gain (dB) of ``model`` over the separated input on ``indices`` (no phase)."""
+                  batch_size: int = 8) -> dict[str, float]:
+    """SI-SDR gain (dB) of ``model`` over the separated input on ``indices`` (no phase).
+
+    Returns:
+        ``{"gain": mean over all items, "gain_<type>": mean over the items of each artifact
+        type}``: a mean over all types can hide a gain on one of them.
+    """
     table = evaluate_on_pairs({"model": model}, dataset, indices, sample_rate=sample_rate,
                               stft_cfg=stft_cfg, steps=steps, strength=1.0,
                               batch_size=batch_size, progress=False, adapter=adapter,
                               metrics=("si_sdr",))
-    means = table.groupby("system")["si_sdr"].mean()
-    return float(means["model"] - means["input"])
+    scores = table.pivot_table(index=["item", "adapter"], columns="system", values="si_sdr")
+    change = (scores["model"] - scores["input"]).reset_index(name="change")
+    gains = {"gain": float(change["change"].mean())}
+    for name, group in change.groupby("adapter"):
+        gains[f"gain_{name}"] = float(group["change"].mean())
+    return gains
 
 
 def summarize(table: pd.DataFrame) -> dict:
