@@ -79,6 +79,35 @@ def value(testset: str, stem: str, system: str, metric: str) -> float:
     return base + OFFSET[system] + (0.5 if testset == "real" else 0.0)
 
 
+# Listening clips: clean is a 440 Hz sine, each system adds a 1000 Hz sine of this amplitude
+# (orthogonal over the clip), so its SI-SDR against the clean clip is -20 log10(amplitude) dB.
+CLIP_RATE = 8000
+CLIP_SECONDS = 0.5
+CLIP_NOISE = {"identity": 0.1, "stemprover@1": 0.05, "stemprover@4": 0.01}
+CLIP_SI_SDR = {"mixture": 0.0, "identity": 20.0, "stemprover@1": 26.02, "stemprover@4": 40.0}
+
+
+def write_examples(folder: Path, testsets: tuple[str, ...] = ("synthetic", "real")) -> dict:
+    """Listening clips of the vocals written by the evaluation's own producer; its index."""
+    from types import SimpleNamespace
+
+    from stemprover.examples import INDEX, save_examples
+    from stemprover.testsets import TestItem
+
+    t = np.arange(int(CLIP_SECONDS * CLIP_RATE)) / CLIP_RATE
+    clean = np.tile(0.5 * np.sin(2 * np.pi * 440 * t), (2, 1)).astype(np.float32)
+    other = np.tile(0.5 * np.sin(2 * np.pi * 1000 * t), (2, 1)).astype(np.float32)
+    kept = {}
+    for testset in testsets:
+        item = TestItem(testset, f"{testset}_track", "hpss", CLIP_RATE, clean + other,
+                        {"vocals": clean}, {"vocals": clean + 0.2 * other})
+        outputs = {name: {"vocals": clean + a * other} for name, a in CLIP_NOISE.items()}
+        kept[testset] = (item, outputs)
+    cfg = SimpleNamespace(example_stem="vocals", example_seconds=1.0, examples_max_mb=1.0)
+    save_examples(kept, cfg, folder, "stemprover@4")
+    return json.loads((folder / INDEX).read_text())
+
+
 def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = ()) -> Path:
     """Write the fake results tree under ``root/results/<profile>``; return that folder."""
     res = root / "results" / profile
@@ -159,6 +188,7 @@ def write_results(root: Path, profile: str = "cpu", *, skip: tuple[str, ...] = (
             stem="vocals",
             system="stemprover@4",
         )
+        write_examples(ev / "examples")
     if "01" not in skip:
         pa = res / "01_phase_analysis"
         pa.mkdir(parents=True)
