@@ -4,7 +4,8 @@
 
 Rewrites only the lines between ``<!-- headline:start -->`` and ``<!-- headline:end -->``
 in README.md, from the best profile that has results (gpu, then cpu; smoke only when
-asked for by name, since its numbers mean nothing).
+asked for by name, since its numbers mean nothing), with a link to that profile's
+listening page (:mod:`stemprover.listening`) once it is built.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from stemprover import resultsio as rio
 from stemprover.errors import StemproverError
+from stemprover.listening import page_dir
 from stemprover.paper.claims import MET, MISSED, NOT_MEASURED, targets
 from stemprover.paper.data import PaperData, finite, load
 from stemprover.paper.numbers import fmt, git_hash
@@ -86,6 +88,15 @@ def headline_markdown(data: PaperData) -> str:
                 f"| {_cell(data, testset, stem, sisdr)} "
                 f"| {_cell(data, testset, stem, sdr)} | {base} | {n} |"
             )
+    page = page_dir(data.profile) / "index.html"
+    if page.is_file():
+        link = page.relative_to(repo_root()).as_posix()
+        lines += [
+            "",
+            f"Hear them: [{link}]({link}) plays a short clip of every system on each test set "
+            "(mixture, separator output, baselines, StemProver, clean stem), with its "
+            "spectrogram and SI-SDR; open it in a browser, it needs no network.",
+        ]
     found = targets(data)
     checked = [t for t in found if t.status != NOT_MEASURED]
     lines += [

@@ -244,6 +244,7 @@ def test_smoke_paper_builds_apart_from_the_committed_paper(root):
     assert pdf == root / "build/paper/smoke/main.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
     assert not (root / "paper/generated").exists() and not (root / "paper/stemprover.pdf").exists()
+    assert (root / "build/demo/smoke/index.html").is_file() and not (root / "paper/demo").exists()
     macros = read_macros(root / "build/paper/smoke/generated/claims.tex")
     assert "smoke" in macros["spProfileNote"]
 
@@ -264,6 +265,20 @@ def test_readme_headline_is_generated_between_the_markers(root):
     readme.write_text("no markers\n")
     with pytest.raises(StemproverError, match="headline:start"):
         update_readme("cpu")
+
+
+def test_readme_links_the_listening_page_once_it_is_built(root):
+    from stemprover.listening import build_profile_page
+
+    fx.write_results(root, "cpu")
+    readme = root / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    update_readme("cpu")
+    assert "paper/demo/cpu/index.html" not in readme.read_text()
+    build_profile_page("cpu")
+    update_readme("cpu")
+    link = "[paper/demo/cpu/index.html](paper/demo/cpu/index.html)"
+    assert link in readme.read_text()
 
 
 def test_ablation_sentence_compares_each_change_with_the_reference(root):

@@ -8,6 +8,8 @@ Where things go:
 * ``smoke``: sources copied to ``build/paper/smoke/`` with their generated files, PDF in
   ``build/paper/smoke/main.pdf``; figures from ``build/figures/smoke/``. The committed
   paper is never touched.
+* every profile: the listening page of :mod:`stemprover.listening` (``paper/demo/<profile>/``,
+  ``build/demo/smoke/`` for smoke).
 
 A build fails with :class:`~stemprover.errors.StemproverError` on a missing figure, an
 undefined reference or citation, a missing bibliography entry or any LaTeX error.
@@ -179,7 +181,8 @@ def run_latexmk(where: Layout, timeout_s: int = 600) -> Path:
 
 
 def build_paper(profile: str, latex: bool = True, strict: bool | None = None) -> Path | None:
-    """Generate every file the paper reads from ``results/<profile>/`` and build the PDF.
+    """Generate every file the paper reads from ``results/<profile>/``, the listening page,
+    and build the PDF.
 
     Args:
         profile: ``smoke``, ``cpu`` or ``gpu``.
@@ -189,9 +192,12 @@ def build_paper(profile: str, latex: bool = True, strict: bool | None = None) ->
     Returns:
         The built PDF (None when ``latex`` is False).
     """
+    from stemprover.listening import build_profile_page
+
     where = layout(profile)
     stage_sources(where)
     generate(profile, where, strict=strict)
+    build_profile_page(profile, strict=strict)
     if not latex:
         return None
     check_figures(required_figures(where.source), where.figures)
