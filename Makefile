@@ -1,6 +1,7 @@
 # StemProver: the Makefile is the contract. CI only calls `make test`.
 #   make reproduce [PROFILE=auto|smoke|cpu|gpu] [FROM=NN]   notebooks 01-08, then the paper
-#   make test                                               lint, unit tests, nbval, smoke paper
+#   make test                                               lint, unit tests, nbval, smoke paper,
+#                                                           the smoke listening page in chromium
 SHELL := /bin/bash
 PY := .venv/bin/python
 PROFILE ?= auto
@@ -24,6 +25,7 @@ nbval: install
 
 test: lint unit nbval
 	@if [ -f paper/main.tex ]; then $(MAKE) --no-print-directory paper PROFILE=smoke; fi
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_listening_browser.py -k built_smoke_page
 
 reproduce: install
 	$(PY) -m stemprover.reproduce --profile $(PROFILE) --from $(FROM)
