@@ -2,6 +2,7 @@
 
     stemprover enhance vocals.wav -o cleaned/ --steps 4 [--format pcm24] [--jobs 2]
     stemprover enhance track.stem.mp4 -o cleaned/ --stem vocals   # stem and mixture from the file
+    stemprover enhance vocals.wav -o cleaned/ --preview   # + cleaned/vocals.enhanced.png
     stemprover analyze cleaned/vocals.enhanced.wav --reference clean_vocals.wav [--json]
 
 Every problem with an input prints one line, ``stemprover: error: <file>: <problem>``, and
@@ -35,6 +36,7 @@ common options of enhance (stemprover enhance --help lists them all):
                         how much the sampler changes, and which adapters it uses
   --format {float32,pcm16,pcm24}, --filename TEMPLATE, --overwrite
                         what is written, where, and whether it may replace a file
+  --preview             also draw input, output and the change into <output>.png
   --device DEV, --jobs N, --threads N
                         where and how parallel it runs
 """
@@ -83,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "{track}.{stem}.enhanced.wav for a .stem.mp4)")
     enh.add_argument("--overwrite", action="store_true",
                      help="replace outputs that exist already (inputs are never replaced)")
+    enh.add_argument("--preview", action="store_true",
+                     help="also write a PNG next to each output (its name with .png): the "
+                          "spectrograms of the input and the output, and the change between "
+                          "them (dB)")
     enh.add_argument("--model", default=None, metavar="PATH",
                      help="model folder (default: models/default)")
     enh.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
@@ -180,11 +186,19 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
     for path in args.inputs:
         try:
             check_path(Path(path))
-            target = targets[path]
-            if not args.overwrite and target.exists() and not any(
-                    target.resolve() == Path(p).resolve() for p in args.inputs):
-                raise StemproverError(
-                    f"{target}: already exists; pass --overwrite to replace it")
+            written = [targets[path]]
+            if args.preview:
+                from stemprover.clip_plots import preview_path
+
+                written.append(preview_path(targets[path]))
+            for target in written:
+                if any(target.resolve() == Path(p).resolve() for p in args.inputs):
+                    if target.suffix == ".png":
+                        raise StemproverError(f"{target}: refusing to overwrite an input file")
+                    continue  # the enhancer refuses it, naming the input
+                if not args.overwrite and target.exists():
+                    raise StemproverError(
+                        f"{target}: already exists; pass --overwrite to replace it")
         except StemproverError as err:
             _error(err)
             continue
@@ -251,6 +265,7 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
     from concurrent.futures import ThreadPoolExecutor
 
     from stemprover.audio import sound_info
+    from stemprover.clip_plots import write_preview
     from stemprover.enhance import Enhancer, enhance_file
     from stemprover.errors import StemproverError
     from stemprover.threads import cpu_threads
@@ -272,6 +287,7 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
                     protect=tuple(args.inputs), filename=args.filename,
                     output_format=args.output_format, overwrite=args.overwrite,
                     cancel=cancel)
+                preview = write_preview(path, target, args.stem) if args.preview else None
         except StemproverError as err:
             _error(err)
             return False
@@ -285,6 +301,8 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
         seconds = info.frames / info.sample_rate
         print(_shown(f"{path} -> {target}: {seconds:.1f} s of audio in {elapsed:.1f} s "
                      f"(real-time factor {elapsed / max(seconds, 1e-9):.3f})"), flush=True)
+        if preview is not None:
+            print(_shown(f"{path} -> {preview}: preview"), flush=True)
         return True
 
     if args.jobs == 1:

@@ -240,3 +240,39 @@ def test_stem_file_input(tiny_model, tmp_path, capsys):
     name = track.name[: -len(".stem.mp4")] + ".bass.enhanced.wav"
     out, rate = sf.read(tmp_path / "out" / name, always_2d=True)
     assert rate == 44100 and out.shape[1] == 2 and out.shape[0] > 5 * rate
+
+
+def test_preview_draws_input_output_and_their_change_next_to_the_output(tiny_model, tmp_path,
+                                                                         capsys):
+    import matplotlib.image
+
+    src = _write(tmp_path / "vocals.wav", _tone(1.0, RATE))
+    assert _enhance(tiny_model, src, "-o", tmp_path / "out", "--preview") == 0
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["vocals.enhanced.png", "vocals.enhanced.wav"]
+    assert matplotlib.image.imread(out / "vocals.enhanced.png").shape[:2] == (600, 800)
+    summary = capsys.readouterr().out.strip().splitlines()
+    assert len(summary) == 2 and summary[1].endswith("vocals.enhanced.png: preview")
+
+
+def test_preview_of_a_stem_file_draws_the_chosen_stem(tiny_model, tmp_path):
+    import stempeg
+
+    track = Path(stempeg.example_stem_path())
+    assert _enhance(tiny_model, track, "-o", tmp_path, "--stem", "vocals", "--preview") == 0
+    name = track.name[: -len(".stem.mp4")] + ".vocals.enhanced.png"
+    assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_preview_never_replaces_a_file_without_overwrite(tiny_model, tmp_path, capsys):
+    src = _write(tmp_path / "v.wav", _tone(0.5, RATE))
+    out = tmp_path / "out"
+    out.mkdir()
+    old = out / "v.enhanced.png"
+    old.write_bytes(b"a picture of someone else's")
+    assert _enhance(tiny_model, src, "-o", out, "--preview") == 1
+    assert "v.enhanced.png: already exists; pass --overwrite" in _error_line(capsys)
+    assert old.read_bytes() == b"a picture of someone else's"
+    assert sorted(p.name for p in out.iterdir()) == ["v.enhanced.png"]
+    assert _enhance(tiny_model, src, "-o", out, "--preview", "--overwrite") == 0
+    assert old.read_bytes().startswith(b"\x89PNG")
