@@ -192,11 +192,8 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
 
                 written.append(preview_path(targets[path]))
             for target in written:
-                if any(target.resolve() == Path(p).resolve() for p in args.inputs):
-                    if target.suffix == ".png":
-                        raise StemproverError(f"{target}: refusing to overwrite an input file")
-                    continue  # the enhancer refuses it, naming the input
-                if not args.overwrite and target.exists():
+                if not args.overwrite and target.exists() and not any(
+                        target.resolve() == Path(p).resolve() for p in args.inputs):
                     raise StemproverError(
                         f"{target}: already exists; pass --overwrite to replace it")
         except StemproverError as err:

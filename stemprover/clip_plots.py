@@ -13,9 +13,11 @@ PNGs carry no software version or date, so the same audio always gives the same 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from stemprover.streaming import BLOCK_SAMPLES, FileSource
 MAX_FRAMES = 1200  # columns of a preview: more than its pixels, so nothing is lost on screen
 RANGE_DB = 80.0  # shown below the loudest bin; quieter bins are drawn at the floor
 DIFF_MIN_DB = 3.0  # the change panel spans at least +-3 dB, so noise is not blown up
+_DRAWING = threading.Lock()  # styles set matplotlib's global rcParams: one drawing at a time
 
 
 @dataclass
@@ -85,13 +88,15 @@ def _figure(width_in: float, height_in: float, n_rows: int = 1):
     return fig, fig.subplots(n_rows, 1, sharex=True, squeeze=False)[:, 0]
 
 
+@contextlib.contextmanager
 def _style():
-    """The paper's style, for this drawing only."""
+    """The paper's style, for this drawing only (``enhance --jobs`` draws from threads)."""
     from matplotlib import style
 
     from stemprover.figures import STYLE
 
-    return style.context(str(STYLE))
+    with _DRAWING, style.context(str(STYLE)):
+        yield
 
 
 def _show(ax, image: Spectrogram, values: np.ndarray, **kwargs):
