@@ -243,21 +243,20 @@ def train_autoencoder(
         ``loss_fn`` terms.
         The latent scaling factor is set to ``1 / std`` of the training latents.
     """
-    from accelerate import Accelerator
+    from stemprover.train.loop import make_accelerator
 
     if steps < 1:
         raise StemproverError(f"the autoencoder needs at least one training step, got {steps}")
     seed_everything(cfg.seed)
     if accelerator is None:
-        precision = cfg.mixed_precision
-        if precision == "auto":
-            precision = "bf16" if torch.cuda.is_available() else "no"
-        accelerator = Accelerator(mixed_precision=precision)
+        accelerator = make_accelerator(cfg.mixed_precision)
     model = SpectrogramAutoencoder(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     loader = _loader(images, cfg.batch_size, cfg.seed)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    sample_generator = torch.Generator(device=accelerator.device).manual_seed(cfg.seed)
+    # each process its own posterior samples; process 0 keeps the single-process seed
+    sample_generator = torch.Generator(device=accelerator.device).manual_seed(
+        cfg.seed + accelerator.process_index)
     rows: list[dict[str, float]] = []
     bar = tqdm(total=steps, desc="autoencoder", disable=not progress)
     model.train()
@@ -286,22 +285,29 @@ def train_autoencoder(
                 break
     bar.close()
     model = accelerator.unwrap_model(model).eval()
-    _set_scaling_factor(model, loader)
+    _set_scaling_factor(model, loader, accelerator)
     model = model.to("cpu")
-    if out_dir is not None:
+    if out_dir is not None and accelerator.is_main_process:
         model.save_pretrained(out_dir)
+    accelerator.wait_for_everyone()
     return model, pd.DataFrame(rows)
 
 
 @torch.no_grad()
 def _set_scaling_factor(
-    model: SpectrogramAutoencoder, loader: Iterable, max_batches: int = 8
+    model: SpectrogramAutoencoder, loader: Iterable, accelerator=None, max_batches: int = 8
 ) -> None:
-    """Scale latents to unit variance, as Stable Diffusion's 0.18215 does for its VAE."""
+    """Scale latents to unit variance, as Stable Diffusion's 0.18215 does for its VAE.
+
+    Under several processes the latents of every process's shard count, so all agree.
+    """
     latents = [
         model.posterior(_as_images(b).float()).mode() for _, b in zip(range(max_batches), loader)
     ]
-    std = float(torch.cat([x.flatten() for x in latents]).std())
+    flat = torch.cat([x.flatten() for x in latents])
+    if accelerator is not None and accelerator.num_processes > 1:
+        flat = accelerator.gather(flat.to(accelerator.device)).cpu()
+    std = float(flat.std())
     model.vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
 
 

@@ -186,6 +186,8 @@ def train_control_lora(
             with torch.no_grad():
                 table[1 + ADAPTERS.index(name)] = table[1 + ADAPTERS.index("general")]
     model = model.cpu().eval()
+    if not accelerator.is_main_process:  # the main process chooses the blend and writes
+        return model
     if valid is not None and model.is_bridge:
         model.blend = choose_blend(cfg, model, valid, out_dir)
     weights = out_dir / "weights" / "stemprover"
@@ -348,6 +350,8 @@ def train_regression(
     if not done:
         return None
     model = model.cpu().eval()
+    if not accelerator.is_main_process:
+        return model
     model.save_pretrained(out_dir / "weights" / "regression")
     last = [r for r in CsvLog(out_dir / "train_log.csv").rows() if r["phase"] == "regression"]
     if last:

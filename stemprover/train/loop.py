@@ -4,8 +4,15 @@ Every random draw of optimizer step ``s`` (which items, which noise, which times
 generators seeded by ``(seed, phase, s)``, and a checkpoint holds the trainable tensors, the
 optimizer and the learning-rate schedule. Stopping after any step and resuming therefore gives
 bit-identical weights to an uninterrupted run on the same device. The same code runs on CPU, one
-GPU in bf16, or several GPUs under ``accelerate launch`` (each process takes its slice of the
-global batch).
+GPU in bf16, or several processes under ``accelerate launch`` or ``torchrun`` (GPUs with NCCL,
+CPUs with gloo). Each process then takes its slice of the global batch from the same index
+stream, the forward pass runs through the prepared (DDP) module so that gradients are averaged
+over the processes, and only the main process writes logs, checkpoints and weights.
+
+Random draws (noise, times, crops) come from one generator per process and step: process 0
+uses the single-process seeds, so a one-process run is unchanged, and the others their own.
+A step without random draws (e.g. the regression baseline without crops or mixture dropout)
+therefore gives the same weights on N processes with batch B as on one process with batch N*B.
 """
 
 from __future__ import annotations
@@ -91,18 +98,47 @@ def fingerprint(*parts) -> str:
 
 
 def make_accelerator(mixed_precision: str = "auto"):
-    """An ``accelerate.Accelerator``: bf16 on CUDA when ``auto``, full precision on CPU."""
-    from accelerate import Accelerator
+    """An ``accelerate.Accelerator``: bf16 on CUDA when ``auto``, full precision on CPU.
 
+    Without CUDA it runs on CPU, and under a multi-process launcher (``WORLD_SIZE`` > 1) that
+    means one gloo process group: without ``cpu=True`` accelerate would leave every process
+    believing it is the only one. DDP looks for unused parameters, because a phase's batch
+    need not reach every trainable tensor (e.g. the output head of a type it does not hold).
+    """
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    cuda = torch.cuda.is_available()
     if mixed_precision == "auto":
-        mixed_precision = "bf16" if torch.cuda.is_available() else "no"
-    return Accelerator(mixed_precision=mixed_precision)
+        mixed_precision = "bf16" if cuda else "no"
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision=mixed_precision, cpu=not cuda, kwargs_handlers=[ddp])
 
 
-def step_generator(seed: int, phase: str, step: int, micro: int, device="cpu") -> torch.Generator:
-    """The generator for one micro-batch, independent of how the run was interrupted."""
-    material = hash_key((seed, phase, step, micro)) % (2**63)
-    return torch.Generator(device=device).manual_seed(material)
+def step_generator(seed: int, phase: str, step: int, micro: int, device="cpu",
+                   rank: int = 0) -> torch.Generator:
+    """The generator for one micro-batch of one process, independent of interruptions.
+
+    Process 0 keeps the single-process seed; the other processes draw their own.
+    """
+    key = (seed, phase, step, micro) if rank == 0 else (seed, phase, step, micro, rank)
+    return torch.Generator(device=device).manual_seed(hash_key(key) % (2**63))
+
+
+class StepModule(torch.nn.Module):
+    """The model and its step function as one module.
+
+    DDP averages gradients only for a forward pass that runs through its wrapper; a step
+    function calls the model's own methods (``encode_condition``, the sampler's pieces), so
+    the whole step is the wrapped forward.
+    """
+
+    def __init__(self, model: torch.nn.Module, step_fn: StepFn):
+        super().__init__()
+        self.model = model
+        self.step_fn = step_fn
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        return self.step_fn(batch, generator)
 
 
 class IndexStream:
@@ -218,6 +254,12 @@ def run_phase(
         True when the phase is complete, False when it stopped on the budget.
     """
     checkpoint = Path(checkpoint_dir) / f"{spec.name}.pt"
+    # only the phase's tensors take gradients: peft turns on the gradient of whichever adapters
+    # the last batch activated, which differs between processes, and DDP needs the same set
+    trained = {id(param) for param in params.values()}
+    for param in model.parameters():
+        if id(param) not in trained:
+            param.requires_grad_(False)
     for param in params.values():
         param.requires_grad_(True)
         # gradients an earlier phase left on these tensors (peft turns on the gradient of
@@ -240,22 +282,25 @@ def run_phase(
         start = int(state["step"])
         if state.get("plateau"):
             return True
-    log.truncate(spec.name, start)
-    if monitor is not None:
-        monitor.log.truncate(spec.name, start)
+    main = accelerator.is_main_process
     if start >= spec.steps:
         return True
     previous = [r for r in log.rows() if r["phase"] == spec.name]
     elapsed = float(previous[-1]["seconds"]) if previous and start else 0.0
+    accelerator.wait_for_everyone()  # every process has read the log before it is cut
+    if main:
+        log.truncate(spec.name, start)
+        if monitor is not None:
+            monitor.log.truncate(spec.name, start)
     model.to(accelerator.device)
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    wrapped, optimizer = accelerator.prepare(StepModule(model, step_fn), optimizer)
     stream = IndexStream(len(dataset), spec.seed, spec.name)
     n_proc, rank = accelerator.num_processes, accelerator.process_index
-    bar = tqdm(total=spec.steps, initial=start, desc=spec.name, disable=not progress)
+    bar = tqdm(total=spec.steps, initial=start, desc=spec.name, disable=not (progress and main))
     wrapped.train()
     step, started = start, time.perf_counter()
     plateau = False
-    if monitor is not None and not monitor.rows(spec.name):
+    if main and monitor is not None and not monitor.rows(spec.name):
         _record(monitor, wrapped, spec.name, step, elapsed)
     while step < spec.steps:
         if budget is not None and budget[0] <= 0:
@@ -268,14 +313,15 @@ def run_phase(
                 k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v
                 for k, v in collate([dataset[i] for i in mine]).items()
             }
-            generator = step_generator(spec.seed, spec.name, step, micro, accelerator.device)
+            generator = step_generator(spec.seed, spec.name, step, micro, accelerator.device,
+                                       rank)
             last = micro == spec.grad_accum - 1
             sync = contextlib.nullcontext() if last else accelerator.no_sync(wrapped)
             with sync, accelerator.autocast():
-                loss, terms = step_fn(batch, generator)
+                loss, terms = wrapped(batch, generator)
                 accelerator.backward(loss / spec.grad_accum)
             for name, value in {"loss": loss, **terms}.items():
-                totals[name] = totals.get(name, 0.0) + float(value.detach()) / spec.grad_accum
+                totals[name] = totals.get(name, 0.0) + value.detach().float() / spec.grad_accum
         accelerator.clip_grad_norm_(list(params.values()), spec.max_grad_norm)
         optimizer.step()
         schedule.step()
@@ -283,17 +329,22 @@ def run_phase(
         step += 1
         if budget is not None:
             budget[0] -= 1
-        row = {"phase": spec.name, "step": step, "lr": schedule.get_last_lr()[0], **totals}
+        means = accelerator.reduce(torch.stack(list(totals.values())), reduction="mean")
+        row = {"phase": spec.name, "step": step, "lr": schedule.get_last_lr()[0],
+               **{name: float(v) for name, v in zip(totals, means)}}
         row["seconds"] = elapsed + time.perf_counter() - started
-        log.append(row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss']:.4f}")
         out_of_time = bool(spec.max_minutes) and row["seconds"] >= 60.0 * spec.max_minutes
-        if monitor is not None and (step % monitor.every == 0 or step == spec.steps
-                                    or out_of_time):
-            _record(monitor, wrapped, spec.name, step, row["seconds"])
-            plateau = monitor.plateaued(spec.name) and step < spec.steps
-        plateau = plateau or (out_of_time and step < spec.steps)
+        if main:
+            log.append(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if monitor is not None and (step % monitor.every == 0 or step == spec.steps
+                                        or out_of_time):
+                _record(monitor, wrapped, spec.name, step, row["seconds"])
+                plateau = monitor.plateaued(spec.name) and step < spec.steps
+            plateau = plateau or (out_of_time and step < spec.steps)
+        # the main process's clock and budget curve decide for all
+        plateau = _from_main(accelerator, plateau)
         if plateau or step == spec.steps or (
             spec.checkpoint_every and step % spec.checkpoint_every == 0
         ):
@@ -306,7 +357,18 @@ def run_phase(
         _save(checkpoint, params, optimizer, schedule, step, accelerator, spec.fingerprint)
     for param in params.values():
         param.requires_grad_(False)
+    accelerator.wait_for_everyone()  # the checkpoint is on disk before any process goes on
     return plateau or step >= spec.steps
+
+
+def _from_main(accelerator, flag: bool) -> bool:
+    """The main process's value of ``flag`` on every process."""
+    if accelerator.num_processes == 1:
+        return flag
+    from accelerate.utils import broadcast
+
+    value = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(broadcast(value, from_process=0).item())
 
 
 def _record(monitor: Monitor, wrapped, phase: str, step: int, seconds: float) -> None:

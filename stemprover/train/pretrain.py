@@ -98,8 +98,11 @@ def ensure_autoencoder(cfg: PretrainConfig, profile: str, train, valid, out_dir:
     ae_cfg = autoencoder_config(profile, rep.channels, latent_channels=mcfg.latent_channels,
                                 seed=cfg.seed)
     images = torch.cat([wave_to_image(train[i]["clean"][None], rep) for i in range(len(train))])
+    accelerator = make_accelerator(cfg.mixed_precision)
     ae, ae_log = train_autoencoder(images, ae_cfg, folder, cfg.autoencoder_steps,
-                                   progress=progress)
+                                   progress=progress, accelerator=accelerator)
+    if not accelerator.is_main_process:  # the main process reports and writes
+        return ae
     ae_log.to_csv(out_dir / "autoencoder_log.csv", index=False)
     held_out = valid if valid is not None and len(valid) else train
     waves = torch.stack([held_out[i]["clean"] for i in range(len(held_out))])
@@ -215,7 +218,7 @@ def pretrain_base(
         monitor=base_monitor(cfg, model, valid, out_dir) if bridge else None,
     )
     model = model.cpu().eval()
-    if not done:
+    if not done or not accelerator.is_main_process:
         return model
     log_rows = CsvLog(out_dir / "train_log.csv").rows()
     report = {"train_seconds": float(log_rows[-1]["seconds"]) if log_rows else
