@@ -54,8 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         "enhance", help="clean separated stems",
         description="Clean separated stems; writes OUTDIR/<name>.enhanced.wav for each input.",
     )
-    enh.add_argument("inputs", nargs="+", metavar="IN",
-                     help="separated stem files (wav, flac, ogg, aiff, mp3; or .stem.mp4)")
+    enh.add_argument("inputs", nargs="*", metavar="IN",
+                     help="separated stem files (wav, flac, ogg, aiff, mp3; or .stem.mp4), or "
+                          "folders searched for them")
+    enh.add_argument("--from-list", metavar="FILE", default=None,
+                     help="also the files named in FILE, one per line (# starts a comment)")
+    enh.add_argument("--skip-existing", action="store_true",
+                     help="leave inputs whose output already exists (outputs are written "
+                          "whole or not at all): a rerun finishes an interrupted catalogue")
     enh.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     enh.add_argument("--mixture", metavar="MIX",
                      help="the mixture the stems were separated from (same rate and length)")
@@ -120,8 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pick_device(device: str) -> str:
+    from stemprover.catalogue import n_processes, process_device
     from stemprover.enhance import check_device
 
+    if device == "auto" and n_processes() > 1:  # under a launcher: this process's own GPU
+        return process_device()
     if device == "auto":
         import torch
 
@@ -191,9 +200,13 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
                 from stemprover.clip_plots import preview_path
 
                 written.append(preview_path(targets[path]))
+            if args.skip_existing and all(target.exists() for target in written):
+                print(_shown(f"{path} -> {targets[path]}: exists, skipped"), flush=True)
+                args.skipped += 1
+                continue
             for target in written:
                 if not args.overwrite and target.exists() and not any(
-                        target.resolve() == Path(p).resolve() for p in args.inputs):
+                        target.resolve() == Path(p).resolve() for p in args.all_inputs):
                     raise StemproverError(
                         f"{target}: already exists; pass --overwrite to replace it")
         except StemproverError as err:
@@ -212,7 +225,19 @@ def run_enhance(args: argparse.Namespace) -> int:
     from stemprover.errors import StemproverError
     from stemprover.sampler import check_steps
 
+    from stemprover.catalogue import expand_inputs, process_share
+
     # Everything that can be checked without the model is checked before it is loaded.
+    if args.skip_existing and args.overwrite:
+        raise StemproverError("--skip-existing and --overwrite exclude each other")
+    args.all_inputs = expand_inputs(args.inputs, args.from_list)
+    args.inputs, rank, n_proc = process_share(args.all_inputs)
+    args.skipped = 0
+    if n_proc > 1:
+        print(f"process {rank + 1} of {n_proc}: {len(args.inputs)} of "
+              f"{len(args.all_inputs)} files", flush=True)
+        if not args.inputs:
+            return 0
     if args.threads < 0:
         raise StemproverError(f"--threads must be 0 or more, got {args.threads}")
     if args.jobs < 1:
@@ -221,7 +246,7 @@ def run_enhance(args: argparse.Namespace) -> int:
         raise StemproverError(f"batch size must be at least 1, got {args.batch_size}")
     check_steps(args.steps, 1.0 if args.strength is None else args.strength)
     parse_adapters(args.adapter)
-    if args.stem and not any(p.lower().endswith(STEM_FILE_SUFFIX) for p in args.inputs):
+    if args.stem and not any(p.lower().endswith(STEM_FILE_SUFFIX) for p in args.all_inputs):
         raise StemproverError(
             f"--stem {args.stem}: takes a stem from a .stem.mp4 input, but none is given; "
             "a plain audio file is cleaned the same whatever stem it holds"
@@ -234,12 +259,12 @@ def run_enhance(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise StemproverError(f"{out_dir}: output path exists and is not a folder")
-    targets = _check_outputs(args.inputs, out_dir, args.stem, args.filename)
+    targets = _check_outputs(args.all_inputs, out_dir, args.stem, args.filename)
     device = _pick_device(args.device)
     inputs = _usable_inputs(args, targets)
-    failures = len(args.inputs) - len(inputs)
+    failures = len(args.inputs) - len(inputs) - args.skipped
     if not inputs:
-        return 1
+        return 1 if failures else 0
     created = _missing_folders([out_dir, *(targets[p].parent for p in inputs)])
     options = EnhanceOptions(
         steps=args.steps, strength=args.strength, scheduler=args.scheduler,
@@ -281,7 +306,7 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
             with cpu_threads(args.threads):  # per thread: OpenMP settings are thread-local
                 target = enhance_file(
                     path, out_dir, enhancer, mixture=args.mixture, stem=args.stem,
-                    protect=tuple(args.inputs), filename=args.filename,
+                    protect=tuple(args.all_inputs), filename=args.filename,
                     output_format=args.output_format, overwrite=args.overwrite,
                     cancel=cancel)
                 preview = write_preview(path, target, args.stem) if args.preview else None
