@@ -221,11 +221,10 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
 
 def run_enhance(args: argparse.Namespace) -> int:
     from stemprover.audio import STEM_FILE_SUFFIX, check_path
+    from stemprover.catalogue import expand_inputs, process_share
     from stemprover.enhance import EnhanceOptions, parse_adapters
     from stemprover.errors import StemproverError
     from stemprover.sampler import check_steps
-
-    from stemprover.catalogue import expand_inputs, process_share
 
     # Everything that can be checked without the model is checked before it is loaded.
     if args.skip_existing and args.overwrite:
