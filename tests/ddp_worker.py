@@ -28,8 +28,10 @@ from stemprover.train import (
 )
 
 
-def lora_config(batch: int, steps: int) -> LoraTrainConfig:
-    return LoraTrainConfig(general_steps=steps, adapter_steps=1, batch_size=batch, grad_accum=1,
+def lora_config(batch: int, steps: int, adapter_steps: int = 0) -> LoraTrainConfig:
+    """``steps`` in the general phase (and in all for the regression baseline)."""
+    return LoraTrainConfig(general_steps=steps, adapter_steps=adapter_steps, batch_size=batch,
+                           grad_accum=1,
                            checkpoint_every=1, warmup_steps=1, mixture_dropout=0.0,
                            eval_every=0, blend_grid=0, torch_threads=1, loss=LOSS,
                            model=dict(TINY))
@@ -55,7 +57,7 @@ def train(kind: str, out: Path, batch: int, steps: int, stop_after: int | None):
                                 base=out / "no_base", **common)
     if kind == "lora":
         base = tiny_base(out / f"base{rank}")
-        return train_control_lora(lora_config(batch, steps), "smoke", train=FakePairs(12),
+        return train_control_lora(lora_config(batch, steps, 1), "smoke", train=FakePairs(12),
                                   base=base, **common)
     if kind == "latent_base":
         cfg = PretrainConfig(steps=steps, batch_size=batch, checkpoint_every=1, warmup_steps=1,

@@ -101,14 +101,14 @@ def ensure_autoencoder(cfg: PretrainConfig, profile: str, train, valid, out_dir:
     accelerator = make_accelerator(cfg.mixed_precision)
     ae, ae_log = train_autoencoder(images, ae_cfg, folder, cfg.autoencoder_steps,
                                    progress=progress, accelerator=accelerator)
-    if not accelerator.is_main_process:  # the main process reports and writes
-        return ae
-    ae_log.to_csv(out_dir / "autoencoder_log.csv", index=False)
-    held_out = valid if valid is not None and len(valid) else train
-    waves = torch.stack([held_out[i]["clean"] for i in range(len(held_out))])
-    report = reconstruction_report(ae, waves, rep, stft_cfg, mcfg.sample_rate)
-    report["steps"] = cfg.autoencoder_steps
-    (out_dir / "autoencoder.json").write_text(json.dumps(report, indent=2))
+    if accelerator.is_main_process:  # the main process reports and writes
+        ae_log.to_csv(out_dir / "autoencoder_log.csv", index=False)
+        held_out = valid if valid is not None and len(valid) else train
+        waves = torch.stack([held_out[i]["clean"] for i in range(len(held_out))])
+        report = reconstruction_report(ae, waves, rep, stft_cfg, mcfg.sample_rate)
+        report["steps"] = cfg.autoencoder_steps
+        (out_dir / "autoencoder.json").write_text(json.dumps(report, indent=2))
+    accelerator.wait_for_everyone()  # the others read the report
     return ae
 
 
