@@ -62,6 +62,12 @@ class PerformanceConfig:
     training: bool = True  # time one optimizer step of each training stage (training.csv)
     training_warmup: int = 1  # untimed steps first: allocation and kernel selection
     training_repeats: int = 3  # timed steps; the median is reported
+    # scaling.csv: training and catalogue enhancement launched with each number of processes
+    # (torchrun; on CUDA, counts above the GPUs present are left out); empty: not measured
+    scaling_processes: list[int] = field(default_factory=lambda: [1, 2])
+    scaling_files: int = 4  # clips of the enhanced catalogue
+    scaling_clip_seconds: float = 4.0  # seconds per clip
+    scaling_steps: int = 1  # sampling steps of the enhancement
 
 
 def performance_config(params: dict[str, Any]) -> PerformanceConfig:
@@ -247,7 +253,9 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
                for b in cfg.batch_sizes])
     rows: dict[str, list[dict[str, Any]]] = {"steps": [], "cache": [], "batch": [],
                                              "duration": []}
-    bar = tqdm(total=len(jobs) + len(cfg.durations) + int(cfg.separator) + int(cfg.training),
+    processes = scaling_processes(cfg, device)
+    bar = tqdm(total=len(jobs) + len(cfg.durations) + int(cfg.separator) + int(cfg.training)
+               + int(bool(processes)),
                desc="07 benchmark", disable=not progress)
     # Warm-up: first calls pay for lazy imports, allocator growth and kernel selection.
     warm = min(2.0, cfg.clip_seconds)
@@ -281,6 +289,15 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
             profile, device=device, warmup=cfg.training_warmup, repeats=cfg.training_repeats,
             seed=cfg.seed)
         bar.update()
+    if processes:
+        from stemprover.scaling import scaling_table
+
+        tables["scaling"] = scaling_table(
+            profile, model_path, processes, warmup=cfg.training_warmup,
+            repeats=cfg.training_repeats, threads=max(cfg.torch_threads, 1),
+            n_files=cfg.scaling_files, clip_seconds=cfg.scaling_clip_seconds,
+            steps=cfg.scaling_steps, seed=cfg.seed)
+        bar.update()
     bar.close()
     summary = summarise(cfg, tables, separator_rtf, device, model_path)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -288,6 +305,19 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
         table.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary, tables
+
+
+def scaling_processes(cfg: PerformanceConfig, device: str) -> list[int]:
+    """The process counts to measure: on CUDA, one GPU per process at most."""
+    counts = sorted(set(int(n) for n in cfg.scaling_processes if int(n) >= 1))
+    if str(device).startswith("cuda"):
+        import torch
+
+        kept = [n for n in counts if n <= torch.cuda.device_count()]
+        if kept != counts:
+            print(f"scaling: {torch.cuda.device_count()} GPU(s), so processes {kept} only")
+        counts = kept
+    return counts
 
 
 def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
@@ -347,6 +377,8 @@ def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
         "strength": cfg.strength,
         "training": (throughput_summary(training)
                      if training is not None and not training.empty else None),
+        "scaling": (tables["scaling"].to_dict(orient="records")
+                    if "scaling" in tables else None),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "config": asdict(cfg),
     }

@@ -144,8 +144,15 @@ def _shown(text: object) -> str:
     return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _say(message: object) -> None:
+    """One line on stdout in one write, so that lines of parallel processes do not mix."""
+    sys.stdout.write(_shown(message) + "\n")
+    sys.stdout.flush()
+
+
 def _error(message: object) -> None:
-    print(f"stemprover: error: {_shown(message)}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"stemprover: error: {_shown(message)}\n")  # one write, as _say
+    sys.stderr.flush()
 
 
 def _check_outputs(inputs: list[str], out_dir: Path, stem: str | None,
@@ -201,7 +208,7 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
 
                 written.append(preview_path(targets[path]))
             if args.skip_existing and all(target.exists() for target in written):
-                print(_shown(f"{path} -> {targets[path]}: exists, skipped"), flush=True)
+                _say(f"{args.tag}{path} -> {targets[path]}: exists, skipped")
                 args.skipped += 1
                 continue
             for target in written:
@@ -232,9 +239,9 @@ def run_enhance(args: argparse.Namespace) -> int:
     args.all_inputs = expand_inputs(args.inputs, args.from_list)
     args.inputs, rank, n_proc = process_share(args.all_inputs)
     args.skipped = 0
+    args.tag = f"[{rank + 1}/{n_proc}] " if n_proc > 1 else ""  # whose line, under a launch
     if n_proc > 1:
-        print(f"process {rank + 1} of {n_proc}: {len(args.inputs)} of "
-              f"{len(args.all_inputs)} files", flush=True)
+        _say(f"{args.tag}{len(args.inputs)} of {len(args.all_inputs)} files")
         if not args.inputs:
             return 0
     if args.threads < 0:
@@ -320,10 +327,10 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
         elapsed = time.perf_counter() - start
         info = sound_info(target)
         seconds = info.frames / info.sample_rate
-        print(_shown(f"{path} -> {target}: {seconds:.1f} s of audio in {elapsed:.1f} s "
-                     f"(real-time factor {elapsed / max(seconds, 1e-9):.3f})"), flush=True)
+        _say(f"{args.tag}{path} -> {target}: {seconds:.1f} s of audio in {elapsed:.1f} s "
+             f"(real-time factor {elapsed / max(seconds, 1e-9):.3f})")
         if preview is not None:
-            print(_shown(f"{path} -> {preview}: preview"), flush=True)
+            _say(f"{args.tag}{path} -> {preview}: preview")
         return True
 
     if args.jobs == 1:

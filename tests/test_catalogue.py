@@ -117,14 +117,16 @@ def test_two_processes_clean_every_file_once_and_a_rerun_finishes_the_rest(tiny_
     out = tmp_path / "out"
     lines = launch(tiny_model, ["--from-list", str(listed), "-o", str(out)])
     done = [line.split(" -> ")[0] for line in lines if "real-time factor" in line]
-    assert sorted(done) == sorted(str(p) for p in files)  # each file once, by one process
-    assert sorted(line for line in lines if line.startswith("process ")) == [
-        "process 1 of 2: 4 of 7 files", "process 2 of 2: 3 of 7 files"]
+    # each file once, by one process, and the first process takes the first four
+    assert sorted(done) == sorted([f"[1/2] {p}" for p in files[:4]]
+                                  + [f"[2/2] {p}" for p in files[4:]])
+    assert sorted(line for line in lines if line.endswith(" of 7 files")) == [
+        "[1/2] 4 of 7 files", "[2/2] 3 of 7 files"]
     assert written(out) == sorted(f"{p.stem}.enhanced.wav" for p in files)
     for name in ("song0", "song6"):
         (out / f"{name}.enhanced.wav").unlink()
     lines = launch(tiny_model, ["--from-list", str(listed), "-o", str(out), "--skip-existing"])
-    redone = sorted(Path(line.split(" -> ")[0]).name for line in lines
+    redone = sorted(Path(line.split(" -> ")[0].split("] ")[1]).name for line in lines
                     if "real-time factor" in line)
     assert redone == ["song0.wav", "song6.wav"]
     assert sum("exists, skipped" in line for line in lines) == 5
