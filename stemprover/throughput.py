@@ -246,6 +246,8 @@ def throughput_summary(table: pd.DataFrame) -> dict[str, Any]:
             "seconds_per_step": float(row["seconds_per_step"]),
             "batch_size": int(row["batch_size"]),
             "segment_frames": int(row["segment_frames"]),
+            **({"trainable_parameters": int(row["trainable_parameters"])}
+               if "trainable_parameters" in row else {}),
         }
         for _, row in table.iterrows()
     }

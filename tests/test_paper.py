@@ -190,6 +190,35 @@ def test_training_throughput_and_budget_curve_reach_the_paper(root):
     assert "\\stemfig{budget_curve}" in (root / "paper/sections/performance.tex").read_text()
 
 
+def test_scaling_rows_reach_the_paper_with_their_efficiency(root):
+    res = fx.write_results(root, "cpu")
+    path = res / "07_performance" / "summary.json"
+    summary = json.loads(path.read_text())
+    assert claims.claims(data.load("cpu"), [])["spClaimScaling"] == (
+        "Scaling over processes was not measured in this run.")
+    summary["scaling"] = [
+        {"task": "training (control_lora)", "processes": 1, "audio_s_per_s": 2.0,
+         "efficiency": 1.0},
+        {"task": "training (control_lora)", "processes": 2, "audio_s_per_s": 3.0,
+         "efficiency": 0.75},
+        {"task": "enhancement (1 step)", "processes": 1, "audio_s_per_s": 10.0,
+         "efficiency": 1.0},
+        {"task": "enhancement (1 step)", "processes": 2, "audio_s_per_s": 12.0,
+         "efficiency": 0.6},
+    ]
+    path.write_text(json.dumps(summary))
+    said = claims.claims(data.load("cpu"), [])["spClaimScaling"]
+    assert ("training (control\\_lora): one process 2.00, 2 processes 3.00~audio-s/s "
+            "(efficiency 0.75)") in said
+    assert "enhancement (1 step): one process 10.00, 2 processes 12.00~audio-s/s" in said
+    assert "not that it is faster" in said
+    assert "MB of float32 gradients" not in said  # the fixture's table has no parameter count
+    summary["training"]["kinds"]["control_lora"]["trainable_parameters"] = 2_500_000
+    path.write_text(json.dumps(summary))
+    said = claims.claims(data.load("cpu"), [])["spClaimScaling"]
+    assert "all-reduce of the gradients (10.0~MB of float32 gradients" in said
+
+
 def test_missing_budget_curve_reads_not_recorded(root):
     fx.write_results(root, "cpu", skip=("budget",))
     said = claims.claims(data.load("cpu"), [])

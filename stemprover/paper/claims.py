@@ -274,6 +274,7 @@ def claims(data: PaperData, found: list[Target]) -> Macros:
     m.add("claim best steps", _best_steps_sentence(data))
     m.add("claim training", _training_sentence(data))
     m.add("claim budget", _budget_sentence(data))
+    m.add("claim scaling", _scaling_sentence(data))
     m.add("claim formulation", _formulation_sentence(data))
     m.add("claim testsets", _testsets_sentence(data, sisdr))
     m.add("claim performance", _performance_sentence(data))
@@ -372,6 +373,50 @@ def _best_steps_sentence(data: PaperData) -> str:
     return ("Each test set is reported at the step count with the highest SI-SDR gain averaged "
             "over the stems (among " + ", ".join(str(k) for k in sorted(data.steps)) + "): "
             + "; ".join(parts) + ".")
+
+
+def _scaling_sentence(data: PaperData) -> str:
+    """Throughput and efficiency with several processes (07's scaling rows), and what a
+    GPU node can expect from them."""
+    rows = (data.summary or {}).get("scaling") or []
+    if not rows:
+        return "Scaling over processes was not measured in this run."
+    parts = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        mine = sorted((r for r in rows if r["task"] == task), key=lambda r: r["processes"])
+        several = [r for r in mine if r["processes"] > 1]
+        if not several:
+            continue
+        listed = " and ".join(
+            f"{fmt(int(r['processes']))} processes {fmt(float(r['audio_s_per_s']), 2)}"
+            f"~audio-s/s (efficiency {fmt(float(r['efficiency']), 2)})" for r in several)
+        parts.append(f"{escape(task)}: one process {fmt(float(mine[0]['audio_s_per_s']), 2)}, "
+                     f"{listed}")
+    if not parts:
+        return "Scaling was measured with one process only."
+    device = escape((data.summary or {}).get("device", "this machine"))
+    return (
+        f"Launched with several processes on {device} (torchrun; training through DDP with "
+        f"the global batch split between the processes, enhancement of a catalogue with each "
+        f"process taking its share of the files), throughput is {'; '.join(parts)}. "
+        "Efficiency is the throughput over that of one process times the number of processes. "
+        "Processes that share a few CPU cores compete for them, so these rows show that the "
+        "data-parallel path runs and agrees (the tests check that the processes end with the "
+        "same weights as one process with the same global batch), not that it is faster. On "
+        "GPUs, one per process, a training step costs what the one-process step costs plus one "
+        f"all-reduce of the gradients{_allreduce_size(data)}, so throughput grows about "
+        "linearly with the GPUs while that transfer stays small beside the step; enhancement "
+        "shares no state between processes.")
+
+
+def _allreduce_size(data: PaperData) -> str:
+    """`` (N MB of float32 gradients for the control branch and LoRA)`` from 07, or ``""``."""
+    kinds = ((data.summary or {}).get("training") or {}).get("kinds") or {}
+    n_params = (kinds.get("control_lora") or {}).get("trainable_parameters")
+    if not n_params:
+        return ""
+    return (f" ({fmt(4 * int(n_params) / 1e6, 1)}~MB of float32 gradients for the control "
+            "branch and its adapter)")
 
 
 def _training_sentence(data: PaperData) -> str:
