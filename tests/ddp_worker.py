@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import torch
-from train_fakes import LOSS, TINY, FakePairs
+from train_fakes import LOSS, TINY, FakePairs, lora_cfg, tiny_base
 
-from stemprover.model import StemProverModel, model_config
 from stemprover.train import (
     LoraTrainConfig,
     PretrainConfig,
@@ -30,22 +29,9 @@ from stemprover.train import (
 
 def lora_config(batch: int, steps: int, adapter_steps: int = 0) -> LoraTrainConfig:
     """``steps`` in the general phase (and in all for the regression baseline)."""
-    return LoraTrainConfig(general_steps=steps, adapter_steps=adapter_steps, batch_size=batch,
-                           grad_accum=1,
-                           checkpoint_every=1, warmup_steps=1, mixture_dropout=0.0,
-                           eval_every=0, blend_grid=0, torch_threads=1, loss=LOSS,
-                           model=dict(TINY))
-
-
-def tiny_base(folder: Path) -> Path:
-    """The same small base on every process (seeded), each in its own folder."""
-    torch.manual_seed(0)
-    model = StemProverModel(model_config("smoke", **TINY), with_control=False)
-    model.config.image_scale = 4.0
-    with torch.no_grad():  # a pretrained base: a fresh one is the identity
-        model.unet.conv_out.weight.normal_(0.0, 0.05)
-    model.save_pretrained(folder)
-    return folder
+    return lora_cfg(general_steps=steps, adapter_steps=adapter_steps, batch_size=batch,
+                    grad_accum=1, mixture_dropout=0.0, eval_every=0, blend_grid=0,
+                    torch_threads=1)
 
 
 def train(kind: str, out: Path, batch: int, steps: int, stop_after: int | None):

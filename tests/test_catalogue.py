@@ -11,27 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from test_cli import save_tiny_model
 
 from stemprover.catalogue import expand_inputs, read_list
 from stemprover.cli import main
 from stemprover.errors import StemproverError
 
 RATE = 16000
-TINY = dict(n_fft=64, hop_length=32, segment_frames=64, block_out_channels=(8, 16),
-            cross_attention_dim=16, condition_channels=8)
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from stemprover.model import RegressionModel, model_config
-
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    model = RegressionModel(model_config("smoke", **TINY))
-    with torch.no_grad():
-        model.unet.conv_out.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(0))
-    model.save_pretrained(folder)
-    return folder
+    """The one-pass 16 kHz model of ``test_cli``."""
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def catalogue(folder: Path, n: int = 6) -> list[Path]:

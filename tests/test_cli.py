@@ -20,18 +20,20 @@ TINY = dict(n_fft=64, hop_length=32, segment_frames=64, block_out_channels=(8, 1
 """A 16 kHz model small enough for a test; one frame is 64 samples (4 ms)."""
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
+def save_tiny_model(folder: Path) -> Path:
     """A one-pass model at 16 kHz, made and saved on the spot (fast and deterministic)."""
     from stemprover.model import RegressionModel, model_config
 
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    cfg = model_config("smoke", **TINY)
-    model = RegressionModel(cfg)
+    model = RegressionModel(model_config("smoke", **TINY))
     with torch.no_grad():  # an untrained model is the identity; this one changes its input
         model.unet.conv_out.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(0))
     model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def _tone(seconds: float, rate: int, channels: int = 2) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_cli import RATE, TINY, _enhance, _error_line, _tone, _write
+from test_cli import RATE, _enhance, _error_line, _tone, _write, save_tiny_model
 
 from stemprover.cli import main
 
@@ -28,14 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """The one-pass 16 kHz model of ``test_cli``, saved for this module."""
-    from stemprover.model import RegressionModel, model_config
-
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    model = RegressionModel(model_config("smoke", **TINY))
-    with torch.no_grad():  # an untrained model is the identity; this one changes its input
-        model.unet.conv_out.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(0))
-    model.save_pretrained(folder)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def _run(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -59,7 +52,6 @@ def test_compile_runs_on_cpu(tiny_model, tmp_path, monkeypatch):
     Inductor takes minutes on a small shared CPU, so the test compiles with the eager
     backend: the same OptimizedModule wrapper, without code generation.
     """
-    import torch
 
     compile_ = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kw: compile_(model, backend="eager"))

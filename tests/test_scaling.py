@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
+from test_cli import save_tiny_model
 
 from stemprover import benchmark
 from stemprover.scaling import enhance_scaling, training_scaling
@@ -14,16 +14,8 @@ from stemprover.scaling import enhance_scaling, training_scaling
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from stemprover.model import RegressionModel, model_config
-
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    model = RegressionModel(model_config("smoke", n_fft=64, hop_length=32, segment_frames=64,
-                                         block_out_channels=(8, 16), cross_attention_dim=16,
-                                         condition_channels=8))
-    with torch.no_grad():
-        model.unet.conv_out.weight.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(0))
-    model.save_pretrained(folder)
-    return folder
+    """The one-pass 16 kHz model of ``test_cli``."""
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def test_training_scaling_times_a_global_batch_per_process_count():

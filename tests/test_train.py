@@ -6,14 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from train_fakes import LOSS, TINY, FakePairs
+from train_fakes import LOSS, TINY, FakePairs, lora_cfg, tiny_base
 
 from stemprover.constants import ADAPTERS
 from stemprover.metrics import si_sdr
-from stemprover.model import StemProverModel, load_model, model_config
+from stemprover.model import load_model
 from stemprover.model.serialize import base_state_dict
 from stemprover.train import (
-    LoraTrainConfig,
     PretrainConfig,
     evaluate_on_pairs,
     pretrain_base,
@@ -24,31 +23,9 @@ from stemprover.train import (
 from stemprover.train.validate import gain_on_pairs
 
 
-def lora_cfg(**overrides) -> LoraTrainConfig:
-    values = dict(
-        general_steps=2,
-        adapter_steps=1,
-        batch_size=2,
-        grad_accum=2,
-        checkpoint_every=1,
-        warmup_steps=1,
-        loss=LOSS,
-        model=dict(TINY),
-    )
-    values.update(overrides)
-    return LoraTrainConfig(**values)
-
-
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("base") / "base"
-    model = StemProverModel(model_config("smoke", **TINY), with_control=False)
-    model.config.image_scale = 4.0
-    with torch.no_grad():  # a pretrained base: a fresh one is the identity, with no gradient
-        model.unet.conv_out.weight.normal_(0.0, 0.05)
-    model.save_pretrained(folder)
-    return folder
+    return tiny_base(tmp_path_factory.mktemp("base") / "base")
 
 
 def test_pretraining_resumed_equals_uninterrupted(tmp_path):

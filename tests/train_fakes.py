@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from stemprover.constants import ADAPTERS
 from stemprover.losses import LossConfig
+from stemprover.model import StemProverModel, model_config
+from stemprover.train import LoraTrainConfig
 
 TINY = dict(
     block_out_channels=[8, 16],
@@ -63,3 +66,30 @@ class FakePairs(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.items[index]
+
+
+def lora_cfg(**overrides) -> LoraTrainConfig:
+    """A few steps of every 04 phase on the tiny model."""
+    values = dict(
+        general_steps=2,
+        adapter_steps=1,
+        batch_size=2,
+        grad_accum=2,
+        checkpoint_every=1,
+        warmup_steps=1,
+        loss=LOSS,
+        model=dict(TINY),
+    )
+    values.update(overrides)
+    return LoraTrainConfig(**values)
+
+
+def tiny_base(folder: Path) -> Path:
+    """A small base, the same for every caller (seeded), saved to ``folder``."""
+    torch.manual_seed(0)
+    model = StemProverModel(model_config("smoke", **TINY), with_control=False)
+    model.config.image_scale = 4.0
+    with torch.no_grad():  # a pretrained base: a fresh one is the identity, with no gradient
+        model.unet.conv_out.weight.normal_(0.0, 0.05)
+    model.save_pretrained(folder)
+    return folder
