@@ -266,3 +266,36 @@ def test_branch_first_convolution_reads_the_mixture_only_with_direct_input(direc
         first = model(noisy, t, model.encode_condition(sep, mix), {"general": 1.0})
         other = model(noisy, t, model.encode_condition(sep, mix * 3.0), {"general": 1.0})
     assert torch.equal(first, other) != direct
+
+
+def test_coarsest_attention_layout_trains_adapters_and_round_trips(tmp_path):
+    """Cross-attention only at the deepest level: still the identity, LoRA still attaches."""
+    from stemprover.model.unet import attention_levels
+
+    torch.manual_seed(0)
+    cfg = tiny_config(attention_levels="coarsest", block_out_channels=(8, 16, 16))
+    model = StemProverModel(cfg).eval()
+    assert model.unet.config.down_block_types == (
+        "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D")
+    assert attention_levels(model.unet.config.down_block_types) == "coarsest"
+    assert attention_levels(StemProverModel(tiny_config()).unet.config.down_block_types) == "sd"
+    sep, mix, noisy, t = inputs(n_freqs=32, n_frames=16)
+    perturb(model.unet.conv_out)
+    model.add_adapters()
+    assert n_adapter_parameters(model.unet, "bleed") > 0
+    with torch.no_grad():
+        base = model(noisy, t, None, None)
+        cond = model.encode_condition(sep, mix)
+        assert torch.equal(model(noisy, t, cond, {"bleed": 1.0}), base)
+    perturb(model.unet.down_blocks[-1].attentions)  # the only attention left, with its LoRA
+    with torch.no_grad():
+        moved = model(noisy, t, cond, {"bleed": 1.0})
+    assert not torch.allclose(moved, base)
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config.attention_levels == "coarsest"
+    with torch.no_grad():
+        assert torch.equal(loaded(noisy, t, loaded.encode_condition(sep, mix), {"bleed": 1.0}),
+                           moved)
+    with pytest.raises(StemproverError, match="attention_levels"):
+        tiny_config(attention_levels="all")

@@ -10,7 +10,7 @@ from train_fakes import LOSS, TINY, FakePairs, lora_cfg, tiny_base
 
 from stemprover.constants import ADAPTERS
 from stemprover.metrics import si_sdr
-from stemprover.model import load_model
+from stemprover.model import StemProverModel, load_model, model_config
 from stemprover.model.serialize import base_state_dict
 from stemprover.train import (
     PretrainConfig,
@@ -198,3 +198,68 @@ def test_level_change_is_reported_in_db():
     assert level_change_db(2 * x, x) == pytest.approx(6.0206, abs=1e-3)
     assert level_change_db(x, x) == pytest.approx(0.0, abs=1e-9)
     assert np.isnan(level_change_db(x, 0 * x))
+
+
+def _toy_phase(tmp_path, keep_best: bool, budget=None):
+    """One weight trained from 0 toward 1; the monitor's gain peaks where it passes 0.5."""
+    from stemprover.train.loop import CsvLog, Monitor, PhaseSpec, make_accelerator, run_phase
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+    model = Toy()
+    data = [{"x": torch.zeros(1)} for _ in range(4)]
+    step_fn = lambda batch, gen: ((model.w - 1.0).pow(2).sum(), {})  # noqa: E731
+    seen = {}
+
+    def evaluate():
+        seen[len(seen)] = float(model.w.detach())
+        return {"gain": -abs(float(model.w.detach()) - 0.5)}
+
+    monitor = Monitor(evaluate, every=1, log=CsvLog(tmp_path / "curve.csv"), keep_best=keep_best)
+    spec = PhaseSpec("toy", 12, 2, 1, 0.2, 0, 0, checkpoint_every=0, fingerprint="toy")
+    done = run_phase(make_accelerator("no"), model, {"w": model.w}, data, step_fn, spec,
+                     tmp_path / "ckpt", CsvLog(tmp_path / "log.csv"), budget=budget,
+                     progress=False, monitor=monitor)
+    return done, float(model.w), monitor, seen
+
+
+def test_phase_keeps_the_weights_of_its_best_evaluation(tmp_path):
+    done, last, monitor, seen = _toy_phase(tmp_path / "plain", keep_best=False)
+    assert done and last > 0.9  # trained past the peak
+    done, kept, monitor, seen = _toy_phase(tmp_path / "best", keep_best=True)
+    best = monitor.best("toy")
+    assert done and 0 < int(best["step"]) < 12
+    assert kept == pytest.approx(seen[int(best["step"])])  # the weight evaluated at the peak
+    assert abs(kept - 0.5) == min(abs(w - 0.5) for w in seen.values())
+    # stopped on a budget and resumed, the phase keeps the same weight
+    done, _, _, _ = _toy_phase(tmp_path / "resumed", keep_best=True, budget=[5])
+    assert not done
+    done, resumed, _, _ = _toy_phase(tmp_path / "resumed", keep_best=True)
+    assert done and resumed == pytest.approx(kept)
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_pretraining_with_artifact_tokens_gives_the_base_each_types_prompt(tmp_path, tokens):
+    import json
+
+    cfg = PretrainConfig(steps=3, batch_size=4, checkpoint_every=0, warmup_steps=1, loss=LOSS,
+                         model=dict(TINY), artifact_tokens=tokens)
+    torch.manual_seed(0)
+    start = StemProverModel(model_config("smoke", **TINY), with_control=False)
+    model = pretrain_base(cfg, "smoke", train=FakePairs(8), out_dir=tmp_path / "a",
+                          progress=False)
+    table, initial = model.artifact_embedding.table.detach(), start.artifact_embedding.table
+    moved = [not torch.equal(table[row], initial[row]) for row in range(len(table))]
+    # with tokens every type's row is trained and the clean row is not; without, the reverse
+    assert moved == [not tokens] + [tokens] * (len(table) - 1)
+    # the budget curve evaluates each pair with its own type's tokens, per type
+    monitored = PretrainConfig(**{**cfg.__dict__, "eval_every": 1, "n_monitor": 4})
+    pretrain_base(monitored, "smoke", train=FakePairs(8), valid=FakePairs(4, seed=1),
+                  out_dir=tmp_path / "b", progress=False)
+    curve = pd.read_csv(tmp_path / "b" / "budget_curve.csv")
+    assert {"gain_bleed", "gain_hf_loss"} <= set(curve.columns) and len(curve) == 4
+    kept = json.loads((tmp_path / "b" / "validation.json").read_text())["kept_step"]
+    assert kept == int(curve.loc[curve["gain"].idxmax(), "step"])

@@ -26,13 +26,14 @@ from stemprover.model.serialize import (
     read_meta,
 )
 from stemprover.model.stemprover_model import StemProverModel
+from stemprover.model.unet import attention_levels
 
 KINDS = {"stemprover": StemProverModel, "regression": RegressionModel}
 
 BASE_KEYS = (
     "sample_rate", "n_fft", "hop_length", "representation", "mode", "latent_channels",
     "block_out_channels", "layers_per_block", "attention_head_dim", "cross_attention_dim",
-    "only_cross_attention",
+    "only_cross_attention", "attention_levels",
     "norm_num_groups", "n_condition_tokens", "prediction_type", "num_train_timesteps",
     "beta_schedule", "image_scale", "formulation", "bridge_noise", "freq_fold",
 )
@@ -108,6 +109,7 @@ def load_base(path, cfg: ModelConfig) -> StemProverModel:
         attention_head_dim=int(head if isinstance(head, int) else head[0]),
         cross_attention_dim=int(ucfg.cross_attention_dim),
         only_cross_attention=bool(ucfg.only_cross_attention is True),
+        attention_levels=attention_levels(ucfg.down_block_types),
         norm_num_groups=int(ucfg.norm_num_groups),
         image_scale=float(autoencoder.config.scaling_factor) if latent else cfg.image_scale,
         base_path=str(path),

@@ -21,11 +21,30 @@ CLEAN_ROW = 0
 """Row of the token table used for the unconditional (clean) base model; adapters follow."""
 
 
-def block_types(n_levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Stable-Diffusion-style block types: cross-attention everywhere but the deepest level."""
+def block_types(
+    n_levels: int, levels: str = "sd"
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Down and up block types of a U-Net with ``n_levels`` levels.
+
+    ``"sd"``: Stable Diffusion's layout, cross-attention at every level but the deepest.
+    ``"coarsest"``: cross-attention only at the deepest level (the middle block attends in both).
+    One level always attends.
+    """
+    if n_levels == 1:
+        return ("CrossAttnDownBlock2D",), ("CrossAttnUpBlock2D",)
+    if levels == "coarsest":
+        down = ("DownBlock2D",) * (n_levels - 1) + ("CrossAttnDownBlock2D",)
+        up = ("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n_levels - 1)
+        return down, up
     down = ("CrossAttnDownBlock2D",) * (n_levels - 1) + ("DownBlock2D",)
     up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n_levels - 1)
     return down, up
+
+
+def attention_levels(down_block_types) -> str:
+    """The ``attention_levels`` of a U-Net's down block types (see :func:`block_types`)."""
+    kinds = ["CrossAttn" in name for name in down_block_types]
+    return "coarsest" if len(kinds) > 1 and kinds[-1] and not any(kinds[:-1]) else "sd"
 
 
 def build_unet(
@@ -39,9 +58,7 @@ def build_unet(
         out_channels: Output channels; defaults to ``in_channels``.
         zero_output: Zero the last convolution, so that a residual model starts as the identity.
     """
-    down, up = block_types(len(cfg.block_out_channels))
-    if len(cfg.block_out_channels) == 1:
-        down, up = ("CrossAttnDownBlock2D",), ("CrossAttnUpBlock2D",)
+    down, up = block_types(len(cfg.block_out_channels), cfg.attention_levels)
     unet = UNet2DConditionModel(
         in_channels=in_channels,
         out_channels=out_channels or in_channels,

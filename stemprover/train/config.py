@@ -36,6 +36,9 @@ class PretrainConfig:
     patience: int = 0  # validations without gain before stopping (plateau); 0 = run all steps
     min_delta: float = 0.05  # dB of validation gain that counts as progress
     n_monitor: int = 16  # held-out pairs of each budget-curve validation
+    # bridge: each pair's artifact type as the base's prompt (its row of the token table), as
+    # a text-conditioned base knows what it is asked to restore; False: the clean row for all
+    artifact_tokens: bool = False
     manifest: str = ""  # paired-dataset manifest; "" = results/<profile>/02_paired_dataset
     loss: LossConfig = field(default_factory=LossConfig)  # loss term weights
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides

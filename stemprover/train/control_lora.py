@@ -48,6 +48,7 @@ from stemprover.train.loop import (
     Monitor,
     PhaseSpec,
     fingerprint,
+    kept_steps,
     make_accelerator,
     run_phase,
 )
@@ -201,6 +202,9 @@ def train_control_lora(
     rows = [r for r in log.rows() if r["phase"] in counts]
     phases = {r["phase"]: {"steps": int(r["step"]), "minutes": round(float(r["seconds"]) / 60, 2)}
               for r in rows}
+    for phase, step in kept_steps(CsvLog(out_dir / "budget_curve.csv")).items():
+        if phase in phases:
+            phases[phase]["kept_step"] = step  # the weights of the best budget-curve point
     update_run(out_dir, pairs=data["pairs"], n_train_pairs=len(train), phases=phases,
                blend=model.blend, code_commit=code_commit())
     return model
@@ -253,7 +257,7 @@ def _monitor(cfg: LoraTrainConfig, model, valid, out_dir: Path, phase: str) -> M
                                      stft_cfg=stft_cfg, steps=cfg.valid_steps, adapter=adapter,
                                      batch_size=cfg.batch_size)
     return Monitor(evaluate, cfg.eval_every, CsvLog(out_dir / "budget_curve.csv"),
-                   cfg.patience, cfg.min_delta)
+                   cfg.patience, cfg.min_delta, keep_best=True)
 
 
 @torch.no_grad()
@@ -355,6 +359,7 @@ def train_regression(
     model.save_pretrained(out_dir / "weights" / "regression")
     last = [r for r in CsvLog(out_dir / "train_log.csv").rows() if r["phase"] == "regression"]
     if last:
-        update_run(out_dir, regression={"steps": int(last[-1]["step"]),
+        kept = kept_steps(CsvLog(out_dir / "budget_curve.csv")).get("regression")
+        update_run(out_dir, regression={"steps": int(last[-1]["step"]), "kept_step": kept,
                                         "minutes": round(float(last[-1]["seconds"]) / 60, 2)})
     return model

@@ -64,6 +64,9 @@ class Monitor:
     log: CsvLog  # budget curve: phase, step, train_seconds, gain
     patience: int = 0  # 0: never stop early
     min_delta: float = 0.05  # dB a new evaluation must gain over the best to count
+    # end the phase with the weights of its best evaluation (early stopping): a phase whose
+    # gain falls after a peak keeps the peak, and one that never beats its start keeps it
+    keep_best: bool = False
 
     def rows(self, phase: str) -> list[dict]:
         return [r for r in self.log.rows() if r["phase"] == phase]
@@ -74,6 +77,11 @@ class Monitor:
         self.log.append({"phase": phase, "step": step, "train_seconds": train_seconds,
                          "train_minutes": train_seconds / 60.0,
                          **{k: float(v) for k, v in scores.items()}})
+
+    def best(self, phase: str) -> dict | None:
+        """The row of the phase's highest gain (the earliest of equal ones), or None."""
+        rows = self.rows(phase)
+        return max(rows, key=lambda r: float(r["gain"])) if rows else None
 
     def plateaued(self, phase: str) -> bool:
         if self.patience <= 0:
@@ -281,9 +289,11 @@ def run_phase(
         schedule.load_state_dict(state["schedule"])
         start = int(state["step"])
         if state.get("plateau"):
+            _restore_best(checkpoint, params, monitor, spec)
             return True
     main = accelerator.is_main_process
     if start >= spec.steps:
+        _restore_best(checkpoint, params, monitor, spec)
         return True
     previous = [r for r in log.rows() if r["phase"] == spec.name]
     elapsed = float(previous[-1]["seconds"]) if previous and start else 0.0
@@ -302,6 +312,7 @@ def run_phase(
     plateau = False
     if main and monitor is not None and not monitor.rows(spec.name):
         _record(monitor, wrapped, spec.name, step, elapsed)
+        _keep_if_best(checkpoint, params, monitor, spec, step)
     while step < spec.steps:
         if budget is not None and budget[0] <= 0:
             break
@@ -334,18 +345,20 @@ def run_phase(
                **{name: float(v) for name, v in zip(totals, means)}}
         row["seconds"] = elapsed + time.perf_counter() - started
         out_of_time = bool(spec.max_minutes) and row["seconds"] >= 60.0 * spec.max_minutes
+        evaluated = monitor is not None and (step % monitor.every == 0 or step == spec.steps)
         if main:
             log.append(row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
-            if monitor is not None and (step % monitor.every == 0 or step == spec.steps
-                                        or out_of_time):
+            if monitor is not None and (evaluated or out_of_time):
                 _record(monitor, wrapped, spec.name, step, row["seconds"])
+                _keep_if_best(checkpoint, params, monitor, spec, step)
                 plateau = monitor.plateaued(spec.name) and step < spec.steps
             plateau = plateau or (out_of_time and step < spec.steps)
         # the main process's clock and budget curve decide for all
         plateau = _from_main(accelerator, plateau)
-        if plateau or step == spec.steps or (
+        # a checkpoint at every evaluation: a resumed run never drops a budget-curve row
+        if plateau or evaluated or step == spec.steps or (
             spec.checkpoint_every and step % spec.checkpoint_every == 0
         ):
             _save(checkpoint, params, optimizer, schedule, step, accelerator, spec.fingerprint,
@@ -358,7 +371,50 @@ def run_phase(
     for param in params.values():
         param.requires_grad_(False)
     accelerator.wait_for_everyone()  # the checkpoint is on disk before any process goes on
-    return plateau or step >= spec.steps
+    complete = plateau or step >= spec.steps
+    if complete:
+        _restore_best(checkpoint, params, monitor, spec)
+    return complete
+
+
+def kept_steps(curve: CsvLog) -> dict[str, int]:
+    """Per phase of a budget curve, the step whose weights the phase kept (its best gain)."""
+    phases = dict.fromkeys(r["phase"] for r in curve.rows())
+    monitor = Monitor(lambda: 0.0, 1, curve)
+    return {phase: int(float(monitor.best(phase)["step"])) for phase in phases}
+
+
+def best_path(checkpoint: Path) -> Path:
+    """Where a phase keeps the parameters of its best evaluation: ``<phase>.best.pt``."""
+    return checkpoint.with_name(f"{checkpoint.stem}.best.pt")
+
+
+def _keep_if_best(checkpoint: Path, params, monitor: Monitor, spec: PhaseSpec, step: int) -> None:
+    """Save the parameters (main process) when the newest evaluation is the phase's best."""
+    if not monitor.keep_best or int(float(monitor.best(spec.name)["step"])) != step:
+        return
+    path = best_path(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"step": step, "fingerprint": spec.fingerprint,
+             "params": {k: v.detach().cpu().clone() for k, v in params.items()}}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _restore_best(checkpoint: Path, params, monitor: Monitor | None, spec: PhaseSpec) -> None:
+    """Load the best evaluation's parameters into ``params`` (every process reads the file)."""
+    if monitor is None or not monitor.keep_best:
+        return
+    path = best_path(checkpoint)
+    if not path.exists():
+        return
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != spec.fingerprint or set(state["params"]) != set(params):
+        return
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(state["params"][name].to(param.device))
 
 
 def _from_main(accelerator, flag: bool) -> bool:

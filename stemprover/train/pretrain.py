@@ -33,6 +33,7 @@ from stemprover.train.loop import (
     Monitor,
     PhaseSpec,
     fingerprint,
+    kept_steps,
     make_accelerator,
     run_phase,
 )
@@ -148,9 +149,10 @@ def base_monitor(cfg: PretrainConfig, model, valid, out_dir: Path):
     indices = list(range(min(len(valid), cfg.n_monitor)))
     stft_cfg = StftConfig(cfg.n_fft, cfg.hop_length)
     evaluate = lambda: gain_on_pairs(model, valid, indices, sample_rate=cfg.sample_rate,  # noqa: E731
-                                     stft_cfg=stft_cfg, steps=1, adapter=None)
+                                     stft_cfg=stft_cfg, steps=1,
+                                     adapter="own" if cfg.artifact_tokens else None)
     return Monitor(evaluate, cfg.eval_every, CsvLog(out_dir / "budget_curve.csv"),
-                   cfg.patience, cfg.min_delta)
+                   cfg.patience, cfg.min_delta, keep_best=True)
 
 
 def build_base(cfg: PretrainConfig, profile: str, train, valid, out_dir: Path, progress: bool):
@@ -212,7 +214,9 @@ def pretrain_base(
     started = time.perf_counter()
     done = run_phase(
         accelerator, model, params, train,
-        lambda batch, gen: diffusion_step(model, loss_fn, scheduler, batch, gen),
+        lambda batch, gen: diffusion_step(
+            model, loss_fn, scheduler, batch, gen,
+            adapter=batch["adapter"] if bridge and cfg.artifact_tokens else None),
         spec, out_dir / "checkpoints", CsvLog(out_dir / "train_log.csv"),
         budget=None if stop_after is None else [stop_after], progress=progress,
         monitor=base_monitor(cfg, model, valid, out_dir) if bridge else None,
@@ -226,6 +230,7 @@ def pretrain_base(
               else cfg.steps, "max_steps": cfg.steps, "formulation": model.config.formulation,
               "n_train_segments": len(train), "image_scale": model.config.image_scale,
               "n_parameters": sum(p.numel() for p in model.unet.parameters())}
+    report["kept_step"] = kept_steps(CsvLog(out_dir / "budget_curve.csv")).get("base")
     if valid is not None and len(valid):
         report["n_valid_segments"] = len(valid)
         report.update({f"valid_{k}": v for k, v in validation_loss(model, cfg.loss, valid,

@@ -130,7 +130,8 @@ def bridge_step(
         loss_fn: From :func:`loss_for`.
         batch: ``{"clean", "separated"}`` (+ ``"mixture"``) waves ``(B, n)``.
         generator: Source of crops, times, bridge noise and mixture dropout.
-        adapter: Adapter trained (name or per-item indices); None trains the base alone.
+        adapter: Adapter trained (name or per-item indices); None trains the base alone on
+            its clean tokens. A base without control reads only the adapter's tokens.
         mixture_dropout: Share of items whose mixture is zeroed.
         times: Fixed bridge times ``(B,)`` (validation); default drawn by ``sample_times``.
     """
@@ -154,9 +155,10 @@ def bridge_step(
     x_t = bridge_point(x0, y, times, noise, rho)
     condition, weights = None, None
     if adapter is not None:
-        separated, mixture = condition_pictures(model, batch, generator, mixture_dropout)
-        condition = model.encode_condition(separated, mixture)
-        weights = one_hot(adapter, n_items, x0.device)
+        if model.has_control:
+            separated, mixture = condition_pictures(model, batch, generator, mixture_dropout)
+            condition = model.encode_condition(separated, mixture)
+        weights = one_hot(adapter, n_items, x0.device)  # a base reads the type's tokens only
     predicted = model(x_t, times * TRAIN_TIMESTEPS, condition, weights)
     # the main term is the error in model space, where the data has unit spread (picture
     # values of quiet stems are ~1e-2, so a picture-space MSE would hardly count)
