@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from stemprover.constants import ADAPTERS
 from stemprover.errors import StemproverError
 from stemprover.model import RegressionModel, StemProverModel, load_base, load_model, model_config
 from stemprover.model.adapters import n_adapter_parameters
@@ -299,3 +300,47 @@ def test_coarsest_attention_layout_trains_adapters_and_round_trips(tmp_path):
                            moved)
     with pytest.raises(StemproverError, match="attention_levels"):
         tiny_config(attention_levels="all")
+
+
+def test_gain_on_mixture_multiplies_the_additive_half_as_complex_numbers():
+    from stemprover.model.unet import fold_freq, gain_on_mixture
+
+    gen = torch.Generator().manual_seed(0)
+    fold = 2
+    gain, mix, rest = (torch.randn(1, 2, 8, 5, generator=gen) for _ in range(3))
+    out = torch.cat([fold_freq(gain, fold), fold_freq(rest, fold)], 1)
+    got = gain_on_mixture(out, fold_freq(mix, fold), fold, complex_pairs=True)
+    product = torch.complex(gain[:, 0], gain[:, 1]) * torch.complex(mix[:, 0], mix[:, 1])
+    expected = fold_freq(torch.stack([product.real, product.imag], 1), fold)
+    torch.testing.assert_close(got[:, : 2 * fold], expected)
+    assert torch.equal(got[:, 2 * fold :], fold_freq(rest, fold))  # the gain on x is kept
+
+
+@pytest.mark.parametrize("mixture_gain", [False, True])
+def test_branch_and_regression_take_from_the_mixture_with_mixture_gain(mixture_gain):
+    """A unit real part in the additive half of F adds the mixture itself, or a constant."""
+    torch.manual_seed(0)
+    cfg = tiny_config(mixture_gain=mixture_gain, freq_fold=2)
+    assert cfg.mixture_gain == mixture_gain
+    gen = torch.Generator().manual_seed(3)
+    sep, mix = (torch.randn(2, 2, 32, 12, generator=gen) for _ in range(2))
+    fold, unit = cfg.freq_fold, torch.zeros(4 * cfg.freq_fold)
+    unit[:fold] = 1.0  # the real part of the additive half: gain 1 on the mixture, or +1
+    model = StemProverModel(cfg).eval()
+    model.add_adapters()
+    with torch.no_grad():
+        model.control_out[ADAPTERS.index("general")].bias.copy_(unit)
+        x = model.encode_image(sep)
+        t = torch.full((2,), 1000.0)
+        out = model(x, t, model.encode_condition(sep, mix), {"general": 1.0})
+    added = out - x  # the base is still the identity
+    expected = model.encode_image(mix) if mixture_gain else torch.zeros_like(x)
+    if not mixture_gain:
+        expected[:, :fold] = 1.0
+    torch.testing.assert_close(added, expected, rtol=0, atol=1e-5)
+    regression = RegressionModel(cfg).eval()
+    with torch.no_grad():
+        regression.unet.conv_out.bias.copy_(unit)
+        got = regression(sep, mix) - sep
+    expected = mix if mixture_gain else model.decode_image(expected, sep.shape[-2:])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)

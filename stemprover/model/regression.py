@@ -36,6 +36,7 @@ from stemprover.model.unet import (
     build_unet,
     crop,
     fold_freq,
+    gain_on_mixture,
     pad_to_multiple,
     unet_downsample_factor,
     unfold_freq,
@@ -93,6 +94,7 @@ class RegressionModel(nn.Module):
             if mix.shape != separated_img.shape:
                 raise StemproverError("mixture picture does not match the separated picture")
             inputs.append(fold_freq(mix * scale, fold))
+            mixture = inputs[-1]
             if self.config.mask_features:
                 features = mask_features(separated_img, mix, self.representation, scale)
                 inputs.append(fold_freq(features, fold))
@@ -101,6 +103,8 @@ class RegressionModel(nn.Module):
         timesteps = torch.zeros(x.shape[0], device=x.device, dtype=torch.long)
         out = crop(self.unet(x, timesteps, encoder_hidden_states=tokens).sample, size)
         complex_pairs = self.representation.name == "complex"
+        if self.config.mixture_gain:  # F = g_m * m + g_x * x, as the bridge's branch
+            out = gain_on_mixture(out, mixture, fold, complex_pairs)
         residual = apply_output(start, out, fold, complex_pairs)
         residual = unfold_freq(residual, fold, separated_img.shape[-2])
         return separated_img + residual / scale

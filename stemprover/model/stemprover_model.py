@@ -42,6 +42,7 @@ from stemprover.model.unet import (
     crop,
     fold_freq,
     freeze,
+    gain_on_mixture,
     pad_to_multiple,
     unet_downsample_factor,
     unfold_freq,
@@ -60,20 +61,24 @@ class ConditionCache:
         concat: The condition in model space ``(B, Cc, H, W)`` (concat mode, and the
             branch's direct input).
         shape: Padded model-space ``(H, W)`` that noisy inputs must pad to.
+        mixture: The mixture in model space, padded to ``shape`` (``mixture_gain`` only).
     """
 
     control: torch.Tensor | None
     concat: torch.Tensor | None
     shape: tuple[int, int]
+    mixture: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor) -> ConditionCache:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
-        return ConditionCache(pick(self.control), pick(self.concat), self.shape)
+        return ConditionCache(pick(self.control), pick(self.concat), self.shape,
+                              pick(self.mixture))
 
     def repeat(self, n: int) -> ConditionCache:
         """The condition repeated ``n`` times along the batch (e.g. stereo channels)."""
         rep = lambda t: None if t is None else t.repeat_interleave(n, 0)  # noqa: E731
-        return ConditionCache(rep(self.control), rep(self.concat), self.shape)
+        return ConditionCache(rep(self.control), rep(self.concat), self.shape,
+                              rep(self.mixture))
 
 
 def scheduler_for(cfg: ModelConfig):
@@ -316,8 +321,22 @@ class StemProverModel(nn.Module):
                 mags.append(pad_to_multiple(fold_freq(features, fold), multiple)[0])
             embedded = self.condition_embedding(torch.cat(mags, 1), torch.cat(phases, 1))
             direct = self._encode_direct(pictures) if self._direct_input else None
-            return ConditionCache(embedded, direct, tuple(embedded.shape[-2:]))
-        return ConditionCache(None, self._encode_direct(pictures), shape)
+            return ConditionCache(embedded, direct, tuple(embedded.shape[-2:]),
+                                  self._encode_mixture(pictures))
+        return ConditionCache(None, self._encode_direct(pictures), shape,
+                              self._encode_mixture(pictures))
+
+    def _encode_mixture(self, pictures: list[torch.Tensor]) -> torch.Tensor | None:
+        """The mixture in model space for the branch's gain on it (``mixture_gain``)."""
+        if not (self._mixture_gain and len(pictures) == 2):
+            return None
+        return pad_to_multiple(self.encode_image(pictures[1]), self.unet_multiple)[0]
+
+    @property
+    def _mixture_gain(self) -> bool:
+        cfg = self.config
+        return (cfg.mixture_gain and self.is_bridge and cfg.control == "branch"
+                and self.autoencoder is None)
 
     def _encode_direct(self, pictures: list[torch.Tensor]) -> torch.Tensor:
         """The condition in model space, plus the mask features in the branch's direct input."""
@@ -442,7 +461,12 @@ class StemProverModel(nn.Module):
                 added = added + self.concat_conditioning(condition.concat.to(x.dtype))
             with added_to_conv_in(self.control_unet, added):
                 side = self.control_unet(x, timesteps, encoder_hidden_states=tokens).sample
-            return base + self._heads(side, weights)
+            side = self._heads(side, weights)
+            if condition.mixture is not None:
+                complex_pairs = self.representation.name == "complex"
+                side = gain_on_mixture(side, condition.mixture, self.config.freq_fold,
+                                       complex_pairs)
+            return base + side
         if self.controlnet is not None:
             down, mid = self.controlnet(
                 x, timesteps, encoder_hidden_states=tokens,

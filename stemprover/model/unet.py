@@ -95,12 +95,31 @@ def apply_output(x: torch.Tensor, out: torch.Tensor, fold: int, complex_pairs: b
     if out.shape[1] == channels:
         return out
     add, gain = out[:, :channels], out[:, channels:]
+    return add + apply_gain(gain, x, fold, complex_pairs)
+
+
+def apply_gain(gain: torch.Tensor, x: torch.Tensor, fold: int, complex_pairs: bool) -> torch.Tensor:
+    """``gain * x`` per bin; complex pictures (re and im folded in ``fold`` channels each)
+    multiply as complex numbers, so the gain can turn the phase as well as scale."""
     if not complex_pairs:
-        return add + gain * x
+        return gain * x
     g_re, g_im = gain[:, :fold], gain[:, fold:]
     x_re, x_im = x[:, :fold], x[:, fold:]
-    turned = torch.cat([g_re * x_re - g_im * x_im, g_re * x_im + g_im * x_re], dim=1)
-    return add + turned
+    return torch.cat([g_re * x_re - g_im * x_im, g_re * x_im + g_im * x_re], dim=1)
+
+
+def gain_on_mixture(
+    out: torch.Tensor, mixture: torch.Tensor, fold: int, complex_pairs: bool
+) -> torch.Tensor:
+    """``out`` with its additive half turned into a gain on the mixture picture.
+
+    ``x + apply_output(x, out)`` then reads ``x + g_m * m + g_x * x``: what a stem lost (masked
+    partials, a cut-off band) is restored from the mixture, where it still is, and bleed is a
+    gain below one on the stem. Both halves start at zero, so the identity is kept.
+    """
+    channels = mixture.shape[1]
+    mixed = apply_gain(out[:, :channels], mixture.to(out.dtype), fold, complex_pairs)
+    return torch.cat([mixed, out[:, channels:]], dim=1)
 
 
 def unet_downsample_factor(unet: UNet2DConditionModel) -> int:
