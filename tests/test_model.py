@@ -344,3 +344,16 @@ def test_branch_and_regression_take_from_the_mixture_with_mixture_gain(mixture_g
         got = regression(sep, mix) - sep
     expected = mix if mixture_gain else model.decode_image(expected, sep.shape[-2:])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_condition_cache_keeps_the_mixture_when_repeated_and_selected():
+    model = StemProverModel(tiny_config(mixture_gain=True)).eval()
+    sep, mix, _, _ = inputs()
+    with torch.no_grad():
+        cache = model.encode_condition(sep, mix)
+    encoded = model.encode_image(mix)  # padded to the U-Net's multiple, like the input
+    assert torch.equal(cache.mixture[..., : encoded.shape[-2], : encoded.shape[-1]], encoded)
+    assert torch.equal(cache.repeat(2).mixture, cache.mixture.repeat_interleave(2, 0))
+    assert torch.equal(cache.select(torch.tensor([1])).mixture, cache.mixture[1:])
+    plain = StemProverModel(tiny_config()).eval()
+    assert plain.encode_condition(sep, mix).mixture is None  # no gain on the mixture: not kept
