@@ -80,8 +80,7 @@ class Monitor:
 
     def best(self, phase: str) -> dict | None:
         """The row of the phase's highest gain (the earliest of equal ones), or None."""
-        rows = self.rows(phase)
-        return max(rows, key=lambda r: float(r["gain"])) if rows else None
+        return best_row(self.rows(phase))
 
     def plateaued(self, phase: str) -> bool:
         if self.patience <= 0:
@@ -276,15 +275,8 @@ def run_phase(
     optimizer = torch.optim.AdamW(list(params.values()), lr=spec.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(spec))
     start = 0
-    state = None
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state.get("fingerprint", "") != spec.fingerprint or set(state["params"]) != set(params):
-            state = None  # written by a run with other settings: start over
+    state = _read_state(checkpoint, params, spec)  # None: start over
     if state is not None:
-        with torch.no_grad():
-            for name, param in params.items():
-                param.copy_(state["params"][name])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start = int(state["step"])
@@ -377,11 +369,17 @@ def run_phase(
     return complete
 
 
+def best_row(rows: list[dict]) -> dict | None:
+    """The budget-curve row of the highest gain (the earliest of equal ones), or None."""
+    return max(rows, key=lambda r: float(r["gain"])) if rows else None
+
+
 def kept_steps(curve: CsvLog) -> dict[str, int]:
     """Per phase of a budget curve, the step whose weights the phase kept (its best gain)."""
-    phases = dict.fromkeys(r["phase"] for r in curve.rows())
-    monitor = Monitor(lambda: 0.0, 1, curve)
-    return {phase: int(float(monitor.best(phase)["step"])) for phase in phases}
+    by_phase: dict[str, list[dict]] = {}
+    for row in curve.rows():
+        by_phase.setdefault(row["phase"], []).append(row)
+    return {phase: int(float(best_row(rows)["step"])) for phase, rows in by_phase.items()}
 
 
 def best_path(checkpoint: Path) -> Path:
@@ -393,28 +391,28 @@ def _keep_if_best(checkpoint: Path, params, monitor: Monitor, spec: PhaseSpec, s
     """Save the parameters (main process) when the newest evaluation is the phase's best."""
     if not monitor.keep_best or int(float(monitor.best(spec.name)["step"])) != step:
         return
-    path = best_path(checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "fingerprint": spec.fingerprint,
-             "params": {k: v.detach().cpu().clone() for k, v in params.items()}}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    _write_state(best_path(checkpoint), {"step": step, "fingerprint": spec.fingerprint,
+                                         "params": _cpu_copy(params)})
 
 
 def _restore_best(checkpoint: Path, params, monitor: Monitor | None, spec: PhaseSpec) -> None:
     """Load the best evaluation's parameters into ``params`` (every process reads the file)."""
-    if monitor is None or not monitor.keep_best:
-        return
-    path = best_path(checkpoint)
+    if monitor is not None and monitor.keep_best:
+        _read_state(best_path(checkpoint), params, spec)
+
+
+def _read_state(path: Path, params, spec: PhaseSpec) -> dict | None:
+    """Load a saved state's parameters into ``params`` and return the state; None (and
+    ``params`` untouched) when there is none or a run with other settings wrote it."""
     if not path.exists():
-        return
+        return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("fingerprint") != spec.fingerprint or set(state["params"]) != set(params):
-        return
+    if state.get("fingerprint", "") != spec.fingerprint or set(state["params"]) != set(params):
+        return None
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(state["params"][name].to(param.device))
+    return state
 
 
 def _from_main(accelerator, flag: bool) -> bool:
@@ -440,15 +438,23 @@ def _save(path: Path, params, optimizer, schedule, step: int, accelerator, key: 
           plateau: bool = False) -> None:
     if not accelerator.is_main_process:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
+    _write_state(path, {
         "step": step,
         "fingerprint": key,
-        "params": {k: v.detach().cpu().clone() for k, v in params.items()},
+        "params": _cpu_copy(params),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "plateau": plateau,
-    }
+    })
+
+
+def _cpu_copy(params) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in params.items()}
+
+
+def _write_state(path: Path, state: dict) -> None:
+    """``torch.save`` through a temporary file, so a stop never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
