@@ -19,19 +19,17 @@ unit: install
 	$(PY) -m pytest -q tests
 
 nbval: install
-	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --sanitize-with notebooks/sanitize.cfg notebooks/; \
-	else echo "nbval: no notebooks yet"; fi
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --sanitize-with notebooks/sanitize.cfg notebooks/
 
 test: lint unit nbval
-	@if [ -f paper/main.tex ]; then $(MAKE) --no-print-directory paper PROFILE=smoke; fi
+	$(MAKE) --no-print-directory paper PROFILE=smoke
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_listening_browser.py -k built_smoke_page
 
 reproduce: install
-	$(PY) -m stemprover.reproduce --profile $(PROFILE) --from $(FROM)
+	$(PY) -m stemprover.stages.reproduce --profile $(PROFILE) --from $(FROM)
 
 paper: install
-	$(PY) -m stemprover.reproduce --profile $(PROFILE) --paper-only
+	$(PY) -m stemprover.stages.reproduce --profile $(PROFILE) --paper-only
 
 clean:
 	rm -rf build paper/build results/smoke

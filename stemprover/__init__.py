@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "StemproverError": "stemprover.errors",
-    "seed_everything": "stemprover.seed",
-    "enhance": "stemprover.enhance",
+    "seed_everything": "stemprover.project.seed",
+    "enhance": "stemprover.inference.enhance",
 }
 
 

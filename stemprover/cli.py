@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 STEM_CHOICES = ("vocals", "drums", "bass", "other")
-OUTPUT_FORMATS = ("float32", "pcm16", "pcm24")  # as stemprover.enhance.OUTPUT_FORMATS
+OUTPUT_FORMATS = ("float32", "pcm16", "pcm24")  # as stemprover.inference.enhance.OUTPUT_FORMATS
 DEFAULT_THREADS = 1  # see README: 0 (torch's choice) was slower on a shared 2-core machine
 
 
@@ -126,17 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pick_device(device: str) -> str:
-    from stemprover.catalogue import n_processes, process_device
-    from stemprover.enhance import check_device
+    from stemprover.inference.catalogue import n_processes, process_device
+    from stemprover.project.runtime import resolve_device
 
     if device == "auto" and n_processes() > 1:  # under a launcher: this process's own GPU
         return process_device()
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    check_device(device)
-    return device
+    return resolve_device(device)
 
 
 def _shown(text: object) -> str:
@@ -157,8 +152,8 @@ def _error(message: object) -> None:
 
 def _check_outputs(inputs: list[str], out_dir: Path, stem: str | None,
                    filename: str | None) -> dict[str, Path]:
-    from stemprover.enhance import output_path
     from stemprover.errors import StemproverError
+    from stemprover.inference.enhance import output_path
 
     targets: dict[str, Path] = {}
     seen: dict[Path, str] = {}
@@ -195,7 +190,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[str]:
     """Inputs whose file exists and whose output may be written; reports the others."""
-    from stemprover.audio import check_path
+    from stemprover.dsp.audio import check_path
     from stemprover.errors import StemproverError
 
     usable = []
@@ -204,7 +199,7 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
             check_path(Path(path))
             written = [targets[path]]
             if args.preview:
-                from stemprover.clip_plots import preview_path
+                from stemprover.report.clip_plots import preview_path
 
                 written.append(preview_path(targets[path]))
             if args.skip_existing and all(target.exists() for target in written):
@@ -227,11 +222,11 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
 
 
 def run_enhance(args: argparse.Namespace) -> int:
-    from stemprover.audio import STEM_FILE_SUFFIX, check_path
-    from stemprover.catalogue import expand_inputs, process_share
-    from stemprover.enhance import EnhanceOptions, parse_adapters
+    from stemprover.dsp.audio import STEM_FILE_SUFFIX, check_path
     from stemprover.errors import StemproverError
-    from stemprover.sampler import check_steps
+    from stemprover.inference.catalogue import expand_inputs, process_share
+    from stemprover.inference.enhance import EnhanceOptions, parse_adapters
+    from stemprover.inference.sampler import check_steps
 
     # Everything that can be checked without the model is checked before it is loaded.
     if args.skip_existing and args.overwrite:
@@ -292,11 +287,11 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from stemprover.audio import sound_info
-    from stemprover.clip_plots import write_preview
-    from stemprover.enhance import Enhancer, enhance_file
+    from stemprover.dsp.audio import sound_info
     from stemprover.errors import StemproverError
-    from stemprover.threads import cpu_threads
+    from stemprover.inference.enhance import Enhancer, enhance_file
+    from stemprover.project.runtime import cpu_threads
+    from stemprover.report.clip_plots import write_preview
 
     cancel = threading.Event()
     first = Enhancer(args.model, options)
@@ -347,10 +342,10 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
 def run_analyze(args: argparse.Namespace) -> int:
     import math
 
-    from stemprover.audio import is_silent, load_audio, resample, to_channels
+    from stemprover.dsp.audio import is_silent, load_audio, resample, to_channels
+    from stemprover.dsp.phase import phase_report
     from stemprover.errors import StemproverError
-    from stemprover.metrics import PESQ_MIN_SECONDS, evaluate_pair
-    from stemprover.phase import phase_report
+    from stemprover.metrics.signal import PESQ_MIN_SECONDS, evaluate_pair
 
     estimate, sample_rate = load_audio(args.input)
     reference, reference_rate = load_audio(args.reference)
@@ -430,7 +425,7 @@ def analysis_stft(sample_rate: int):
     """2048-point frames at 44.1 kHz (46 ms), scaled to keep their duration at other rates."""
     import math
 
-    from stemprover.spectral import StftConfig
+    from stemprover.dsp.spectral import StftConfig
 
     n_fft = 2 ** int(round(math.log2(2048 * sample_rate / 44100)))
     return StftConfig(n_fft=n_fft, hop_length=n_fft // 4)

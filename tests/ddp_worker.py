@@ -18,13 +18,9 @@ from pathlib import Path
 import torch
 from train_fakes import LOSS, TINY, FakePairs, lora_cfg, tiny_base
 
-from stemprover.train import (
-    LoraTrainConfig,
-    PretrainConfig,
-    pretrain_base,
-    train_control_lora,
-    train_regression,
-)
+from stemprover.stages.base_pretraining import pretrain_base
+from stemprover.stages.lora_training import train_control_lora, train_regression
+from stemprover.train.config import LoraTrainConfig, PretrainConfig
 
 
 def lora_config(batch: int, steps: int, adapter_steps: int = 0) -> LoraTrainConfig:

@@ -91,8 +91,9 @@ def write_examples(folder: Path, testsets: tuple[str, ...] = ("synthetic", "real
     """Listening clips of the vocals written by the evaluation's own producer; its index."""
     from types import SimpleNamespace
 
-    from stemprover.examples import INDEX, save_examples
-    from stemprover.testsets import TestItem
+    from stemprover.data.testsets import TestItem
+    from stemprover.report.listening import INDEX
+    from stemprover.stages.evaluation import save_examples
 
     t = np.arange(int(CLIP_SECONDS * CLIP_RATE)) / CLIP_RATE
     clean = np.tile(0.5 * np.sin(2 * np.pi * 440 * t), (2, 1)).astype(np.float32)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from stemprover.ablations import (
+from stemprover.errors import StemproverError
+from stemprover.stages.ablations import (
     FACTORS,
     TABLE_COLUMNS,
     AblationConfig,
@@ -10,7 +11,6 @@ from stemprover.ablations import (
     rows_json,
     run_grid,
 )
-from stemprover.errors import StemproverError
 
 
 def test_grid_changes_one_factor_at_a_time():
@@ -94,7 +94,7 @@ def test_run_grid_rejects_a_row_without_scores():
 
 
 def test_rows_train_with_the_profile_loss():
-    from stemprover.ablation_train import loss_config
+    from stemprover.stages.ablations import loss_config
 
     profile = {"diffusion": 0.0, "snr": 1.0, "phase_cosine": 0.1}
     reference = loss_config(True, profile)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stemprover.bridge import (
+from stemprover.inference.sampler import sample, sample_waves
+from stemprover.model import StemProverModel, model_config
+from stemprover.model.bridge import (
     bridge_point,
     bridge_scheduler,
     bridge_sigmas,
     sample_times,
     step_noise_std,
 )
-from stemprover.model import StemProverModel, model_config
 from stemprover.model.unet import fold_freq, unfold_freq
-from stemprover.sampler import sample, sample_waves
 from stemprover.train.loop import CsvLog, Monitor
 
 TINY = dict(block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4,

@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 from test_cli import save_tiny_model
 
-from stemprover.catalogue import expand_inputs, read_list
 from stemprover.cli import main
 from stemprover.errors import StemproverError
+from stemprover.inference.catalogue import expand_inputs, read_list
 
 RATE = 16000
 

@@ -160,7 +160,7 @@ def test_cancelled_write_leaves_nothing(tmp_path):
     """How --jobs stops the other jobs after a signal: their next write raises."""
     import threading
 
-    from stemprover.streaming import Cancelled, FileSink
+    from stemprover.inference.streaming import Cancelled, FileSink
 
     cancel = threading.Event()
     with pytest.raises(Cancelled):
@@ -217,7 +217,7 @@ def test_analyze_speech_too_short(tmp_path, capsys, seconds):
 
 
 def test_speech_metrics_of_a_short_signal_are_nan():
-    from stemprover.metrics import pesq_wb, stoi
+    from stemprover.metrics.signal import pesq_wb, stoi
 
     clean = _speechlike(0.2)
     assert np.isnan(pesq_wb(clean, clean, RATE)) and np.isnan(stoi(clean, clean, RATE))
@@ -335,7 +335,8 @@ def test_non_utf8_file_name(tiny_model, tmp_path, capsys):
 @pytest.mark.parametrize("fmt,subtype", [("float32", "FLOAT"), ("pcm16", "PCM_16"),
                                          ("pcm24", "PCM_24")])
 def test_output_format(tiny_model, tmp_path, fmt, subtype):
-    from stemprover import cli, enhance
+    from stemprover import cli
+    from stemprover.inference import enhance
 
     assert cli.OUTPUT_FORMATS == tuple(enhance.OUTPUT_FORMATS)  # cli keeps torch out of --help
     src = _write(tmp_path / "v.wav", _tone(0.3, RATE))
@@ -380,7 +381,7 @@ def test_stem_on_plain_files_is_refused(tiny_model, tmp_path, capsys):
 
 
 def test_outputs_have_the_usual_mode(tiny_model, tmp_path):
-    from stemprover.audio import save_audio
+    from stemprover.dsp.audio import save_audio
 
     umask = os.umask(0o022)
     try:
@@ -444,7 +445,7 @@ def test_silence_next_to_sound_stays_silent(tiny_model, tmp_path):
 
 
 def test_silence_mask():
-    from stemprover.enhance import silence_mask
+    from stemprover.inference.enhance import silence_mask
 
     rate = 10000
     audio = np.ones((2, 1000), np.float32)

@@ -7,9 +7,9 @@ from typing import Literal
 
 import pytest
 
-from stemprover.config import PROFILES, build, load_profile, stage_params
 from stemprover.errors import StemproverError
-from stemprover.paths import STAGES
+from stemprover.project.config import PROFILES, build, load_profile, stage_params
+from stemprover.project.paths import STAGES
 
 
 @dataclass
@@ -65,7 +65,7 @@ def test_optional_accepts_none_and_number():
 def test_profiles_have_common_and_known_sections(profile):
     data = load_profile(profile)
     assert {"seed", "sample_rate", "n_fft", "hop_length", "representation"} <= set(data["common"])
-    assert set(data) - {"common", "corpus", "model"} <= set(STAGES)
+    assert set(data) - {"common", "corpus", "model", "autoencoder"} <= set(STAGES)
     params = stage_params(profile, "01_phase_analysis")
     assert params["profile"] == profile
 

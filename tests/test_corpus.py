@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stemprover.config import build
 from stemprover.constants import SPLITS, STEMS
 from stemprover.corpus import (
     CorpusConfig,
@@ -30,7 +29,8 @@ from stemprover.corpus.render import resolve_soundfont
 from stemprover.corpus.scores import score_arrangement
 from stemprover.corpus.splits import TrackPlan, allocate
 from stemprover.errors import StemproverError
-from stemprover.seed import rng_for
+from stemprover.project.config import build
+from stemprover.project.seed import rng_for
 
 SR = 44100
 SECONDS = 2.0

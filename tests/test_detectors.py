@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stemprover.audio import resample
 from stemprover.constants import ADAPTERS, ARTIFACTS, STEMS
 from stemprover.corpus import CorpusConfig, list_tracks, load_track, render_corpus
-from stemprover.detectors import Detection, adapter_weights, detect, robust_threshold
+from stemprover.dsp.audio import resample
 from stemprover.errors import StemproverError
+from stemprover.inference.detectors import Detection, adapter_weights, detect, robust_threshold
 from stemprover.separators import get_separator
 
 SR = 16000

@@ -103,8 +103,8 @@ def test_shipped_accelerate_configs_parse(name):
 
 
 def test_stage_script_trains_with_the_notebooks_parameters():
-    from stemprover.config import stage_params
-    from stemprover.train.launch import main, stage_config
+    from stemprover.project.config import stage_params
+    from stemprover.stages.launch import main, stage_config
 
     cfg = stage_config("04_lora_training", "cpu")
     params = stage_params("cpu", "04_lora_training")

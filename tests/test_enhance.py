@@ -9,9 +9,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from stemprover.enhance import Enhancer, enhance, enhance_file, output_path, parse_adapters
+from stemprover.dsp.spectral import StftConfig, get_representation
 from stemprover.errors import StemproverError
-from stemprover.spectral import StftConfig, get_representation
+from stemprover.inference.enhance import (
+    Enhancer,
+    enhance,
+    enhance_file,
+    output_path,
+    parse_adapters,
+)
 
 MODEL_RATE = 16000
 
@@ -166,7 +172,8 @@ def test_never_overwrites_an_input(tmp_path):
 
 
 def test_auto_adapters_come_from_detectors(monkeypatch):
-    import stemprover.detectors as detectors
+    import stemprover.inference.detectors as detectors
+    import stemprover.inference.enhance as enhance_module
 
     scores = {"hf_loss": 0.8, "musical_noise": 0.0, "bleed": 0.1, "phase_smear": 0.3}
     calls = []
@@ -175,7 +182,7 @@ def test_auto_adapters_come_from_detectors(monkeypatch):
         calls.append((separated.shape, sample_rate, mixture is not None))
         return scores
 
-    monkeypatch.setattr(detectors, "detect", fake_detect)
+    monkeypatch.setattr(enhance_module, "detect", fake_detect)
     model = NoisyDiffusionFake()
     enhance(_stereo(6000, MODEL_RATE), MODEL_RATE, model, steps=1, adapters="auto",
             mixture=2 * _stereo(6000, MODEL_RATE, seed=1))
@@ -189,7 +196,7 @@ def test_auto_adapters_come_from_detectors(monkeypatch):
 
 
 def test_model_sees_training_level_so_output_follows_input_level():
-    from stemprover.enhance import MODEL_LEVEL_RMS, level_gain
+    from stemprover.inference.enhance import MODEL_LEVEL_RMS, level_gain
 
     assert level_gain(np.full(10, MODEL_LEVEL_RMS**2)) == pytest.approx(1.0)
     assert level_gain(np.zeros(10)) == 1.0
@@ -202,9 +209,9 @@ def test_model_sees_training_level_so_output_follows_input_level():
 
 
 def test_auto_leaves_a_stem_without_artifacts_unchanged(monkeypatch):
-    import stemprover.detectors as detectors
+    import stemprover.inference.enhance as enhance_module
 
-    monkeypatch.setattr(detectors, "detect", lambda *a, **k: dict.fromkeys(
+    monkeypatch.setattr(enhance_module, "detect", lambda *a, **k: dict.fromkeys(
         ("hf_loss", "musical_noise", "bleed", "phase_smear"), 0.0))
     audio = _stereo(6000, MODEL_RATE)
     out = enhance(audio, MODEL_RATE, NoisyDiffusionFake(), steps=1, adapters="auto")

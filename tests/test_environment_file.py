@@ -5,7 +5,7 @@ import tomllib
 
 import yaml
 
-from stemprover.paths import repo_root
+from stemprover.project.paths import repo_root
 
 
 def _name(requirement: str) -> str:

@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 import torch
 
+from stemprover.dsp.spectral import StftConfig, get_representation, wave_to_image
 from stemprover.model import RegressionModel, StemProverModel, model_config
 from stemprover.model.config import config_from_dict
 from stemprover.model.features import N_MASK_FEATURES, mask_features
-from stemprover.spectral import StftConfig, get_representation, wave_to_image
 
 REP = get_representation("complex", StftConfig(n_fft=64, hop_length=16))
 

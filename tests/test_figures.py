@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import results_fixture as fx
 
-from stemprover import figures
-from stemprover import resultsio as rio
 from stemprover.errors import StemproverError
+from stemprover.report import resultsio as rio
+from stemprover.stages import figures
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_result_names_are_read_loosely():
 
 @pytest.mark.parametrize("sample_rate", [8000, 16000, 22050, 44100, 48000])
 def test_detector_time_axis_matches_the_detectors(sample_rate):
-    from stemprover.separators.base import stft_size
+    from stemprover.dsp.spectral import stft_size
 
     expected = (stft_size(sample_rate) // 4) / sample_rate
     assert figures.detector_hop_seconds(sample_rate) == expected

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from stemprover.losses import LossConfig
+from stemprover.inference.sampler import sample_waves
 from stemprover.model import StemProverModel, model_config
+from stemprover.model.adapters import control_parameters
 from stemprover.model.unet import freeze
-from stemprover.sampler import sample_waves
-from stemprover.train.control_lora import control_parameters
+from stemprover.train.losses import LossConfig
 from stemprover.train.steps import bridge_step, loss_for
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stemprover.paths import repo_root
+from stemprover.project.paths import repo_root
 
 INSTALL_SH = repo_root() / ".ci" / "install.sh"
 CUDA_PREFIXES = ("nvidia-", "cuda-")

@@ -8,16 +8,15 @@ import math
 import pytest
 import torch
 
+from stemprover.dsp.spectral import StftConfig, get_representation, wave_to_image
 from stemprover.errors import StemproverError
-from stemprover.latent import (
+from stemprover.model.autoencoder import (
     SpectrogramAutoencoder,
     autoencoder_config,
     load_autoencoder,
-    reconstruction_report,
-    train_autoencoder,
 )
-from stemprover.losses import LossConfig, PhaseAwareLoss
-from stemprover.spectral import StftConfig, get_representation, wave_to_image
+from stemprover.train.autoencoder import reconstruction_report, train_autoencoder
+from stemprover.train.losses import LossConfig, PhaseAwareLoss
 
 SAMPLE_RATE = 8000
 STFT = StftConfig(n_fft=64, hop_length=16)
@@ -147,8 +146,8 @@ def test_reconstruction_report(trained):
 
 def test_untrained_latent_bridge_returns_its_input_despite_reconstruction_error(trained):
     """Latent mode decodes only the correction, so the autoencoder's error does not cap it."""
+    from stemprover.inference.sampler import sample_waves
     from stemprover.model import StemProverModel, model_config
-    from stemprover.sampler import sample_waves
 
     ae = trained[0]
     cfg = model_config("smoke", mode="latent", sample_rate=SAMPLE_RATE, n_fft=STFT.n_fft,
@@ -170,11 +169,11 @@ def test_untrained_latent_bridge_returns_its_input_despite_reconstruction_error(
 def test_latent_rows_of_every_profile_build_without_fold_or_gain(profile):
     """The 06 latent row of a profile that folds frequency in pixel mode still builds."""
     from stemprover.model import model_config
-    from stemprover.model.config import PROFILE_DEFAULTS
+    from stemprover.project.config import load_profile
 
     pixel = model_config(profile)
     latent = model_config(profile, mode="latent")
     assert latent.mode == "latent"
     assert latent.freq_fold == 1 and latent.mask_output is False
     # the profile's fold still applies to its pixel models
-    assert pixel.freq_fold == PROFILE_DEFAULTS[profile].get("freq_fold", 1)
+    assert pixel.freq_fold == load_profile(profile)["model"].get("freq_fold", 1)

@@ -9,11 +9,12 @@ import pytest
 import results_fixture as fx
 import soundfile as sf
 
-from stemprover import clip_plots, listening
+from stemprover.data.testsets import TestItem
 from stemprover.errors import StemproverError
-from stemprover.examples import INDEX, MAX_CLIP_SECONDS, read_examples, save_examples
-from stemprover.streaming import BLOCK_SAMPLES, ArraySource
-from stemprover.testsets import TestItem
+from stemprover.inference.streaming import BLOCK_SAMPLES, ArraySource
+from stemprover.report import clip_plots, listening
+from stemprover.report.listening import INDEX, MAX_CLIP_SECONDS, read_examples
+from stemprover.stages.evaluation import save_examples
 
 
 @pytest.fixture

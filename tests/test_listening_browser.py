@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import results_fixture as fx
 
-from stemprover import listening
+from stemprover.report import listening
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

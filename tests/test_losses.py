@@ -10,9 +10,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from stemprover.config import build
+from stemprover.dsp.spectral import StftConfig, get_representation, stft, wave_to_image
 from stemprover.errors import StemproverError
-from stemprover.losses import (
+from stemprover.project.config import build
+from stemprover.train.losses import (
     LossConfig,
     PhaseAwareLoss,
     complex_compressed_loss,
@@ -25,7 +26,6 @@ from stemprover.losses import (
     predict_clean,
     valid_frames,
 )
-from stemprover.spectral import StftConfig, get_representation, stft, wave_to_image
 
 SAMPLE_RATE = 8000
 STFT = StftConfig(n_fft=128, hop_length=32)

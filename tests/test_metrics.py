@@ -1,23 +1,21 @@
-"""Metrics with known answers (stemprover.metrics) and perceptual weights (stemprover.weighting)."""
+"""Metrics with known answers (stemprover.metrics.signal) and perceptual weights (stemprover.dsp.weighting)."""
 
 import numpy as np
 import pytest
 
+from stemprover.dsp.spectral import StftConfig
+from stemprover.dsp.weighting import a_weighting, equal_loudness, iso226_spl, perceptual_weights
 from stemprover.errors import StemproverError
-from stemprover.metrics import (
-    band_energy_error,
+from stemprover.metrics.signal import (
     bss_eval,
     evaluate_pair,
     high_band_energy_error,
     lsd,
     mrstft_distance,
     pesq_wb,
-    sdr_fast,
     si_sdr,
     stoi,
 )
-from stemprover.spectral import StftConfig
-from stemprover.weighting import a_weighting, equal_loudness, iso226_spl, perceptual_weights
 
 CFG = StftConfig(1024, 256)
 
@@ -75,36 +73,29 @@ def _two_sources(n_samples=2 * 8000, seed=5, n_channels=2):
     return sources
 
 
-def test_museval_and_fast_bss_eval_agree_on_known_interference():
+def test_museval_on_known_interference():
     # est_a = a + 0.1 b and est_b = b + 0.05 a with equal-power, independent a and b:
     # SDR = SIR = 20 dB and 26.02 dB, SAR unbounded.
     sources = _two_sources(n_channels=1)
     estimates = np.stack([sources[0] + 0.1 * sources[1], sources[1] + 0.05 * sources[0]])
     known = [20.0, 26.02]
-    sdr, sir, sar = sdr_fast(estimates, sources)
     museval_scores = bss_eval({"a": estimates[0], "b": estimates[1]},
                               {"a": sources[0], "b": sources[1]}, sample_rate=8000)
     for i, name in enumerate("ab"):
-        assert sdr[i] == pytest.approx(known[i], abs=0.5)
-        assert sir[i] == pytest.approx(known[i], abs=0.5)
         assert museval_scores[name]["sdr"] == pytest.approx(known[i], abs=0.5)
-        assert museval_scores[name]["sdr"] == pytest.approx(sdr[i], abs=0.5)
-        assert museval_scores[name]["sir"] == pytest.approx(sir[i], abs=0.5)
-        assert sar[i] > 60 and museval_scores[name]["sar"] > 60
+        assert museval_scores[name]["sir"] == pytest.approx(known[i], abs=0.5)
+        assert museval_scores[name]["sar"] > 60
 
 
-def test_museval_and_fast_bss_eval_agree_on_known_artifacts():
+def test_museval_on_known_artifacts():
     # Independent white noise at -20 dB on each estimate: SDR = SAR = 20 dB.
     sources = _two_sources(seed=6)
     estimates = sources + 0.1 * _noise(sources.shape, 7)
-    sdr, _, sar = sdr_fast({"a": estimates[0], "b": estimates[1]},
-                           {"a": sources[0], "b": sources[1]})
     museval_scores = bss_eval({"a": estimates[0], "b": estimates[1]},
                               {"a": sources[0], "b": sources[1]}, sample_rate=8000)
-    for i, name in enumerate("ab"):
-        assert sdr[i] == pytest.approx(20.0, abs=0.5) and sar[i] == pytest.approx(20.0, abs=0.5)
-        assert museval_scores[name]["sdr"] == pytest.approx(sdr[i], abs=0.5)
-        assert museval_scores[name]["sar"] == pytest.approx(sar[i], abs=0.5)
+    for name in "ab":  # museval's 512-tap projection absorbs a little of the noise: +0.6 dB
+        assert museval_scores[name]["sdr"] == pytest.approx(20.0, abs=1.0)
+        assert museval_scores[name]["sar"] == pytest.approx(20.0, abs=1.0)
 
 
 def test_bss_eval_needs_every_reference_stem():
@@ -148,14 +139,11 @@ def test_mrstft_distance_grows_with_noise():
         mrstft_distance(ref[:100], ref[:100])
 
 
-def test_band_energy_errors_of_a_gain_and_a_lowpass():
+def test_high_band_energy_error_of_a_gain_and_a_lowpass():
     sr = 16000
     ref = _noise((2, sr), 14)
-    assert np.allclose(band_energy_error(0.5 * ref, ref, sr), -6.0206, atol=1e-3)
-    errors = band_energy_error(_lowpass(ref, sr, 4000), ref, sr, n_fft=1024)
-    assert np.abs(errors[:15]).max() < 0.5  # bark bands below 2.7 kHz keep their energy
-    assert errors[-1] < -30  # 7.7-8 kHz is gone
     assert high_band_energy_error(ref, ref, sr) == 0.0
+    assert high_band_energy_error(0.5 * ref, ref, sr) == pytest.approx(-6.0206, abs=1e-3)
     assert high_band_energy_error(_lowpass(ref, sr, 3000), ref, sr, f_min=4000) < -30
     with pytest.raises(StemproverError, match="above Nyquist"):
         high_band_energy_error(ref, ref, sr, f_min=9000)

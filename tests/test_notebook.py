@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from stemprover.config import PROFILES, build, stage_params
-from stemprover.notebook import parameters
+from stemprover.project.config import PROFILES, build, stage_params
+from stemprover.project.notebook import parameters
 
 
 def test_parameters_keep_plain_values_only():
@@ -20,12 +20,12 @@ def test_parameters_keep_plain_values_only():
 
 
 def _config_classes():
-    from stemprover.ablations import AblationConfig
-    from stemprover.evaluate import EvaluationConfig
-    from stemprover.figures import FiguresConfig
-    from stemprover.pairs import PairsConfig
-    from stemprover.phase_study import PhaseStudyConfig
-    from stemprover.train import LoraTrainConfig, PretrainConfig
+    from stemprover.data.pairs import PairsConfig
+    from stemprover.stages.ablations import AblationConfig
+    from stemprover.stages.evaluation import EvaluationConfig
+    from stemprover.stages.figures import FiguresConfig
+    from stemprover.stages.phase_analysis import PhaseStudyConfig
+    from stemprover.train.config import LoraTrainConfig, PretrainConfig
 
     return {
         "01_phase_analysis": PhaseStudyConfig, "02_paired_dataset": PairsConfig,
@@ -46,7 +46,7 @@ def test_every_profile_section_builds_its_config(profile):
 def test_checked_outputs_are_copied_to_the_sources_by_cell_id(tmp_path):
     import json
 
-    from stemprover.notebook import store_checked_outputs
+    from stemprover.project.notebook import store_checked_outputs
 
     def notebook(outputs):
         cells = [

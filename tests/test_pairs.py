@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from stemprover.audio import resample, save_audio
 from stemprover.constants import ADAPTERS, STEMS
-from stemprover.dataset_card import dataset_card, plot_pair_example, write_dataset_card
+from stemprover.data.pairs import PairDataset, PairsConfig, build_pairs, segment_offsets
+from stemprover.dsp.audio import resample, save_audio
 from stemprover.errors import StemproverError
-from stemprover.pairs import PairDataset, PairsConfig, build_pairs, segment_offsets
+from stemprover.stages.paired_dataset import dataset_card, plot_pair_example, write_dataset_card
 
 SR = 44100
 SECONDS = 2.0
@@ -86,7 +86,7 @@ def test_manifest_counts_layout_and_content(built):
                  and p["offset"] == 4000 and p["channel"] == 1 and p["artifact"] == "bleed")
     with np.load(manifest_path.parent / entry["file"]) as data:
         assert data["clean"].dtype == np.float32 and data["clean"].shape == (8000,)
-        from stemprover.audio import load_audio
+        from stemprover.dsp.audio import load_audio
 
         clean, _ = load_audio(corpus / "valid" / "c" / "bass.wav")
         expected = resample(clean, SR, 16000)[1, 4000:12000]

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import results_fixture as fx
 
-from stemprover import figures
 from stemprover.errors import StemproverError
-from stemprover.paper import build, claims, data, numbers
-from stemprover.paths import repo_root
-from stemprover.readme import END, START, update_readme
+from stemprover.project.paths import repo_root
+from stemprover.report.paper import build, claims, data, latex
+from stemprover.report.readme import END, START, update_readme
+from stemprover.stages import figures
 
 NEWCOMMAND = re.compile(r"^\\newcommand\{\\([^}]*)\}\{(.*)\}$")
 
@@ -42,21 +42,21 @@ def read_macros(path):
 
 
 def test_macro_names_are_tex_control_words():
-    assert numbers.macro_name("synthetic", "vocals", "stemprover@25", "si_sdr") == (
+    assert latex.macro_name("synthetic", "vocals", "stemprover@25", "si_sdr") == (
         "spSyntheticVocalsStemproverTwentyFiveSiSdr"
     )
-    assert numbers.macro_name("overlap", "0.25") == "spOverlapZeroPointTwentyFive"
-    assert numbers.number_words(1024) == "OneThousandTwentyFour"
+    assert latex.macro_name("overlap", "0.25") == "spOverlapZeroPointTwentyFive"
+    assert latex.number_words(1024) == "OneThousandTwentyFour"
     with pytest.raises(StemproverError):
-        numbers.macro_name("@@")
+        latex.macro_name("@@")
 
 
 def test_numbers_are_typeset_with_true_minus_and_na():
-    assert numbers.fmt(-1.234, 2) == r"\ensuremath{-}1.23"
-    assert numbers.fmt(2.5, 2, signed=True) == "+2.50"
-    assert numbers.fmt(-0.001, 2, signed=True) == "0.00"
-    assert numbers.fmt(float("nan")) == r"\textit{n/a}"
-    assert numbers.fmt(12000) == "12{,}000"
+    assert latex.fmt(-1.234, 2) == r"\ensuremath{-}1.23"
+    assert latex.fmt(2.5, 2, signed=True) == "+2.50"
+    assert latex.fmt(-0.001, 2, signed=True) == "0.00"
+    assert latex.fmt(float("nan")) == r"\textit{n/a}"
+    assert latex.fmt(12000) == "12{,}000"
 
 
 def test_numbers_tex_carries_the_aggregate_values(root):
@@ -67,7 +67,7 @@ def test_numbers_tex_carries_the_aggregate_values(root):
     for testset in fx.TESTSETS:
         for stem in fx.STEMS:
             for system in fx.SYSTEMS:
-                name = numbers.macro_name(testset, stem, system, "si_sdr")
+                name = latex.macro_name(testset, stem, system, "si_sdr")
                 assert macros[name] == f"{fx.value(testset, stem, system, 'si_sdr'):.2f}"
     gain = fx.value("real", "bass", "regression", "sdr") - fx.value(
         "real", "bass", "identity", "sdr"
@@ -297,7 +297,7 @@ def test_readme_headline_is_generated_between_the_markers(root):
 
 
 def test_readme_links_the_listening_page_once_it_is_built(root):
-    from stemprover.listening import build_profile_page
+    from stemprover.report.listening import build_profile_page
 
     fx.write_results(root, "cpu")
     readme = root / "README.md"

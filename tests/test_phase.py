@@ -1,4 +1,4 @@
-"""Phase analysis with analytic answers (stemprover.phase) and frequency bands (stemprover.bands)."""
+"""Phase analysis with analytic answers (stemprover.dsp.phase) and frequency bands (stemprover.dsp.bands)."""
 
 import math
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from stemprover.bands import band_edges_hz, band_reduce, critical_bands, get_bands, octave_bands
-from stemprover.errors import StemproverError
-from stemprover.phase import (
+from stemprover.dsp.bands import band_edges_hz, band_reduce, critical_bands, get_bands, octave_bands
+from stemprover.dsp.phase import (
     REPORT_COLUMNS,
     band_coherence,
     group_delay_deviation,
@@ -17,7 +16,8 @@ from stemprover.phase import (
     phase_deviation,
     phase_report,
 )
-from stemprover.spectral import StftConfig, stft
+from stemprover.dsp.spectral import StftConfig, stft
+from stemprover.errors import StemproverError
 
 SR = 16000
 CFG = StftConfig(1024, 256)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stemprover.constants import STEMS
-from stemprover.postfilter import PostfilterConfig, _scaled_sizes, postfilter
+from stemprover.inference.postfilter import PostfilterConfig, _scaled_sizes, postfilter
 
 SR = 16000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from stemprover.notebook import setup
-from stemprover.provenance import code_commit, start_run, update_run
+from stemprover.project.notebook import setup
+from stemprover.project.provenance import code_commit, start_run, update_run
 
 
 def test_code_commit_names_the_last_code_change():
@@ -34,9 +34,9 @@ def test_notebook_setup_writes_the_record(tmp_path, monkeypatch):
 def test_repository_relative_checkpoints_load_from_any_folder(tmp_path, monkeypatch):
     import pytest
 
+    from stemprover.data.testsets import resolve_separator
     from stemprover.errors import StemproverError
     from stemprover.separators.neural import load_checkpoint
-    from stemprover.testsets import resolve_separator
 
     monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
     weights = tmp_path / "results" / "smoke" / "01_phase_analysis" / "weights"

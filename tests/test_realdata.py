@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from stemprover.constants import STEMS
+from stemprover.corpus.real import musdb_tracks, stempeg_example
 from stemprover.errors import StemproverError
-from stemprover.realdata import musdb_tracks, stempeg_example
 
 SR = 44100
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from stemprover import reproduce
 from stemprover.errors import StemproverError
-from stemprover.paths import STAGES, stage_name
+from stemprover.project.paths import STAGES, stage_name
+from stemprover.stages import reproduce
 
 
 def test_stage_names_resolve_from_prefix():
@@ -27,7 +27,7 @@ def test_auto_profile_follows_cuda(monkeypatch):
 
 def test_failing_stage_is_named(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(reproduce, "notebook_path", lambda stage: tmp_path / f"{stage}.ipynb")
-    for stage in STAGES[:2]:
+    for stage in STAGES:
         (tmp_path / f"{stage}.ipynb").write_text("{}")
 
     def boom(stage, profile, out_dir):
@@ -41,9 +41,11 @@ def test_failing_stage_is_named(monkeypatch, tmp_path, capsys):
     assert f"{STAGES[0]} done" in capsys.readouterr().out
 
 
-def test_missing_later_stages_stop_with_a_message(monkeypatch, tmp_path, capsys):
+def test_a_missing_notebook_stops_the_run_before_any_stage(monkeypatch, tmp_path):
     monkeypatch.setattr(reproduce, "notebook_path", lambda stage: tmp_path / f"{stage}.ipynb")
     (tmp_path / f"{STAGES[0]}.ipynb").write_text("{}")
-    monkeypatch.setattr(reproduce, "run_stage", lambda *a: 0.0)
-    assert reproduce.run_notebooks("smoke") == [STAGES[0]]
-    assert "not there yet" in capsys.readouterr().out
+    ran = []
+    monkeypatch.setattr(reproduce, "run_stage", lambda stage, *a: ran.append(stage) or 0.0)
+    with pytest.raises(StemproverError, match=f"missing notebook: .*{STAGES[1]}.ipynb"):
+        reproduce.run_notebooks("smoke")
+    assert ran == []

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stemprover.errors import StemproverError
-from stemprover.sampler import make_scheduler, sample, timesteps_for
+from stemprover.inference.sampler import make_scheduler, sample, timesteps_for
 
 SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_cli import save_tiny_model
 
-from stemprover import benchmark
-from stemprover.scaling import enhance_scaling, training_scaling
+from stemprover.bench.scaling import enhance_scaling, training_scaling
+from stemprover.stages import performance as benchmark
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_scaling_counts_are_sorted_unique_and_positive():
 
 
 def test_file_seconds_are_read_per_process_tag():
-    from stemprover.scaling import file_seconds
+    from stemprover.bench.scaling import file_seconds
 
     stdout = "\n".join([
         "[1/2] 2 of 3 files",

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from stemprover.seed import hash_key, rng_for, seed_everything
+from stemprover.project.seed import hash_key, rng_for, seed_everything
 
 
 def test_seed_everything_repeats_numpy_and_torch():

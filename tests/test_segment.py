@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stemprover.segment import (
+from stemprover.inference.segment import (
     OverlapAdder,
     crossfade_weights,
     frame_energy,

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from stemprover.audio import resample, save_audio
 from stemprover.constants import ARTIFACTS, STEMS
 from stemprover.corpus import CorpusConfig, list_tracks, load_track, render_corpus
+from stemprover.dsp.audio import resample, save_audio
 from stemprover.errors import StemproverError
-from stemprover.metrics import si_sdr
+from stemprover.metrics.signal import si_sdr
 from stemprover.separators import available_separators, get_separator, train_neural_separator
 from stemprover.separators.degraded import hf_cutoff_hz
 from stemprover.separators.neural import openunmix_module
@@ -171,7 +171,7 @@ def test_training_lowers_the_loss_of_a_neural_separator(song, tmp_path):
 def test_finding_names_the_damaged_bands():
     import pandas as pd
 
-    from stemprover.phase_study import finding
+    from stemprover.stages.phase_analysis import finding
 
     by_separator = pd.DataFrame([
         {"separator": "irm2", "si_sdr": 12.0, "phase_dev": 0.4,

@@ -1,4 +1,4 @@
-"""STFT reconstruction and spectrogram representations (stemprover.spectral)."""
+"""STFT reconstruction and spectrogram representations (stemprover.dsp.spectral)."""
 
 import math
 
@@ -8,8 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stemprover.errors import StemproverError
-from stemprover.spectral import (
+from stemprover.dsp.spectral import (
     REPRESENTATIONS,
     StftConfig,
     get_representation,
@@ -19,6 +18,7 @@ from stemprover.spectral import (
     stft,
     wave_to_image,
 )
+from stemprover.errors import StemproverError
 
 NAMES = sorted(REPRESENTATIONS)
 

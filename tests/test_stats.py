@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stemprover import stats
+from stemprover.metrics import stats
 
 
 def test_constant_sample_has_degenerate_interval():

@@ -5,7 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stemprover import benchmark, throughput
+from stemprover.bench import throughput
+from stemprover.project.config import config_for, stage_params
+from stemprover.stages import performance as benchmark
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,6 @@ def test_benchmark_summary_keeps_the_contract_and_adds_training(smoke_table):
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_every_profile_asks_for_the_training_throughput(profile):
-    from stemprover.config import stage_params
 
-    cfg = benchmark.performance_config(stage_params(profile, "07_performance"))
+    cfg = config_for(benchmark.PerformanceConfig, stage_params(profile, "07_performance"))
     assert cfg.training and cfg.training_repeats >= 2

@@ -9,18 +9,13 @@ import torch
 from train_fakes import LOSS, TINY, FakePairs, lora_cfg, tiny_base
 
 from stemprover.constants import ADAPTERS
-from stemprover.metrics import si_sdr
+from stemprover.metrics.signal import si_sdr
 from stemprover.model import StemProverModel, load_model, model_config
 from stemprover.model.serialize import base_state_dict
-from stemprover.train import (
-    PretrainConfig,
-    evaluate_on_pairs,
-    pretrain_base,
-    summarize,
-    train_control_lora,
-    train_regression,
-)
-from stemprover.train.validate import gain_on_pairs
+from stemprover.stages.base_pretraining import pretrain_base
+from stemprover.stages.lora_training import train_control_lora, train_regression
+from stemprover.train.config import PretrainConfig
+from stemprover.train.validate import evaluate_on_pairs, gain_on_pairs, summarize
 
 
 @pytest.fixture(scope="module")

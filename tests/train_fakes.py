@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from stemprover.constants import ADAPTERS
-from stemprover.losses import LossConfig
 from stemprover.model import StemProverModel, model_config
-from stemprover.train import LoraTrainConfig
+from stemprover.train.config import LoraTrainConfig
+from stemprover.train.losses import LossConfig
 
 TINY = dict(
     block_out_channels=[8, 16],

@@ -8,7 +8,8 @@
 Songs come from music21's corpus (Bach chorales, string quartets, Palestrina) and from a
 seeded pop generator; instruments are rendered by FluidSynth through GM soundfonts
 (FluidR3_GM for train/valid, MuseScore_General for test) and the lead line is sung by
-Festival. See :mod:`stemprover.corpus.build` for the folder layout.
+Festival. See :mod:`stemprover.corpus.build` for the folder layout; :mod:`stemprover.corpus.real`
+reads the real MUSDB18 track that stempeg ships. Imports ``dsp``, ``metrics`` and ``project`` only.
 """
 
 from stemprover.corpus.build import (

@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from stemprover.config import PROFILES
 from stemprover.corpus.build import corpus_config, corpus_summary, ensure_corpus, render_corpus
 from stemprover.errors import StemproverError
+from stemprover.project.config import PROFILES
 
 
 def main(argv: list[str] | None = None) -> int:

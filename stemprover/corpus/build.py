@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +27,19 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from stemprover.audio import load_audio, save_audio
-from stemprover.config import build, to_dict
 from stemprover.constants import CORPUS_SAMPLE_RATE, SPLITS, STEMS
 from stemprover.corpus.arrangement import Arrangement, Part
 from stemprover.corpus.config import CORPUS_VERSION, CorpusConfig
+from stemprover.corpus.pop import pop_arrangement
 from stemprover.corpus.render import render_part, resolve_soundfont
+from stemprover.corpus.scores import score_arrangement
 from stemprover.corpus.splits import TrackPlan, plan_tracks
 from stemprover.corpus.voice import add_air, place, sing
+from stemprover.dsp.audio import load_audio, save_audio
 from stemprover.errors import StemproverError
-from stemprover.seed import rng_for
+from stemprover.project.config import build, load_profile, to_dict
+from stemprover.project.paths import cache_dir
+from stemprover.project.seed import rng_for
 
 FADE_OUT_SECONDS = 0.3  # songs are excerpts; a short fade avoids a hard cut
 PEAK_LIMIT = 0.9  # the mixture's peak stays below -0.9 dBFS
@@ -78,10 +83,7 @@ def _fingerprint(cfg: CorpusConfig, plan: TrackPlan) -> str:
 def _arrangement(cfg: CorpusConfig, plan: TrackPlan) -> Arrangement:
     rng = rng_for(cfg.seed, "arrangement", plan.piece)
     if plan.source == "pop":
-        from stemprover.corpus.pop import pop_arrangement
-
         return pop_arrangement(plan.piece, cfg.song_seconds, rng)
-    from stemprover.corpus.scores import score_arrangement
 
     return score_arrangement(plan.piece, cfg.song_seconds, rng, cfg.classical_drums)
 
@@ -216,9 +218,6 @@ def render_corpus(cfg: CorpusConfig, out_dir: Path, progress: bool = True) -> li
     bar = tqdm(total=len(plans), initial=len(plans) - len(todo), desc="render corpus",
                unit="song", disable=not progress)  # fmt: skip
     if cfg.workers > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         context = multiprocessing.get_context("spawn")
         n_workers = min(cfg.workers, len(todo), os.cpu_count() or 1)
         with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
@@ -293,7 +292,6 @@ def read_manifest(corpus_dir: Path) -> list[dict[str, Any]]:
 
 def corpus_config(profile: str) -> CorpusConfig:
     """The ``corpus:`` section of a profile (its seed defaults to the ``common`` seed)."""
-    from stemprover.config import load_profile
 
     data = load_profile(profile)
     values = dict(data.get("corpus", {}))
@@ -313,7 +311,6 @@ def ensure_corpus(profile: str, cfg: CorpusConfig | None = None, progress: bool 
     Returns:
         The corpus folder.
     """
-    from stemprover.paths import cache_dir
 
     cfg = cfg if cfg is not None else corpus_config(profile)
     out_dir = cache_dir(profile, "corpus")

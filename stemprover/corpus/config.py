@@ -42,10 +42,10 @@ def _default_stem_levels() -> dict[str, tuple[float, float]]:
 
 @dataclass
 class CorpusConfig:
-    """What :func:`stemprover.corpus.render_corpus` renders.
+    """What :func:`stemprover.corpus.build.render_corpus` renders.
 
     Every random choice (pieces, excerpt, tempo, instruments, gains, panning, reverb)
-    is drawn from ``stemprover.seed.rng_for(seed, ...)`` keyed by the piece, so a track
+    is drawn from ``stemprover.project.seed.rng_for(seed, ...)`` keyed by the piece, so a track
     does not change when other tracks are added.
     """
 

@@ -15,8 +15,9 @@ import numpy as np
 
 from stemprover.constants import SPLITS
 from stemprover.corpus.config import CorpusConfig
+from stemprover.corpus.scores import piece_pool
 from stemprover.errors import StemproverError
-from stemprover.seed import rng_for
+from stemprover.project.seed import rng_for
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,6 @@ def source_pool(source: str, needed: int) -> list[str]:
     """Piece ids available for ``source`` (pop pieces are generated, so never run out)."""
     if source == "pop":
         return [f"pop/{i:04d}" for i in range(needed)]
-    from stemprover.corpus.scores import piece_pool
 
     return list(piece_pool(source))
 

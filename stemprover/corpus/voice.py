@@ -22,8 +22,8 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from stemprover.audio import resample, save_audio
 from stemprover.corpus.arrangement import Note
+from stemprover.dsp.audio import resample, save_audio
 from stemprover.errors import StemproverError
 
 FESTIVAL_TIMEOUT_SECONDS = 300

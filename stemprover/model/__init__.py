@@ -1,6 +1,8 @@
 """StemProver's model: base U-Net, phase-aware control branch, LoRA adapters, regression baseline.
 
     from stemprover.model import StemProverModel, RegressionModel, load_model, model_config
+
+Imports ``dsp`` and ``project`` only: a saved model loads without the training code.
 """
 
 from stemprover.model.config import ModelConfig, model_config

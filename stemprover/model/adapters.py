@@ -12,7 +12,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pandas as pd
 import torch
 from diffusers import UNet2DConditionModel
 from peft import LoraConfig
@@ -21,6 +23,9 @@ from safetensors.torch import load_file, save_file
 
 from stemprover.errors import StemproverError
 from stemprover.model.config import ModelConfig
+
+if TYPE_CHECKING:  # stemprover_model imports this module
+    from stemprover.model.stemprover_model import StemProverModel
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
@@ -126,3 +131,32 @@ def load_adapter(unet: UNet2DConditionModel, folder: Path, name: str | None = No
             f"({len(state)} tensors for {len(expected)} LoRA parameters)"
         )
     return name
+
+
+def control_parameters(model: StemProverModel) -> dict[str, torch.nn.Parameter]:
+    """Trainable parameters of the control branch (whichever kind it is)."""
+    params = {}
+    for prefix in ("controlnet", "control_unet", "control_out", "condition_embedding",
+                   "concat_conditioning"):
+        module = getattr(model, prefix)
+        if module is not None:
+            params.update({f"{prefix}.{k}": p for k, p in module.named_parameters()})
+    return params
+
+
+def adapter_report(model: StemProverModel, weights_dir: Path | None = None) -> pd.DataFrame:
+    """Size of each adapter and its share of the base U-Net's parameters."""
+    n_base = n_base_parameters(model.unet)
+    rows = []
+    for name in model.adapter_names:
+        n_params = n_adapter_parameters(model.unet, name)
+        row = {"adapter": name, "parameters": n_params, "base_parameters": n_base,
+               "share_of_base_percent": 100.0 * n_params / n_base}
+        file = None if weights_dir is None else weights_dir / "adapters" / name
+        if file is not None and (file / WEIGHTS_NAME).exists():
+            row["file_bytes"] = (file / WEIGHTS_NAME).stat().st_size
+        rows.append(row)
+    n_control = sum(p.numel() for p in control_parameters(model).values())
+    rows.append({"adapter": "control_branch", "parameters": n_control, "base_parameters": n_base,
+                 "share_of_base_percent": 100.0 * n_control / n_base})
+    return pd.DataFrame(rows)

@@ -3,10 +3,10 @@
     cfg = model_config("cpu")                     # profile defaults + notebooks/params/cpu.yaml
     cfg = model_config("smoke", control="concat") # with overrides, e.g. for an ablation
 
-The dataclass defaults are a tiny model (CPU, seconds; the ``smoke`` profile folds frequency
-on top of them). ``PROFILE_DEFAULTS`` holds what each profile changes, each with its reason.
-The ``model:`` section of ``notebooks/params/<profile>.yaml`` overrides both, and the profile's
-``common`` section supplies ``sample_rate``, ``n_fft``, ``hop_length`` and ``representation``.
+The dataclass defaults are a tiny model (CPU, seconds). The ``model:`` section of
+``notebooks/params/<profile>.yaml`` holds what each profile changes, each with its reason, and
+the profile's ``common`` section supplies ``sample_rate``, ``n_fft``, ``hop_length`` and
+``representation``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stemprover.config import build, load_profile, subset
 from stemprover.errors import StemproverError
+from stemprover.project.config import COMMON_KEYS, build, load_profile, subset
 
 
 @dataclass
@@ -129,41 +129,6 @@ class ModelConfig:
         return (self.segment_frames - 1) * self.hop_length
 
 
-PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # 129 bins -> 33 rows: the middle block's self-attention (every pixel at half resolution)
-    # costs ~15x less, which is most of the smoke run's time
-    "smoke": {"freq_fold": 4},
-    "cpu": {
-        "block_out_channels": (16, 32, 32),  # a third level widens the context at little cost
-        "attention_levels": "coarsest",  # 2.4x the training steps per second, learns no slower
-        "mixture_gain": True,  # bleed +4.4 dB after 150 steps against +1.6 (row 26)
-        "freq_fold": 8,  # 257 bins -> 33 rows: ~6x the training throughput of full rows
-        "lora_rank": 8,  # room for four artifact types; still ~1 % of the base each
-        "lora_alpha": 8.0,  # keeps the LoRA scale at 1
-        # the output convolution too: an adapter then reaches the output directly
-        "lora_targets": ("to_q", "to_k", "to_v", "to_out.0", "conv_out"),
-        "segment_frames": 172,  # 1 s crops (the whole pair): 4x the audio per step of 64 frames
-    },
-    "gpu": {
-        "block_out_channels": (64, 128, 256, 256),  # SD-like four levels, sized for 10 min on H100
-        "layers_per_block": 2,  # SD's depth per level
-        "attention_head_dim": 32,  # 8 heads at the widest level
-        "cross_attention_dim": 256,  # token width grows with the U-Net
-        "norm_num_groups": 32,  # SD's GroupNorm
-        "condition_channels": 64,  # the control paths grow with the first block
-        "freq_attention_heads": 4,  # 4 heads of width 32 on a 128-wide merged feature
-        "lora_rank": 16,  # more capacity per artifact type
-        "lora_alpha": 16.0,  # keeps the LoRA scale at 1
-        "segment_frames": 256,  # about 1.5 s at 44.1 kHz and hop 256
-        "freq_fold": 2,  # 513 bins -> 257 rows: half the cost, channels keep every bin
-        "mixture_gain": True,  # the cpu profile's output: gains on the stem and the mixture
-        "lora_targets": ("to_q", "to_k", "to_v", "to_out.0", "conv_out"),
-    },
-}
-
-COMMON_KEYS = ("sample_rate", "n_fft", "hop_length", "representation")
-
-
 def model_config(profile: str, **overrides: Any) -> ModelConfig:
     """The ModelConfig of a profile: defaults, then the YAML ``common``/``model:`` keys, then overrides.
 
@@ -174,11 +139,8 @@ def model_config(profile: str, **overrides: Any) -> ModelConfig:
     Raises:
         StemproverError: on an unknown profile, key or wrongly typed value.
     """
-    if profile not in PROFILE_DEFAULTS:
-        raise StemproverError(f"unknown profile {profile!r}")
     data = load_profile(profile)
-    values: dict[str, Any] = dict(PROFILE_DEFAULTS[profile])
-    values.update({k: v for k, v in data.get("common", {}).items() if k in COMMON_KEYS})
+    values = {k: v for k, v in data.get("common", {}).items() if k in COMMON_KEYS}
     values.update(data.get("model", {}))
     values.update(overrides)
     return build(ModelConfig, values, where=f"{profile}.yaml model")

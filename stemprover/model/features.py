@@ -36,7 +36,7 @@ def mask_features(
     Args:
         separated_img: Picture of the separated stem ``(B, C, F, T)``.
         mixture_img: Picture of the mixture, same shape, or None (no mixture).
-        representation: The pictures' :class:`~stemprover.spectral.Representation`.
+        representation: The pictures' :class:`~stemprover.dsp.spectral.Representation`.
         scale: The model's ``image_scale`` (clean pictures have unit spread after it).
     """
     s_mag, s_phase = representation.split_mag_phase(separated_img)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from diffusers import AutoencoderKL
@@ -21,7 +20,7 @@ from stemprover.model.regression import RegressionModel
 from stemprover.model.serialize import (
     CONFIG_FILE,
     EMBEDDINGS,
-    _load_embeddings,
+    load_embeddings,
     load_unet,
     read_meta,
 )
@@ -80,7 +79,7 @@ def load_base(path, cfg: ModelConfig) -> StemProverModel:
         merged = replace(merged, base_path=str(path))
         autoencoder = _load_autoencoder(path / "autoencoder") if merged.mode == "latent" else None
         model = StemProverModel(merged, load_unet(path / "unet"), autoencoder, with_control=False)
-        _load_embeddings(model, path / EMBEDDINGS)
+        load_embeddings(model, path / EMBEDDINGS)
         model.add_control()
         return model
     unet_dir = path / "unet" if (path / "unet" / "config.json").exists() else path
@@ -117,6 +116,3 @@ def load_base(path, cfg: ModelConfig) -> StemProverModel:
     return StemProverModel(merged, unet, autoencoder, with_control=True)
 
 
-def model_kind(path) -> str:
-    """The "kind" recorded in a model folder."""
-    return json.loads((Path(path) / CONFIG_FILE).read_text()).get("kind", "")

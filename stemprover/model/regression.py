@@ -11,11 +11,13 @@ first step, which is what this baseline stands for: the same network at ``t = 1`
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from stemprover.dsp.spectral import StftConfig, get_representation
 from stemprover.errors import StemproverError
 from stemprover.model.config import ModelConfig, config_from_dict
 from stemprover.model.features import N_MASK_FEATURES, mask_features
@@ -23,8 +25,8 @@ from stemprover.model.serialize import (
     CONFIG_FILE,
     EMBEDDINGS,
     FORMAT,
-    _load_embeddings,
     _plain,
+    load_embeddings,
     load_unet,
     read_meta,
     save_unet,
@@ -41,7 +43,6 @@ from stemprover.model.unet import (
     unet_downsample_factor,
     unfold_freq,
 )
-from stemprover.spectral import StftConfig, get_representation
 
 
 class _Tokens(nn.Module):
@@ -124,12 +125,10 @@ class RegressionModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder, device=None, dtype=None) -> RegressionModel:
-        from pathlib import Path
-
         folder = Path(folder)
         meta = read_meta(folder, cls.kind)
         cfg = config_from_dict(meta["config"], where=str(folder / CONFIG_FILE))
         model = cls(cfg, unet=load_unet(folder / "unet"))
-        _load_embeddings(model, folder / EMBEDDINGS)
+        load_embeddings(model, folder / EMBEDDINGS)
         model.eval()
         return model.to(device=device, dtype=dtype) if (device or dtype) else model

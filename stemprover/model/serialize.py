@@ -18,9 +18,12 @@ Writes go to a temporary folder next to the target, renamed into place when comp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from stemprover.errors import StemproverError
 from stemprover.model import adapters as lora
 from stemprover.model.config import config_from_dict
 from stemprover.model.control import load_controlnet
+from stemprover.project.provenance import portable_path
 
 FORMAT = 1
 CONFIG_FILE = "stemprover.json"
@@ -43,9 +47,6 @@ EMBEDDING_MODULES = ("artifact_embedding", "condition_embedding", "concat_condit
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as pkg_version
-
     try:
         return pkg_version("stemprover")
     except PackageNotFoundError:
@@ -79,7 +80,7 @@ def _embedding_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_embeddings(model: nn.Module, path: Path) -> None:
+def load_embeddings(model: nn.Module, path: Path) -> None:
     state = load_file(path)
     for name in EMBEDDING_MODULES:
         module = getattr(model, name, None)
@@ -159,12 +160,8 @@ def drop_local_paths(folder: Path) -> None:
 
 
 def _plain(cfg) -> dict[str, Any]:
-    import dataclasses
-
     values = dataclasses.asdict(cfg)
     if values.get("base_path"):
-        from stemprover.provenance import portable_path
-
         values["base_path"] = portable_path(values["base_path"])
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
@@ -224,7 +221,7 @@ def load_stemprover(cls, folder):
         model.controlnet = load_controlnet(folder / "controlnet")
     if model.control_unet is not None:
         model.control_unet = load_branch(folder / "control_unet")
-    _load_embeddings(model, folder / EMBEDDINGS)
+    load_embeddings(model, folder / EMBEDDINGS)
     for name in meta.get("adapters", []):
         lora.load_adapter(model.unet, folder / "adapters" / name, name)
     try:

@@ -5,7 +5,7 @@
     out = model(noisy, timesteps, cond, {"general": 1.0})     # every sampling step
     model.save_pretrained("weights/stemprover"); StemProverModel.from_pretrained(...)
 
-Spaces: *pictures* are representation images ``(B, C, F, T)`` (``stemprover.spectral``);
+Spaces: *pictures* are representation images ``(B, C, F, T)`` (``stemprover.dsp.spectral``);
 *model space* is where noise is added: ``encode_image(picture)`` is ``picture * image_scale`` in
 pixel mode and the autoencoder's scaled latents in latent mode; ``decode_image`` inverts it.
 ``forward`` takes and returns model-space tensors of any ``F, T`` (padded inside, cropped back).
@@ -22,8 +22,10 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
 from stemprover.constants import ADAPTERS
+from stemprover.dsp.spectral import StftConfig, get_representation
 from stemprover.errors import StemproverError
 from stemprover.model import adapters as lora
+from stemprover.model.bridge import bridge_scheduler
 from stemprover.model.config import ModelConfig
 from stemprover.model.control import (
     ConcatConditioning,
@@ -47,7 +49,6 @@ from stemprover.model.unet import (
     unet_downsample_factor,
     unfold_freq,
 )
-from stemprover.spectral import StftConfig, get_representation
 
 AdapterWeights = Mapping[str, float] | torch.Tensor | None
 
@@ -89,8 +90,6 @@ def scheduler_for(cfg: ModelConfig):
     separated one (sigma = 1). SDEdit: the DDPM training schedule (DDIM/DPM samplers load it).
     """
     if cfg.formulation == "bridge":
-        from stemprover.bridge import bridge_scheduler
-
         return bridge_scheduler()
     return DDPMScheduler(
         num_train_timesteps=cfg.num_train_timesteps,

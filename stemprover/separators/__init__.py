@@ -2,6 +2,8 @@
 
     from stemprover.separators import get_separator
     stems = get_separator("hpss").separate(mixture, 44100)
+
+Imports ``dsp``, ``metrics``, ``corpus`` (to train the small neural separators) and ``project``.
 """
 
 from stemprover.separators.base import (

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from stemprover.constants import STEMS
+from stemprover.dsp.audio import check_mixture
 from stemprover.errors import StemproverError
 
 _REGISTRY: dict[str, Callable[..., Separator]] = {}
@@ -29,16 +30,6 @@ def register(name: str) -> Callable[[type], type]:
         return cls
 
     return wrap
-
-
-def check_mixture(mixture: np.ndarray, name: str = "mixture") -> np.ndarray:
-    """``mixture`` as float32 ``(n_channels, n_samples)``; a 1-D signal becomes one channel."""
-    from stemprover.audio import check_audio
-
-    array = np.asarray(mixture, dtype=np.float32)
-    if array.ndim == 1:
-        array = array[None]
-    return check_audio(array, name)
 
 
 class Separator(ABC):
@@ -135,6 +126,3 @@ def _load_all() -> None:
     from stemprover.separators import classical, degraded, external, neural, oracle  # noqa: F401
 
 
-def stft_size(sample_rate: int, seconds: float = 2048 / 44100) -> int:
-    """A power-of-two FFT size covering ``seconds`` (default: 2048 samples at 44.1 kHz)."""
-    return int(2 ** round(np.log2(max(16.0, seconds * sample_rate))))

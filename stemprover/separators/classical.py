@@ -26,7 +26,8 @@ import librosa
 import numpy as np
 
 from stemprover.constants import STEMS
-from stemprover.separators.base import Separator, register, stft_size
+from stemprover.dsp.spectral import stft_size
+from stemprover.separators.base import Separator, register
 
 BASS_CROSSOVER_HZ = 250.0  # upper edge of a bass line's fundamentals and first partials
 EPS = 1e-10

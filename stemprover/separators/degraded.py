@@ -26,7 +26,7 @@ from scipy.ndimage import uniform_filter1d
 
 from stemprover.constants import ARTIFACTS
 from stemprover.errors import StemproverError
-from stemprover.seed import rng_for
+from stemprover.project.seed import rng_for
 from stemprover.separators.base import register
 from stemprover.separators.oracle import MaskSeparator, ratio_masks
 

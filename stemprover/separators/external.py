@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stemprover.constants import STEMS
+from stemprover.dsp.audio import load_audio, to_channels
 from stemprover.errors import StemproverError
 from stemprover.separators.base import Separator, register
 
@@ -39,8 +40,6 @@ class ExternalSeparator(Separator):
         return None
 
     def _separate(self, mixture, sample_rate, references):
-        from stemprover.audio import load_audio, to_channels
-
         n_channels, n = mixture.shape
         out = {}
         for stem in STEMS:

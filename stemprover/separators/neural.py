@@ -29,9 +29,12 @@ import numpy as np
 import torch
 
 from stemprover.constants import STEMS
+from stemprover.dsp.audio import resample
+from stemprover.dsp.spectral import stft_size
 from stemprover.errors import StemproverError
-from stemprover.separators.base import Separator, register, stft_size
-from stemprover.threads import cpu_threads as torch_threads
+from stemprover.project.paths import repo_root
+from stemprover.project.runtime import cpu_threads as torch_threads
+from stemprover.separators.base import Separator, register
 
 CHECKPOINT_VERSION = 1
 KINDS = ("htdemucs", "openunmix")
@@ -156,7 +159,6 @@ def load_checkpoint(kind: str, checkpoint: str | Path) -> tuple[torch.nn.Module,
     """Rebuild a trained model; raises StemproverError on a missing or mismatched file."""
     path = Path(checkpoint)
     if not path.is_absolute() and not path.exists():  # a repository-relative spec
-        from stemprover.paths import repo_root
 
         path = repo_root() / path
     if not path.is_file():
@@ -193,8 +195,6 @@ class NeuralSeparator(Separator):
         self.model_rate = int(self.state["sample_rate"])
 
     def _separate(self, mixture, sample_rate, references):
-        from stemprover.audio import resample
-
         n_channels, n = mixture.shape
         audio = resample(mixture, sample_rate, self.model_rate) if sample_rate != self.model_rate \
             else mixture

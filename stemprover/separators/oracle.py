@@ -14,7 +14,8 @@ import librosa
 import numpy as np
 
 from stemprover.constants import STEMS
-from stemprover.separators.base import Separator, register, stft_size
+from stemprover.dsp.spectral import stft_size
+from stemprover.separators.base import Separator, register
 
 EPS = 1e-10
 

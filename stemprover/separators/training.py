@@ -22,8 +22,10 @@ import torch
 from tqdm.auto import tqdm
 
 from stemprover.constants import STEMS
+from stemprover.corpus import list_tracks, load_track
+from stemprover.dsp.audio import resample, to_channels
 from stemprover.errors import StemproverError
-from stemprover.seed import rng_for, seed_everything
+from stemprover.project.seed import rng_for, seed_everything
 from stemprover.separators.neural import (
     CHECKPOINT_VERSION,
     KINDS,
@@ -38,8 +40,6 @@ def load_training_stems(
     corpus_dir: str | Path, sample_rate: int, split: str = "train", max_tracks: int | None = None
 ) -> dict[str, list[np.ndarray]]:
     """stem -> list of ``(2, n)`` float32 arrays at ``sample_rate``, one per track of ``split``."""
-    from stemprover.audio import resample, to_channels
-    from stemprover.corpus import list_tracks, load_track
 
     tracks = list_tracks(Path(corpus_dir), split=split)[:max_tracks]
     if not tracks:

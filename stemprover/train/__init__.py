@@ -1,20 +1,4 @@
-"""Training under Hugging Face accelerate: base pretraining, control + LoRA, regression.
+"""Training under Hugging Face accelerate: the loop, steps, losses, data, validation, release.
 
-    from stemprover.train import pretrain_base, train_control_lora, train_regression
+Never imports ``stages`` or ``report``; the 03 and 04 stages drive it.
 """
-
-from stemprover.train.config import LoraTrainConfig, PretrainConfig
-from stemprover.train.control_lora import adapter_report, train_control_lora, train_regression
-from stemprover.train.pretrain import pretrain_base
-from stemprover.train.validate import evaluate_on_pairs, summarize
-
-__all__ = [
-    "LoraTrainConfig",
-    "PretrainConfig",
-    "adapter_report",
-    "evaluate_on_pairs",
-    "pretrain_base",
-    "summarize",
-    "train_control_lora",
-    "train_regression",
-]

@@ -7,9 +7,14 @@ and ``model``: overrides of :class:`~stemprover.model.config.ModelConfig` (e.g. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from stemprover.losses import LossConfig
+from stemprover.constants import ADAPTERS
+from stemprover.data.pairs import default_manifest
+from stemprover.project.config import COMMON_KEYS
+from stemprover.project.paths import repo_root
+from stemprover.train.losses import LossConfig
 
 
 @dataclass
@@ -83,29 +88,20 @@ class LoraTrainConfig:
     @property
     def total_steps(self) -> int:
         """Optimizer steps of the diffusion model: the regression baseline gets the same."""
-        from stemprover.constants import ADAPTERS
 
         return self.general_steps + self.adapter_steps * (len(ADAPTERS) - 1)
 
     @property
     def total_minutes(self) -> float:
         """Time cap of the diffusion model's phases: the regression baseline gets the same."""
-        from stemprover.constants import ADAPTERS
 
         if not self.general_minutes:
             return 0.0
         return self.general_minutes + self.adapter_minutes * (len(ADAPTERS) - 1)
 
 
-COMMON = ("sample_rate", "n_fft", "hop_length", "representation")
-
-
 def manifest_path(cfg: PretrainConfig | LoraTrainConfig, profile: str):
     """The paired-dataset manifest of a stage: ``cfg.manifest`` or the profile's 02 output."""
-    from pathlib import Path
-
-    from stemprover.paths import repo_root
-    from stemprover.train.data import default_manifest
 
     if cfg.manifest:
         path = Path(cfg.manifest)
@@ -113,16 +109,8 @@ def manifest_path(cfg: PretrainConfig | LoraTrainConfig, profile: str):
     return default_manifest(profile)
 
 
-def apply_threads(cfg: PretrainConfig | LoraTrainConfig) -> None:
-    """Set torch's CPU intra-op threads when the config asks for a number."""
-    if cfg.torch_threads > 0:
-        import torch
-
-        torch.set_num_threads(cfg.torch_threads)
-
-
 def model_overrides(cfg: PretrainConfig | LoraTrainConfig) -> dict[str, Any]:
     """ModelConfig overrides from a stage config: the common STFT keys plus ``cfg.model``."""
-    values = {key: getattr(cfg, key) for key in COMMON}
+    values = {key: getattr(cfg, key) for key in COMMON_KEYS}
     values.update(cfg.model)
     return values

@@ -1,7 +1,7 @@
 """Training data: clean segments and pairs from the paired dataset, turned into pictures.
 
 The paired dataset (notebook 02) is a folder of ``.npz`` segments with a ``manifest.json``
-(``stemprover.pairs``). Pretraining needs only the clean side, once per distinct segment;
+(``stemprover.data.pairs``). Pretraining needs only the clean side, once per distinct segment;
 the control/LoRA stage needs the pairs, by artifact type.
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from stemprover.constants import ADAPTERS
+from stemprover.data.pairs import PairDataset
 from stemprover.errors import StemproverError
-from stemprover.paths import results_dir
 
 ARTIFACT_ADAPTER = {
     "hf_loss": "hf_loss",
@@ -25,14 +25,6 @@ ARTIFACT_ADAPTER = {
     "mixed": "general",
 }
 """Which adapter specialises in an artifact type (blind separators give "mixed")."""
-
-
-def default_manifest(profile: str) -> Path:
-    """``results/<profile>/02_paired_dataset/manifest.json``."""
-    path = results_dir(profile, "02_paired_dataset", create=False) / "manifest.json"
-    if not path.exists():
-        raise StemproverError(f"{path}: no paired dataset; run notebook 02 for this profile first")
-    return path
 
 
 def read_manifest(path: Path) -> dict:
@@ -81,8 +73,7 @@ class CleanSegments(torch.utils.data.Dataset):
 
 
 def load_pairs(manifest_path: Path, split: str):
-    """The paired dataset of a split (``stemprover.pairs.PairDataset``)."""
-    from stemprover.pairs import PairDataset
+    """The paired dataset of a split (``stemprover.data.pairs.PairDataset``)."""
 
     dataset = PairDataset(manifest_path, split)
     if len(dataset) == 0:

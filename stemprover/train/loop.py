@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -28,7 +30,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from stemprover.seed import hash_key
+from stemprover.project.runtime import training_precision
+from stemprover.project.seed import hash_key
 
 StepFn = Callable[[dict, torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
@@ -97,8 +100,6 @@ class Monitor:
 
 def fingerprint(*parts) -> str:
     """A short stable hash of plain values / dataclasses (settings that shape a run)."""
-    import dataclasses
-    import json
 
     plain = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]
     return f"{hash_key(json.dumps(plain, sort_keys=True, default=str)):016x}"
@@ -114,11 +115,9 @@ def make_accelerator(mixed_precision: str = "auto"):
     """
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    cuda = torch.cuda.is_available()
-    if mixed_precision == "auto":
-        mixed_precision = "bf16" if cuda else "no"
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(mixed_precision=mixed_precision, cpu=not cuda, kwargs_handlers=[ddp])
+    return Accelerator(mixed_precision=training_precision(mixed_precision),
+                       cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
 
 
 def step_generator(seed: int, phase: str, step: int, micro: int, device="cpu",

@@ -19,7 +19,7 @@ import pandas as pd
 
 from stemprover.errors import StemproverError
 from stemprover.model.serialize import read_meta, write_folder
-from stemprover.paths import repo_root, results_dir
+from stemprover.project.paths import repo_root, results_dir
 
 ALLOWED = (".safetensors", ".json")
 MAX_BYTES = 60 * 2**20

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from stemprover.constants import ADAPTERS
-from stemprover.losses import PhaseAwareLoss
-from stemprover.spectral import stft, wave_to_image
+from stemprover.dsp.spectral import stft, wave_to_image
+from stemprover.model.bridge import TRAIN_TIMESTEPS, bridge_point, sample_times
+from stemprover.train.losses import PhaseAwareLoss
 
 
 def loss_for(model, loss_cfg) -> PhaseAwareLoss:
@@ -118,7 +119,7 @@ def bridge_step(
     mixture_dropout: float = 0.0,
     times: torch.Tensor | None = None,
 ):
-    """Loss of the clean picture predicted from a point of the bridge (:mod:`stemprover.bridge`).
+    """Loss of the clean picture predicted from a point of the bridge (:mod:`stemprover.model.bridge`).
 
     The network sees ``x_t`` between the clean and the separated picture and returns the clean
     one; the loss is the image error plus the phase-aware terms on that prediction. Without an
@@ -135,7 +136,6 @@ def bridge_step(
         mixture_dropout: Share of items whose mixture is zeroed.
         times: Fixed bridge times ``(B,)`` (validation); default drawn by ``sample_times``.
     """
-    from stemprover.bridge import TRAIN_TIMESTEPS, bridge_point, sample_times
 
     batch = crop_batch(batch, model.config.segment_samples, generator)
     rep = model.representation

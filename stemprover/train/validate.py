@@ -2,7 +2,7 @@
 
     table = evaluate_on_pairs({"regression": reg, "stemprover": model}, valid_pairs, steps=4)
 
-Each diffusion output is sampled with the few-step sampler of ``stemprover.sampler`` (the
+Each diffusion output is sampled with the few-step sampler of ``stemprover.inference.sampler`` (the
 bridge from the separated stem, or SDEdit for that ablation), with the adapter of the pair's own
 artifact type; the regression model is one forward pass. "input" is the separated
 stem itself, the baseline that every system must beat.
@@ -10,17 +10,23 @@ stem itself, the baseline that every system must beat.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from stemprover.constants import ADAPTERS
-from stemprover.metrics import si_sdr
-from stemprover.phase import mean_phase_deviation
-from stemprover.sampler import sample_waves
-from stemprover.spectral import StftConfig
-from stemprover.train.data import adapter_index
+from stemprover.dsp.phase import mean_phase_deviation
+from stemprover.dsp.spectral import StftConfig
+from stemprover.inference.sampler import sample_waves
+from stemprover.metrics.signal import si_sdr
+from stemprover.project.paths import results_dir
+from stemprover.project.runtime import cpu_threads
+from stemprover.train.config import LoraTrainConfig, manifest_path
+from stemprover.train.data import adapter_index, indices_by_adapter, load_pairs, spread
 from stemprover.train.loop import collate
 from stemprover.train.steps import one_hot
 
@@ -151,3 +157,57 @@ def summarize(table: pd.DataFrame) -> dict:
                 summary[system]["phase_dev_change"] = (
                     summary[system]["phase_dev"] - summary["input"]["phase_dev"])
     return summary
+
+
+def validation_indices(dataset, n_items: int) -> list[int]:
+    """About ``n_items`` held-out pairs, balanced over the adapters' artifact types."""
+    groups = [g for g in indices_by_adapter(dataset).values() if g]
+    per_group = max(1, n_items // max(len(groups), 1))
+    picked = sorted(i for group in groups for i in spread(group, per_group))
+    return picked[:n_items] if len(picked) > n_items else picked
+
+
+def validate_stage(
+    cfg: LoraTrainConfig,
+    profile: str,
+    models: dict,
+    *,
+    valid=None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Validate models on held-out pairs; write ``valid_metrics.csv`` and ``valid_summary.json``.
+
+    Args:
+        cfg: Stage config (``n_valid``, sampler settings, STFT).
+        profile: Profile whose ``valid`` pairs are used when ``valid`` is None.
+        models: System name -> model (the separated input is always added as "input").
+        valid: Pair dataset to use instead.
+        out_dir: Stage folder (default ``results/<profile>/04_lora_training``).
+        progress: Show a progress bar.
+
+    Returns:
+        The summary: per system mean SI-SDR (dB), mean phase deviation (rad), gains.
+    """
+    with cpu_threads(cfg.torch_threads):
+        out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "04_lora_training")
+        valid = valid if valid is not None else load_pairs(manifest_path(cfg, profile), "valid")
+        indices = validation_indices(valid, cfg.n_valid)
+        table = evaluate_on_pairs(
+            models, valid, indices, sample_rate=cfg.sample_rate,
+            stft_cfg=StftConfig(cfg.n_fft, cfg.hop_length), steps=cfg.valid_steps,
+            strength=cfg.valid_strength, scheduler=cfg.valid_scheduler, seed=cfg.seed,
+            batch_size=cfg.batch_size, progress=progress,
+        )
+        table.to_csv(out_dir / "valid_metrics.csv", index=False)
+        summary = summarize(table)
+        summary["settings"] = {"steps": cfg.valid_steps, "strength": cfg.valid_strength,
+                               "scheduler": cfg.valid_scheduler, "n_pairs": len(indices),
+                               "adapter_choice": "the pair's artifact type"}
+        by_adapter = table.groupby(["system", "adapter"])[["si_sdr", "phase_dev"]].mean()
+        summary["by_adapter"] = {
+            f"{system}/{adapter}": {k: float(v) for k, v in row.items()}
+            for (system, adapter), row in by_adapter.iterrows()
+        }
+        (out_dir / "valid_summary.json").write_text(json.dumps(summary, indent=2))
+        return summary

@@ -1,0 +1,4 @@
+"""Training pairs and test sets built from the corpus and the separators.
+
+Never imports ``train``, ``inference``, ``bench``, ``stages`` or ``report``.
+"""

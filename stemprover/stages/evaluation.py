@@ -1,0 +1,497 @@
+"""Evaluation: every system on every test set, with confidence intervals.
+
+    cfg = build(EvaluationConfig, stage_params("cpu", "05_evaluation"))
+    result = run_evaluation(cfg, profile="cpu", out_dir=results_dir("cpu", "05_evaluation"))
+
+Test sets (:mod:`stemprover.data.testsets`): ``synthetic`` (corpus test split, rendered with the
+held-out soundfont, separated by the separators used for the training pairs),
+``cross_separator`` (the same tracks separated by a separator never used for training
+pairs), ``real`` (the MUSDB18 excerpt shipped in stempeg) and ``musdb`` (a local MUSDB18
+test set, only when ``musdb_root`` is set).
+
+Systems: ``identity`` (the separator output), ``postfilter`` (classical Wiener post-filter),
+``regression`` (the U-Net of the same size trained without diffusion), ``stemprover@K``
+for K sampling steps with adapters chosen by the detectors, and the oracles ``irm1`` and
+``irm2`` as upper references.
+
+Files written to ``out_dir``:
+
+* ``per_track.csv``: ``testset, stem, system, track, separator, metric, value``;
+* ``aggregate.csv``: exactly ``testset, stem, system, metric, mean, ci_low, ci_high, n``
+  (bootstrap 95% CI, :func:`stemprover.metrics.stats.aggregate`);
+* ``significance.csv``: paired test of every system against ``identity``;
+* ``phase_bands.csv``: mean phase deviation per octave band (radians);
+* ``examples/*.wav``: short 16-bit clips; ``spectrograms.npz``: see :func:`save_spectrograms`;
+* ``evaluation.json``: config, counts and seconds per system.
+
+Listening examples and spectrogram arrays (small, as they are committed with the results):
+
+Both are small because they are committed with the results: the WAV clips feed the
+players of notebook 05 and the listening page (:mod:`stemprover.report.listening`), the arrays
+feed the before/after/clean figure of ``08_figures``.
+
+``examples/`` holds ``<testset>_<stem>_<system>.wav`` (16-bit mono, ``@`` written ``_``) and
+``examples.json``, their index::
+
+    {"examples": [{"testset": "real", "stem": "vocals", "sample_rate": 22050,
+                   "seconds": 3.0, "track": ..., "separator": ..., "start_s": 1.5,
+                   "clips": [{"system": "mixture", "file": "real_vocals_mixture.wav",
+                              "si_sdr_db": -6.4}, ..., {"system": "clean", ...,
+                              "si_sdr_db": null}]}]}
+
+``si_sdr_db`` is the clip's SI-SDR against the clean clip, as heard (null for the clean one).
+
+``spectrograms.npz`` keys (one excerpt of the first channel of one stem, time-aligned):
+
+* ``separated``, ``enhanced``, ``clean``: ``(n_samples,)`` float32 waveforms; the figure
+  takes their STFT with ``n_fft``/``hop_length`` (magnitude, and phase error to ``clean``);
+* ``sample_rate``, ``n_fft``, ``hop_length`` (ints) and ``testset``, ``track``, ``stem``,
+  ``system`` (strings; ``system`` is the enhancing system).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from stemprover.corpus.real import musdb_tracks, stempeg_example
+from stemprover.data.testsets import (
+    TestItem,
+    active_excerpt,
+    corpus_items,
+    parse_separator,
+    real_items,
+    resolve_separator,
+    separate_items,
+    separators_in_pairs,
+)
+from stemprover.dsp.audio import save_audio
+from stemprover.dsp.phase import phase_report
+from stemprover.dsp.spectral import StftConfig
+from stemprover.errors import StemproverError
+from stemprover.inference.enhance import enhance
+from stemprover.inference.postfilter import postfilter
+from stemprover.metrics.bsseval import ReferenceBssEval
+from stemprover.metrics.signal import evaluate_pair
+from stemprover.metrics.stats import aggregate, significance
+from stemprover.model import load_model
+from stemprover.project.config import to_dict
+from stemprover.project.paths import cache_dir, results_dir
+from stemprover.project.runtime import cpu_threads
+from stemprover.report.listening import (
+    CLIP_SYSTEMS,
+    INDEX,
+    MAX_CLIP_SECONDS,
+    clip_order,
+    index_examples,
+)
+from stemprover.separators import get_separator
+
+SystemFn = Callable[[TestItem], dict[str, np.ndarray]]
+"""A system maps a separated item to stem -> ``(2, n_samples)`` float32 estimates."""
+
+TESTSETS = ("synthetic", "cross_separator", "real")
+
+
+@dataclass
+class EvaluationConfig:
+    seed: int = 0
+    sample_rate: int = 16000  # evaluation rate (the model rate), Hz: audio is resampled to it
+    n_fft: int = 256  # STFT of LSD and phase metrics: the model's own resolution
+    hop_length: int = 64
+    representation: str = "complex"  # common profile key; the trained model's own config rules
+    testsets: list[str] = field(default_factory=lambda: ["synthetic", "real"])  # cpu/gpu: all
+    n_tracks: int = 1  # corpus test tracks used by synthetic and cross_separator
+    excerpt_seconds: float = 1.0  # per track, placed where all stems are active
+    real_seconds: float | None = None  # real tracks: None = excerpt_seconds, <= 0 = whole track
+    train_separators: list[str] = field(  # kinds of separator that made the training pairs
+        default_factory=lambda: ["degraded:artifact=hf_loss,severity=0.5"]
+    )
+    cross_separators: list[str] = field(default_factory=lambda: ["htdemucs"])  # never in pairs
+    real_separators: list[str] = field(default_factory=lambda: ["htdemucs"])
+    musdb_root: str | None = None  # a local MUSDB18(-HQ) adds the "musdb" test set
+    musdb_subset: str = "test"
+    musdb_max_tracks: int | None = None  # None: all 50 test tracks
+    stems: list[str] = field(default_factory=lambda: ["vocals", "bass"])  # cpu/gpu: all four
+    systems: list[str] = field(
+        default_factory=lambda: ["identity", "postfilter", "regression", "stemprover", "irm1", "irm2"]
+    )
+    steps: list[int] = field(default_factory=lambda: [1, 4])  # one stemprover@K each (cpu: +25)
+    strength: float | None = None  # None: enhance()'s default
+    adapters: str = "auto"  # "auto": detector-weighted mix; or one adapter name
+    batch_size: int = 8
+    device: str = "cpu"
+    torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
+    model_dir: str = ""  # "": results/<profile>/04_lora_training/weights/stemprover
+    regression_dir: str = ""  # "": results/<profile>/04_lora_training/weights/regression
+    corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
+    n_bootstrap: int = 200  # resamples of each CI (cpu/gpu: 2000)
+    example_testsets: list[str] = field(default_factory=lambda: ["synthetic", "real"])
+    example_stem: str = "vocals"
+    example_seconds: float = 1.0
+    examples_max_mb: float = 2.0  # the clips are committed: the whole folder stays below this
+    spectrogram_seconds: float = 1.0  # keeps spectrograms.npz at a few hundred KB
+
+
+def stemprover_systems(cfg: EvaluationConfig) -> list[str]:
+    return [f"stemprover@{k}" for k in cfg.steps] if "stemprover" in cfg.systems else []
+
+
+def make_systems(cfg: EvaluationConfig, profile: str) -> dict[str, SystemFn]:
+    """The systems named in ``cfg.systems``, with their models loaded."""
+    known = {"identity", "postfilter", "regression", "stemprover", "irm1", "irm2", "ibm"}
+    unknown = sorted(set(cfg.systems) - known)
+    if unknown:
+        raise StemproverError(f"unknown system(s) {', '.join(unknown)}; known: {sorted(known)}")
+    systems: dict[str, SystemFn] = {}
+    for name in cfg.systems:
+        if name == "identity":
+            systems[name] = lambda item: dict(item.separated)
+        elif name == "postfilter":
+            systems[name] = _postfilter_system
+        elif name in ("irm1", "irm2", "ibm"):
+            systems[name] = _oracle_system(name)
+        elif name == "regression":
+            model = _load(cfg.regression_dir, profile, "regression")
+            systems[name] = _enhance_system(model, cfg, steps=1)
+        else:
+            model = _load(cfg.model_dir, profile, "stemprover")
+            for steps, label in zip(cfg.steps, stemprover_systems(cfg)):
+                systems[label] = _enhance_system(model, cfg, steps=steps)
+    return systems
+
+
+def _postfilter_system(item: TestItem) -> dict[str, np.ndarray]:
+    return postfilter(item.separated, item.sample_rate, mixture=item.mixture)
+
+
+def _oracle_system(name: str) -> SystemFn:
+    oracle = get_separator(name)
+    cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def run(item: TestItem) -> dict[str, np.ndarray]:
+        # An oracle ignores the separator output: compute it once per track.
+        key = f"{item.testset}/{item.track}"
+        if key not in cache:
+            cache[key] = oracle.separate(item.mixture, item.sample_rate, references=item.clean)
+        return cache[key]
+
+    return run
+
+
+def _enhance_system(model, cfg: EvaluationConfig, steps: int) -> SystemFn:
+    options = {"steps": steps, "adapters": cfg.adapters, "batch_size": cfg.batch_size}
+    if cfg.strength is not None:
+        options["strength"] = cfg.strength
+
+    def run(item: TestItem) -> dict[str, np.ndarray]:
+        return {
+            stem: enhance(
+                item.separated[stem],
+                item.sample_rate,
+                model,
+                mixture=item.mixture,
+                device=cfg.device,
+                seed=cfg.seed,
+                **options,
+            )
+            for stem in cfg.stems
+        }
+
+    return run
+
+
+def _load(path: str, profile: str, kind: str):
+    folder = Path(path) if path else results_dir(profile, "04_lora_training", False) / "weights"
+    folder = folder if path else folder / kind
+    if not (folder / "stemprover.json").exists():
+        raise StemproverError(f"no {kind} model at {folder}: run 04_lora_training first")
+    return load_model(folder)
+
+
+def score_item(
+    item: TestItem,
+    system: str,
+    estimates: dict[str, np.ndarray],
+    cfg: EvaluationConfig,
+    bss: ReferenceBssEval | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """All metrics of one system on one item.
+
+    Args:
+        bss: BSSEval scorer of this item's references (built when None; pass one to
+            share its factorisation between systems).
+
+    Returns:
+        ``(rows, band_rows)``: long per-track rows and per-octave-band phase deviation rows.
+    """
+
+    stft_cfg = StftConfig(n_fft=cfg.n_fft, hop_length=cfg.hop_length)
+    refs = {s: item.clean[s] for s in cfg.stems}
+    ests = {s: _fit(estimates[s], refs[s]) for s in cfg.stems}
+    bss = (bss or ReferenceBssEval(refs, item.sample_rate))(ests)
+    base = {"testset": item.testset, "system": system, "track": item.key}
+    base["separator"] = item.separator
+    rows, band_rows = [], []
+    for stem in cfg.stems:
+        values = {k: float(v) for k, v in bss[stem].items()}
+        speech = stem == "vocals"
+        pair = evaluate_pair(ests[stem], refs[stem], item.sample_rate, stft_cfg=stft_cfg, speech=speech)
+        values.update({k: float(v) for k, v in pair.items()})
+        rows += [{**base, "stem": stem, "metric": k, "value": v} for k, v in values.items()]
+        report = phase_report(ests[stem], refs[stem], item.sample_rate, stft_cfg, bands="octave")
+        for band in report.itertuples():
+            band_rows.append(
+                {**base, "stem": stem, "band": band.band, "f_low": band.f_low}
+                | {"f_high": band.f_high, "phase_dev": float(band.phase_dev)}
+            )
+    return rows, band_rows
+
+
+def _fit(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    estimate = np.asarray(estimate, dtype=np.float32)
+    if estimate.shape != reference.shape:
+        raise StemproverError(f"estimate shape {estimate.shape} != reference {reference.shape}")
+    return estimate
+
+
+@dataclass
+class EvaluationResult:
+    per_track: pd.DataFrame
+    aggregate: pd.DataFrame
+    significance: pd.DataFrame
+    phase_bands: pd.DataFrame
+    seconds: dict[str, float]
+
+
+def evaluate_items(
+    items: list[TestItem],
+    systems: dict[str, SystemFn],
+    cfg: EvaluationConfig,
+    keep: Callable[[TestItem], bool] = lambda item: False,
+) -> tuple[EvaluationResult, dict[str, tuple[TestItem, dict]]]:
+    """Run and score every system on every item.
+
+    Args:
+        keep: Items for which the estimates are returned (for examples and figures).
+
+    Returns:
+        The result tables and ``{testset: (item, {system: estimates})}`` for kept items.
+    """
+    rows, band_rows, kept = [], [], {}
+    seconds = dict.fromkeys(systems, 0.0)
+    for item in tqdm(items, desc="evaluate", unit="item"):
+        outputs = {}
+        bss = ReferenceBssEval({s: item.clean[s] for s in cfg.stems}, item.sample_rate)
+        for name, system in systems.items():
+            start = time.perf_counter()
+            outputs[name] = system(item)
+            seconds[name] += time.perf_counter() - start
+            new_rows, new_bands = score_item(item, name, outputs[name], cfg, bss)
+            rows += new_rows
+            band_rows += new_bands
+        if keep(item) and item.testset not in kept:
+            kept[item.testset] = (item, outputs)
+    per_track = pd.DataFrame(rows)[
+        ["testset", "stem", "system", "track", "separator", "metric", "value"]
+    ]
+    bands = pd.DataFrame(band_rows)
+    phase_bands = (
+        bands.groupby(["testset", "stem", "system", "band", "f_low", "f_high"], sort=False)
+        .agg(phase_dev=("phase_dev", "mean"), n=("phase_dev", "count"))
+        .reset_index()
+    )
+    result = EvaluationResult(
+        per_track,
+        aggregate(per_track, n_resamples=cfg.n_bootstrap, seed=cfg.seed),
+        significance(per_track, "identity", n_resamples=cfg.n_bootstrap, seed=cfg.seed),
+        phase_bands,
+        seconds,
+    )
+    return result, kept
+
+
+def build_items(cfg: EvaluationConfig, profile: str) -> list[TestItem]:
+    """Every separated test item of the configured test sets."""
+
+    unknown = sorted(set(cfg.testsets) - set(TESTSETS))
+    if unknown:
+        raise StemproverError(f"unknown test set(s) {', '.join(unknown)}; known: {TESTSETS}")
+    items: list[TestItem] = []
+    sr, seconds = cfg.sample_rate, cfg.excerpt_seconds
+    corpus = Path(cfg.corpus_dir) if cfg.corpus_dir else cache_dir(profile, "corpus", create=False)
+    for testset, specs in (
+        ("synthetic", cfg.train_separators),
+        ("cross_separator", cfg.cross_separators),
+    ):
+        if testset in cfg.testsets:
+            if not corpus.is_dir():
+                raise StemproverError(f"no corpus at {corpus}: run 01_phase_analysis first")
+            base = corpus_items(corpus, testset, cfg.n_tracks, seconds)
+            specs = [resolve_separator(s, profile) for s in specs]
+            items += separate_items(base, specs, get_separator, sr)
+    real = []
+    if "real" in cfg.testsets:
+        audio, rate = stempeg_example()
+        real_seconds = seconds if cfg.real_seconds is None else cfg.real_seconds
+        real += real_items([("stempeg_example", audio, rate)], "real", real_seconds)
+    if cfg.musdb_root:
+        tracks = musdb_tracks(cfg.musdb_root, subset=cfg.musdb_subset)
+        real += real_items(tracks, "musdb", seconds, cfg.musdb_max_tracks)
+    specs = [resolve_separator(s, profile) for s in cfg.real_separators]
+    items += separate_items(real, specs, get_separator, sr)
+    return items
+
+
+def featured_system(names: list[str]) -> str:
+    """The enhanced system shown in examples: StemProver at 4 steps, else the closest."""
+    candidates = ["stemprover@4", *sorted(n for n in names if n.startswith("stemprover@"))]
+    candidates += ["regression", "postfilter"]
+    return next((n for n in candidates if n in names), "")
+
+
+def headline(sig: pd.DataFrame, metrics: tuple[str, ...] = ("si_sdr", "sdr")) -> pd.DataFrame:
+    """Gain of every system over identity, per test set and stem, for the headline metrics."""
+    rows = sig[sig["metric"].isin(metrics)]
+    columns = ["testset", "stem", "system", "metric", "mean_diff", "ci_low", "ci_high", "n"]
+    return rows[columns + ["p_fdr"]].reset_index(drop=True)
+
+
+def run_evaluation(
+    cfg: EvaluationConfig,
+    profile: str,
+    out_dir: Path,
+    systems: dict[str, SystemFn] | None = None,
+    items: list[TestItem] | None = None,
+) -> EvaluationResult:
+    """Build the test sets and systems, evaluate, and write every output file."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keep = set(cfg.example_testsets)
+    with cpu_threads(cfg.torch_threads):
+        items = build_items(cfg, profile) if items is None else items
+        systems = make_systems(cfg, profile) if systems is None else systems
+        result, kept = evaluate_items(items, systems, cfg, keep=lambda item: item.testset in keep)
+    result.per_track.to_csv(out_dir / "per_track.csv", index=False)
+    result.aggregate.to_csv(out_dir / "aggregate.csv", index=False)
+    result.significance.to_csv(out_dir / "significance.csv", index=False)
+    result.phase_bands.to_csv(out_dir / "phase_bands.csv", index=False)
+    enhanced = featured_system(list(systems))
+    if kept:
+        save_examples(kept, cfg, out_dir / "examples", enhanced)
+        save_spectrograms(kept, cfg, out_dir / "spectrograms.npz", enhanced)
+    seen = separators_in_pairs(profile)
+    cross = sorted({parse_separator(s)[0] for s in cfg.cross_separators})
+    summary = {
+        "config": to_dict(cfg),
+        "separators_in_training_pairs": None if seen is None else sorted(seen),
+        # a cross-separator test is only unseen if its separator made no training pair
+        "cross_separators_seen_in_training": None if seen is None else sorted(seen & set(cross)),
+        "n_items": {t: int(sum(i.testset == t for i in items)) for t in sorted({i.testset for i in items})},
+        "systems": list(systems),
+        "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
+    }
+    (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str))
+    return result
+
+
+"""Systems heard next to the mixture, the clean stem and every StemProver step count."""
+
+
+def clip_window(audio: np.ndarray, n_samples: int) -> tuple[int, int]:
+    """The loudest window of ``n_samples`` in ``(C, N)`` audio (the whole clip if shorter)."""
+
+    return active_excerpt({"x": audio}, n_samples, hop_samples=max(1, n_samples // 8))
+
+
+def example_clips(item: Any, outputs: dict[str, dict[str, np.ndarray]], stem: str, enhanced: str):
+    """Name -> ``(C, N)`` audio of the clips for one item.
+
+    The mixture, the baselines of :data:`CLIP_SYSTEMS`, StemProver at every step count that
+    was evaluated (and ``enhanced``), and the clean stem, in :func:`clip_order`.
+    """
+    names = [*CLIP_SYSTEMS, *(n for n in outputs if n.startswith("stemprover@")), enhanced]
+    clips = {"mixture": item.mixture}
+    for name in sorted(dict.fromkeys(n for n in names if n in outputs), key=clip_order):
+        clips[name] = outputs[name][stem]
+    clips["clean"] = item.clean[stem]
+    return clips
+
+
+def save_examples(kept: dict, cfg: Any, folder: Path, enhanced: str) -> list[Path]:
+    """Write 16-bit mono clips, trimmed so the folder stays under ``cfg.examples_max_mb``.
+
+    Args:
+        kept: ``{testset: (item, {system: {stem: (C, N)}})}``.
+        cfg: An ``EvaluationConfig``.
+        folder: Output folder (its old WAVs and index are removed first).
+        enhanced: The StemProver system to hear (e.g. ``"stemprover@4"``).
+
+    Returns:
+        The written paths.
+    """
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in [*folder.glob("*.wav"), folder / INDEX]:
+        old.unlink(missing_ok=True)
+    sets = {t: example_clips(item, outs, cfg.example_stem, enhanced) for t, (item, outs) in kept.items()}
+    n_files = sum(len(c) for c in sets.values())
+    sample_rate = next(iter(kept.values()))[0].sample_rate
+    # 2 bytes per mono sample plus a 44-byte header per file.
+    budget_s = (cfg.examples_max_mb * 1e6 - 100 * n_files) / (2 * sample_rate * max(n_files, 1))
+    n_samples = int(min(cfg.example_seconds, budget_s, MAX_CLIP_SECONDS) * sample_rate)
+    paths, found = [], {}
+    for testset, clips in sets.items():
+        start, end = clip_window(clips["clean"], n_samples)
+        mono = {name: np.mean(audio[..., start:end], axis=0) for name, audio in clips.items()}
+        # One gain per example keeps the levels comparable and avoids 16-bit clipping.
+        peak = max(float(np.max(np.abs(x))) for x in mono.values())
+        gain = 0.99 / peak if peak > 0.99 else 1.0
+        for name, audio in mono.items():
+            path = folder / f"{testset}_{cfg.example_stem}_{name.replace('@', '_')}.wav"
+            save_audio(path, (gain * audio)[None].astype(np.float32), sample_rate, subtype="PCM_16")
+            paths.append(path)
+        item = kept[testset][0]
+        found[testset] = {"track": item.track, "separator": item.separator,
+                          "start_s": round(start / sample_rate, 3)}
+    index = index_examples(folder)
+    for example in index["examples"]:
+        example.update(found.get(example["testset"], {}))
+    order = list(kept)
+    index["examples"].sort(key=lambda e: order.index(e["testset"]) if e["testset"] in order
+                           else len(order))
+    target = folder / INDEX
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(index, indent=1) + "\n")
+    tmp.replace(target)
+    return paths
+
+
+def save_spectrograms(kept: dict, cfg: Any, path: Path, enhanced: str) -> Path | None:
+    """Write ``spectrograms.npz`` (keys in the module docstring) for the first kept test set."""
+    if not kept or not enhanced:
+        return None
+    testset, (item, outputs) = next(iter(kept.items()))
+    if enhanced not in outputs:
+        return None
+    stem = cfg.example_stem
+    clean = item.clean[stem][0]
+    start, end = clip_window(clean[None], int(cfg.spectrogram_seconds * item.sample_rate))
+    waves = {
+        "separated": item.separated[stem][0, start:end],
+        "enhanced": np.asarray(outputs[enhanced][stem])[0, start:end],
+        "clean": clean[start:end],
+    }
+    meta = {"sample_rate": item.sample_rate, "n_fft": cfg.n_fft, "hop_length": cfg.hop_length}
+    meta |= {"testset": testset, "track": item.track, "stem": stem, "system": enhanced}
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in waves.items()}
+    np.savez_compressed(path, **arrays, **{k: np.asarray(v) for k, v in meta.items()})
+    return path
