@@ -384,3 +384,18 @@ def test_analysis_explains_a_missed_target_from_the_numbers(root):
     assert "More sampling steps" not in text  # 4 steps beat 1 step here
     assert "phase above 4~kHz gets worse" not in text
     assert "\\texttt{cpu} profile trains for minutes" in text
+
+
+def test_paper_and_readme_name_the_commit_the_results_were_computed_at(root):
+    fx.write_results(root, "cpu")
+    run = root / "results/cpu/05_evaluation/run.json"
+    run.write_text(json.dumps({"code_commit": "abc1234"}))
+    build.generate("cpu")
+    assert read_macros(root / "paper/generated/numbers.tex")["spResultsCommit"] == "abc1234"
+    readme = root / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    update_readme("cpu")
+    assert "results computed at commit `abc1234`" in readme.read_text()
+    run.unlink()
+    build.generate("cpu")
+    assert "not recorded" in read_macros(root / "paper/generated/numbers.tex")["spResultsCommit"]

@@ -121,13 +121,6 @@ def show_examples(folder: str | Path) -> None:
                      f"<table>{''.join(rows)}</table>"))
 
 
-def results_commit(results: Path) -> str:
-    """The code commit that ``05_evaluation/run.json`` records, or why there is none."""
-    run = results / STAGE / "run.json"
-    commit = json.loads(run.read_text()).get("code_commit") if run.is_file() else None
-    return str(commit) if commit else f"not recorded (no {STAGE}/run.json)"
-
-
 def render_page(profile: str, examples: list[dict], computed_at: str, built_at: str) -> str:
     """The page's HTML; each clip's media are ``media/<file stem>.flac`` and ``.png``."""
     esc = html.escape
@@ -223,7 +216,7 @@ def build_page(results: Path, out_dir: Path) -> Path:
         (tmp / "media").mkdir(parents=True)
         for example in examples:
             _write_media(example, folder, tmp / "media")
-        page = render_page(results.name, examples, results_commit(results), code_commit())
+        page = render_page(results.name, examples, rio.results_commit(results), code_commit())
         (tmp / "index.html").write_text(page, encoding="utf-8")
         size_mb = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()) / 1e6
         if size_mb > PAGE_MAX_MB:

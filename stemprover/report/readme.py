@@ -20,7 +20,6 @@ from stemprover.report.listening import page_dir
 from stemprover.report.paper.claims import MET, MISSED, NOT_MEASURED, targets
 from stemprover.report.paper.data import PaperData, finite, load
 from stemprover.report.paper.latex import fmt
-from stemprover.report.paper.numbers import git_hash
 
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 _TEX = (
@@ -66,7 +65,8 @@ def headline_markdown(data: PaperData) -> str:
     """Markdown: gains of StemProver at each test set's best step count, and the targets."""
     sisdr, sdr = data.metric("sisdr"), data.metric("sdr")
     lines = [
-        f"Profile `{data.profile}` (commit `{git_hash()}`), from "
+        f"Profile `{data.profile}` (results computed at commit "
+        f"`{rio.results_commit(repo_root() / 'results' / data.profile)}`), from "
         f"`results/{data.profile}/05_evaluation/aggregate.csv` and `significance.csv`. "
         "Gains of StemProver over the separator output (dB), paired over tracks, with "
         "bootstrap 95% confidence intervals, at each test set's best step count (*steps*: the "

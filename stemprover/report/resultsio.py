@@ -415,3 +415,10 @@ def budget_curves(profile: str) -> tuple[pd.DataFrame, list[Path], float]:
     if missing or table.empty:
         raise StemproverError(f"{found[-1]}: no budget curve (missing {', '.join(missing)})")
     return table, found, base_end
+
+
+def results_commit(results: Path) -> str:
+    """The code commit that ``05_evaluation/run.json`` records, or why there is none."""
+    run = Path(results) / "05_evaluation" / "run.json"
+    commit = json.loads(run.read_text()).get("code_commit") if run.is_file() else None
+    return str(commit) if commit else "not recorded (no 05_evaluation/run.json)"

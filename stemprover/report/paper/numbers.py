@@ -12,14 +12,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from stemprover.bench.throughput import KINDS, PREVIOUS_RELEASE_AUDIO_S_PER_S
+from stemprover.project.paths import repo_root
 from stemprover.project.provenance import code_commit
+from stemprover.report import resultsio as rio
 from stemprover.report.paper.claims import one_step_cost, training_target, training_throughput
 from stemprover.report.paper.data import NAN, PaperData
 from stemprover.report.paper.latex import Macros, decimals_for, escape, fmt, macro_name
 
 
 def git_hash() -> str:
-    """The code commit the results and paper come from (see :mod:`stemprover.project.provenance`)."""
+    """The code commit the paper is built from (see :mod:`stemprover.project.provenance`)."""
 
     return code_commit()
 
@@ -36,6 +38,7 @@ def build_numbers(data: PaperData) -> Macros:
     m = Macros()
     m.add("profile", escape(data.profile))
     m.add("git hash", escape(git_hash()))
+    m.add("results commit", escape(rio.results_commit(repo_root() / "results" / data.profile)))
     m.add("build date", datetime.now(UTC).strftime("%Y-%m-%d"))
     for row in data.aggregate.itertuples():
         parts = [row.testset, row.stem, row.system, row.metric]
