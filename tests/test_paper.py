@@ -392,6 +392,9 @@ def test_paper_and_readme_name_the_commit_the_results_were_computed_at(root):
     run.write_text(json.dumps({"code_commit": "abc1234"}))
     build.generate("cpu")
     assert read_macros(root / "paper/generated/numbers.tex")["spResultsCommit"] == "abc1234"
+    table = (root / "paper/tables/provenance.tex").read_text()
+    assert r"05\_evaluation & \texttt{abc1234} & not recorded" in table
+    assert r"06\_ablations & not recorded & not recorded" in table
     readme = root / "README.md"
     readme.write_text(f"{START}\n{END}\n")
     update_readme("cpu")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from stemprover.constants import ARTIFACTS, STEMS
 from stemprover.errors import StemproverError
-from stemprover.project.paths import repo_root, results_dir, stage_name
+from stemprover.project.paths import STAGES, repo_root, results_dir, stage_name
 from stemprover.report.training import budget_curve
 
 AGGREGATE_COLUMNS = ("testset", "stem", "system", "metric", "mean", "ci_low", "ci_high", "n")
@@ -415,6 +415,15 @@ def budget_curves(profile: str) -> tuple[pd.DataFrame, list[Path], float]:
     if missing or table.empty:
         raise StemproverError(f"{found[-1]}: no budget curve (missing {', '.join(missing)})")
     return table, found, base_end
+
+
+def stage_runs(results: Path) -> dict[str, dict]:
+    """Each stage's ``run.json`` under ``results`` (a profile's folder); ``{}`` for a stage without one."""
+    runs = {}
+    for stage in STAGES:
+        path = Path(results) / stage / "run.json"
+        runs[stage] = json.loads(path.read_text()) if path.is_file() else {}
+    return runs
 
 
 def results_commit(results: Path) -> str:

@@ -60,6 +60,7 @@ class PaperData:
     dataset_card: dict | None = None
     budget: pd.DataFrame | None = None  # 03 + 04 budget curves (stemprover.stages.figures.budget_curves)
     params: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)  # stage -> its run.json ({} when it has none)
     missing: list[str] = field(default_factory=list)
     _gains: dict = field(default_factory=dict, repr=False)  # stem_average_gain is bootstrapped
 
@@ -233,6 +234,7 @@ def load(profile: str, strict: bool | None = None) -> PaperData:
     card = results / "02_paired_dataset" / "dataset_card.json"
     data.dataset_card = _read_optional(card, lambda p: json.loads(p.read_text()), missing)
     data.params = load_profile(profile)
+    data.runs = rio.stage_runs(results)
     if missing and strict:
         raise StemproverError(f"paper inputs missing for profile {profile}: {', '.join(missing)}")
     for name in missing:

@@ -249,6 +249,17 @@ def separators(data: PaperData) -> str:
     return _tabular("l" + "r" * (len(columns) + len(scores)), header, rows)
 
 
+def provenance(data: PaperData) -> str:
+    """Each stage of the run: the code commit it ran at and when it started (its run.json)."""
+    rows = []
+    for stage, run in data.runs.items():
+        commit = run.get("code_commit")
+        started = str(run.get("started", ""))[:16].replace("T", " ")
+        rows.append([escape(stage), f"\\texttt{{{escape(commit)}}}" if commit else "not recorded",
+                     escape(started) if started else "not recorded"])
+    return _tabular("lll", ["stage", "code commit", "started (UTC)"], rows)
+
+
 def all_tables(data: PaperData, found: list[Target]) -> dict[str, str]:
     """``{file stem: tabular}`` for every generated table."""
     return {
@@ -259,4 +270,5 @@ def all_tables(data: PaperData, found: list[Target]) -> dict[str, str]:
         "ablations": ablations(data),
         "performance": performance(data),
         "targets": targets(found),
+        "provenance": provenance(data),
     }
