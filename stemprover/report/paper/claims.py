@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stemprover.bench.throughput import PREVIOUS_RELEASE_AUDIO_S_PER_S, TARGET_SPEEDUP
+from stemprover.constants import ADAPTERS
 from stemprover.errors import StemproverError
 from stemprover.project.paths import repo_root
 from stemprover.report import resultsio as rio
@@ -278,7 +279,7 @@ def claims(data: PaperData, found: list[Target]) -> Macros:
     m.add("claim testsets", _testsets_sentence(data, sisdr))
     m.add("claim performance", _performance_sentence(data))
     m.add("claim data", _data_sentence(data))
-    m.add("claim ablations", _ablation_sentence(data))
+    m.add("claim ablations", _ablation_provenance(data) + _ablation_sentence(data))
     m.add("claim analysis", _analysis_sentence(data, sisdr, phase))
     m.add("profile note", _profile_note(data))
     return m
@@ -444,26 +445,43 @@ def _training_sentence(data: PaperData) -> str:
 
 
 def _budget_sentence(data: PaperData) -> str:
-    """Where the budget curves end: StemProver's phases and the regression baseline."""
+    """What the budget curves keep: the general phase and the regression over all artifact types,
+    then each specialised adapter on its own type (its phase validates on that type alone)."""
     curve = data.budget
     if curve is None or curve.empty:
         return "The budget curve was not recorded in this run."
-    ours = curve[curve["phase"] != "regression"].sort_values("minutes")
-    regression = curve[curve["phase"] == "regression"].sort_values("minutes")
+
+    def kept(phase: str):
+        rows = curve[curve["phase"] == phase]
+        return None if rows.empty else rows.loc[rows["gain"].idxmax()]
+
+    general, regression = kept("general"), kept("regression")
     parts = []
-    if not ours.empty:
-        best = ours.loc[ours["gain"].idxmax()]
+    if general is not None:
         parts.append(
-            f"After {fmt(float(ours['minutes'].iloc[-1]), 1)}~minutes of training (03 and 04), "
-            f"StemProver's validation SI-SDR gain is {fmt(float(ours['gain'].iloc[-1]), 2, True)}"
-            f"~dB (best {fmt(float(best['gain']), 2, True)}~dB, after "
-            f"{fmt(float(best['minutes']), 1)}~minutes, in the "
-            f"{escape(str(best['phase']).replace('_', ' '))} phase)")
-    if not regression.empty:
+            f"StemProver's general phase keeps {fmt(float(general['gain']), 2, True)}~dB over all "
+            "artifact types of the held-out pairs (its best evaluation, after "
+            f"{fmt(float(general['minutes']), 1)}~minutes of training in 03 and 04)")
+    if regression is not None:
         parts.append(
-            f"the regression U-Net reaches {fmt(float(regression['gain'].iloc[-1]), 2, True)}"
-            f"~dB after {fmt(float(regression['minutes'].iloc[-1]), 1)}~minutes")
-    return "; ".join(parts) + "."
+            f"the regression U-Net keeps {fmt(float(regression['gain']), 2, True)}~dB after "
+            f"{fmt(float(regression['minutes']), 1)}~minutes")
+    text = "; ".join(parts) + "." if parts else ""
+    own = [(name, kept(name)) for name in ADAPTERS if name != "general"]
+    own = [(name, row) for name, row in own if row is not None]
+    if own:
+        listed = [f"{escape(name.replace('_', ' '))} {fmt(float(row['gain']), 2, True)}"
+                  for name, row in own]
+        text += (" On its own type each specialised adapter then keeps "
+                 + ", ".join(listed[:-1]) + (" and " if len(listed) > 1 else "") + listed[-1]
+                 + "~dB")
+        theirs = [regression.get(f"gain_{name}") if regression is not None else None
+                  for name, _ in own]
+        if all(v is not None and finite(float(v)) for v in theirs):
+            text += (" (the regression U-Net on the same types: "
+                     + ", ".join(fmt(float(v), 2, True) for v in theirs) + "~dB)")
+        text += "."
+    return text.strip()
 
 
 def _formulation_sentence(data: PaperData) -> str:
@@ -569,6 +587,18 @@ def _ci_verdict(row) -> str:
 
 def _row_name(row) -> str:
     return f"{escape(str(row.group).replace('_', ' '))} = {escape(row.variant)}"
+
+
+def _ablation_provenance(data: PaperData) -> str:
+    """A warning when the grid was not computed at the commit of the evaluation (its run.json)."""
+    grid = (data.runs.get("06_ablations") or {}).get("code_commit")
+    evaluation = (data.runs.get("05_evaluation") or {}).get("code_commit")
+    if data.ablations is None or data.ablations.empty or not evaluation or grid == evaluation:
+        return ""
+    where = f"at commit \\texttt{{{escape(grid)}}}" if grid else "by an earlier run that recorded no commit"
+    return (f"This grid was computed {where}, not with the model of the other results "
+            f"(commit \\texttt{{{escape(evaluation)}}}, Table~\\ref{{tab:provenance}}); "
+            "it describes that earlier model. ")
 
 
 def _ablation_sentence(data: PaperData) -> str:
