@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from stemprover.project.notebook import setup
-from stemprover.project.provenance import code_commit, start_run, update_run
+from stemprover.project.provenance import code_commit, full_commit, start_run, update_run
 
 
 def test_code_commit_names_the_last_code_change():
@@ -22,6 +24,10 @@ def test_stage_record_starts_fresh_and_merges(tmp_path):
     update_run(tmp_path, steps=7)
     saved = json.loads((tmp_path / "run.json").read_text())
     assert saved["steps"] == 7 and saved["code_commit"] == record["code_commit"]
+    short = saved["code_commit"].removesuffix("+dirty")
+    if short != "unknown":  # the full hash names the same commit as the short one
+        assert len(saved["commit"].removesuffix("+dirty")) == 40
+        assert saved["commit"].startswith(short)
 
 
 def test_notebook_setup_writes_the_record(tmp_path, monkeypatch):
@@ -46,3 +52,13 @@ def test_repository_relative_checkpoints_load_from_any_folder(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path.parent)  # found through the repository root, not the cwd
     with pytest.raises(StemproverError, match="not a readable checkpoint"):
         load_checkpoint("htdemucs", spec.split("checkpoint=")[1])
+
+
+def test_full_commit_expands_a_short_hash_and_keeps_the_dirty_mark():
+    short = code_commit().removesuffix("+dirty")
+    if short == "unknown":
+        pytest.skip("not a git checkout")
+    full = full_commit(short)
+    assert len(full) == 40 and full.startswith(short)
+    assert full_commit(short + "+dirty") == full + "+dirty"
+    assert full_commit("nothing-like-a-commit") == "nothing-like-a-commit"

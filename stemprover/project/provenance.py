@@ -37,6 +37,18 @@ def code_commit() -> str:
     return (head or "unknown") + ("+dirty" if dirty else "")
 
 
+def full_commit(short: str) -> str:
+    """The full hash of a :func:`code_commit` (its ``+dirty`` mark kept); ``short`` itself off git."""
+    head, dirty = short.removesuffix("+dirty"), short.endswith("+dirty")
+    try:
+        full = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{head}^{{commit}}"],
+                              cwd=repo_root(), capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return short
+    return full + ("+dirty" if dirty else "")
+
+
 def update_run(out_dir: Path, **fields: Any) -> dict:
     """Merge ``fields`` into ``out_dir/run.json`` (written atomically); returns the record."""
     path = Path(out_dir) / "run.json"
@@ -49,12 +61,15 @@ def update_run(out_dir: Path, **fields: Any) -> dict:
 
 
 def start_run(out_dir: Path, stage: str, params: dict[str, Any]) -> dict:
-    """A fresh ``run.json`` for a stage: code commit, start time (UTC), profile, parameters."""
+    """A fresh ``run.json`` for a stage: the commit it runs at (``code_commit`` short, ``commit``
+    full), start time (UTC), profile, parameters."""
     path = Path(out_dir) / "run.json"
     if path.exists():
         path.unlink()
+    short = code_commit()
     return update_run(
-        out_dir, stage=stage, code_commit=code_commit(), profile=params.get("profile"),
+        out_dir, stage=stage, code_commit=short, commit=full_commit(short),
+        profile=params.get("profile"),
         started=datetime.now(UTC).isoformat(timespec="seconds"),
         params={k: v for k, v in params.items() if k != "profile"},
     )
