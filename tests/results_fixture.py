@@ -104,7 +104,7 @@ def write_examples(folder: Path, testsets: tuple[str, ...] = ("synthetic", "real
                         {"vocals": clean}, {"vocals": clean + 0.2 * other})
         outputs = {name: {"vocals": clean + a * other} for name, a in CLIP_NOISE.items()}
         kept[testset] = (item, outputs)
-    cfg = SimpleNamespace(example_stem="vocals", example_seconds=1.0, examples_max_mb=1.0)
+    cfg = SimpleNamespace(example_stems=None, stems=["vocals"], example_seconds=1.0, examples_max_mb=1.0)
     save_examples(kept, cfg, folder, "stemprover@4")
     return json.loads((folder / INDEX).read_text())
 

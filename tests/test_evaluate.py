@@ -1,6 +1,7 @@
 """Evaluation pipeline on tiny synthetic items whose scores are known."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -147,11 +148,11 @@ def test_run_evaluation_writes_small_examples_and_spectrograms(tmp_path):
     agg = pd.read_csv(tmp_path / "aggregate.csv")
     assert list(agg.columns) == list(AGGREGATE_COLUMNS)
     assert set(agg.testset) == {"synthetic", "real"}
-    wavs = sorted((tmp_path / "examples").glob("*.wav"))
-    assert len(wavs) == 2 * 4  # mixture, identity, stemprover@4, clean for each test set
-    assert sum(p.stat().st_size for p in wavs) <= 0.05e6
-    info = sf.info(wavs[0])
-    assert info.subtype == "PCM_16" and info.channels == 1
+    clips = sorted((tmp_path / "examples").glob("*.flac"))
+    assert len(clips) == 2 * 4  # mixture, identity, stemprover@4, clean for each test set
+    assert sum(p.stat().st_size for p in clips) <= 0.05e6
+    info = sf.info(clips[0])
+    assert info.format == "FLAC" and info.subtype == "PCM_16" and info.channels == 1
     index = json.loads((tmp_path / "examples" / "examples.json").read_text())["examples"]
     assert [(e["testset"], e["track"]) for e in index] == [("synthetic", "t1"), ("real", "t9")]
     scores = {c["system"]: c["si_sdr_db"] for c in index[0]["clips"]}
@@ -169,6 +170,26 @@ def test_run_evaluation_writes_small_examples_and_spectrograms(tmp_path):
     summary = json.loads((tmp_path / "evaluation.json").read_text())
     assert summary["n_items"] == {"real": 1, "synthetic": 1}
     assert len(result.per_track) > 0
+
+
+def test_examples_cover_every_evaluated_stem_of_every_example_test_set(tmp_path):
+    items = [_item(1, 5.0, "synthetic"), _item(9, 0.0, "real")]
+    cfg = _cfg(example_seconds=0.25, spectrogram_seconds=0.25, examples_max_mb=0.2,
+               stems=["vocals", "bass"])
+    systems = {k: SYSTEMS[k] for k in ("identity", "stemprover@4")}
+    run_evaluation(cfg, "smoke", tmp_path, systems=systems, items=items)
+    index = json.loads((tmp_path / "examples" / "examples.json").read_text())["examples"]
+    assert [(e["testset"], e["stem"]) for e in index] == [
+        ("synthetic", "vocals"), ("synthetic", "bass"), ("real", "vocals"), ("real", "bass")]
+    for example in index:
+        assert [c["system"] for c in example["clips"]] == ["mixture", "identity", "stemprover@4", "clean"]
+        for clip in example["clips"]:
+            assert (tmp_path / "examples" / clip["file"]).exists()
+    # only the stems asked for, when they are named
+    run_evaluation(replace(cfg, example_stems=["bass"]), "smoke", tmp_path, systems=systems, items=items)
+    index = json.loads((tmp_path / "examples" / "examples.json").read_text())["examples"]
+    assert {e["stem"] for e in index} == {"bass"}
+    assert {p.name.split("_")[1] for p in (tmp_path / "examples").glob("*.flac")} == {"bass"}
 
 
 def test_featured_system_and_unknown_systems():

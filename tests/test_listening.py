@@ -65,7 +65,7 @@ def test_clips_last_at_most_four_seconds_whatever_the_config_asks(tmp_path):
     t = np.arange(int(seconds * rate)) / rate
     clean = np.tile(0.3 * np.sin(2 * np.pi * 220 * t), (2, 1)).astype(np.float32)
     item = TestItem("synthetic", "t", "hpss", rate, 2 * clean, {"vocals": clean})
-    cfg = SimpleNamespace(example_stem="vocals", example_seconds=6.0, examples_max_mb=10.0)
+    cfg = SimpleNamespace(example_stems=None, stems=["vocals"], example_seconds=6.0, examples_max_mb=10.0)
     paths = save_examples({"synthetic": (item, {"identity": {"vocals": clean}})}, cfg, tmp_path,
                           "identity")
     assert {sf.info(p).frames for p in paths} == {int(MAX_CLIP_SECONDS * rate)}
@@ -152,7 +152,7 @@ def test_notebook_shows_a_player_and_a_spectrogram_per_clip(examples, monkeypatc
     listening.show_examples(folder)
     assert len(shown) == len(index["examples"])
     for html in shown:
-        assert html.count("<audio") == 5 and html.count('src="data:audio/x-wav;base64,') == 5
+        assert html.count("<audio") == 5 and html.count('src="data:audio/flac;base64,') == 5
         assert html.count('src="data:image/png;base64,') == 5
         assert "SI-SDR 40.00 dB" in html and "reference" in html
 
@@ -193,7 +193,7 @@ def test_a_clip_too_long_stops_the_build_and_keeps_the_old_page(examples, tmp_pa
     listening.build_page(folder.parents[1], out)
     before = (out / "index.html").read_text()
     (folder / INDEX).unlink()
-    for path in folder.glob("real_*.wav"):
+    for path in folder.glob("real_*.flac"):
         sf.write(path, np.zeros(5 * fx.CLIP_RATE, np.float32), fx.CLIP_RATE, subtype="PCM_16")
     with pytest.raises(StemproverError, match="longer than the 4 s"):
         listening.build_page(folder.parents[1], out)

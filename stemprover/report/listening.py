@@ -283,7 +283,7 @@ MAX_CLIP_SECONDS = 4.0  # the listening page promises short clips, whatever exam
 INDEX = "examples.json"
 
 
-_CLIP_FILE = re.compile(rf"^(?P<testset>.+)_(?P<stem>{'|'.join(STEMS)})_(?P<system>.+)\.wav$")
+_CLIP_FILE = re.compile(rf"^(?P<testset>.+)_(?P<stem>{'|'.join(STEMS)})_(?P<system>.+)\.(?:flac|wav)$")
 
 
 def _steps(system: str) -> int:
@@ -301,7 +301,8 @@ def clip_order(system: str) -> tuple:
 
 
 def index_examples(folder: Path) -> dict:
-    """The index of the clips in ``folder`` (see the module docstring), from the WAV files.
+    """The index of the clips in ``folder`` (see the module docstring), from the audio files
+    (FLAC, or WAV in folders written before the clips were FLAC).
 
     Used by :func:`save_examples`, and for example folders written before ``examples.json``
     existed; those lack ``track``, ``separator`` and ``start_s``.
@@ -311,7 +312,7 @@ def index_examples(folder: Path) -> dict:
     """
 
     groups: dict[tuple[str, str], dict[str, Path]] = {}
-    for path in sorted(Path(folder).glob("*.wav")):
+    for path in sorted([*Path(folder).glob("*.flac"), *Path(folder).glob("*.wav")]):
         match = _CLIP_FILE.match(path.name)
         if match:
             system = re.sub(r"^stemprover_(\d+)$", r"stemprover@\1", match["system"])
@@ -335,7 +336,7 @@ def index_examples(folder: Path) -> dict:
 
 
 def read_examples(folder: Path) -> dict:
-    """``examples.json`` of ``folder``, else the index made from its WAV files.
+    """``examples.json`` of ``folder``, else the index made from its audio files.
 
     Raises:
         StemproverError: the folder holds no clips.

@@ -147,7 +147,7 @@ class AblationConfig:
         default_factory=lambda: ["degraded:artifact=hf_loss,severity=0.6"]
     )
     stems: list[str] = field(default_factory=lambda: ["vocals"])
-    adapters: str = "auto"  # adapters at inference: detector-weighted, as in evaluation
+    adapters: str = "auto"  # at inference: detector-weighted, so per-artifact rows use their adapters
     device: str = "cpu"
     torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
     n_bootstrap: int = 1000

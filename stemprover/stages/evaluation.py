@@ -21,21 +21,21 @@ Files written to ``out_dir``:
   (bootstrap 95% CI, :func:`stemprover.metrics.stats.aggregate`);
 * ``significance.csv``: paired test of every system against ``identity``;
 * ``phase_bands.csv``: mean phase deviation per octave band (radians);
-* ``examples/*.wav``: short 16-bit clips; ``spectrograms.npz``: see :func:`save_spectrograms`;
+* ``examples/*.flac``: short 16-bit clips; ``spectrograms.npz``: see :func:`save_spectrograms`;
 * ``evaluation.json``: config, counts and seconds per system.
 
 Listening examples and spectrogram arrays (small, as they are committed with the results):
 
-Both are small because they are committed with the results: the WAV clips feed the
+Both are small because they are committed with the results: the FLAC clips feed the
 players of notebook 05 and the listening page (:mod:`stemprover.report.listening`), the arrays
 feed the before/after/clean figure of ``08_figures``.
 
-``examples/`` holds ``<testset>_<stem>_<system>.wav`` (16-bit mono, ``@`` written ``_``) and
+``examples/`` holds ``<testset>_<stem>_<system>.flac`` (16-bit mono FLAC, ``@`` written ``_``) and
 ``examples.json``, their index::
 
     {"examples": [{"testset": "real", "stem": "vocals", "sample_rate": 22050,
                    "seconds": 3.0, "track": ..., "separator": ..., "start_s": 1.5,
-                   "clips": [{"system": "mixture", "file": "real_vocals_mixture.wav",
+                   "clips": [{"system": "mixture", "file": "real_vocals_mixture.flac",
                               "si_sdr_db": -6.4}, ..., {"system": "clean", ...,
                               "si_sdr_db": null}]}]}
 
@@ -126,7 +126,7 @@ class EvaluationConfig:
     )
     steps: list[int] = field(default_factory=lambda: [1, 4])  # one stemprover@K each (cpu: +25)
     strength: float | None = None  # None: enhance()'s default
-    adapters: str = "auto"  # "auto": detector-weighted mix; or one adapter name
+    adapters: str = "general"  # or "auto" (detector-weighted mix), a name or a mix: design study rows 27-28
     batch_size: int = 8
     device: str = "cpu"
     torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
@@ -135,7 +135,7 @@ class EvaluationConfig:
     corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
     n_bootstrap: int = 200  # resamples of each CI (cpu/gpu: 2000)
     example_testsets: list[str] = field(default_factory=lambda: ["synthetic", "real"])
-    example_stem: str = "vocals"
+    example_stems: list[str] | None = None  # None: every evaluated stem
     example_seconds: float = 1.0
     examples_max_mb: float = 2.0  # the clips are committed: the whole folder stays below this
     spectrogram_seconds: float = 1.0  # keeps spectrograms.npz at a few hundred KB
@@ -426,6 +426,11 @@ def example_clips(item: Any, outputs: dict[str, dict[str, np.ndarray]], stem: st
     return clips
 
 
+def example_stems(cfg: Any) -> list[str]:
+    """The stems heard in the examples: ``cfg.example_stems``, or every evaluated stem."""
+    return list(cfg.example_stems or cfg.stems)
+
+
 def save_examples(kept: dict, cfg: Any, folder: Path, enhanced: str) -> list[Path]:
     """Write 16-bit mono clips, trimmed so the folder stays under ``cfg.examples_max_mb``.
 
@@ -440,34 +445,36 @@ def save_examples(kept: dict, cfg: Any, folder: Path, enhanced: str) -> list[Pat
     """
 
     folder.mkdir(parents=True, exist_ok=True)
-    for old in [*folder.glob("*.wav"), folder / INDEX]:
+    for old in [*folder.glob("*.wav"), *folder.glob("*.flac"), folder / INDEX]:
         old.unlink(missing_ok=True)
-    sets = {t: example_clips(item, outs, cfg.example_stem, enhanced) for t, (item, outs) in kept.items()}
+    stems = example_stems(cfg)
+    sets = {(t, stem): example_clips(item, outs, stem, enhanced)
+            for t, (item, outs) in kept.items() for stem in stems if stem in item.clean}
     n_files = sum(len(c) for c in sets.values())
     sample_rate = next(iter(kept.values()))[0].sample_rate
-    # 2 bytes per mono sample plus a 44-byte header per file.
+    # At most 2 bytes per mono sample (FLAC compresses below it) plus a header per file.
     budget_s = (cfg.examples_max_mb * 1e6 - 100 * n_files) / (2 * sample_rate * max(n_files, 1))
     n_samples = int(min(cfg.example_seconds, budget_s, MAX_CLIP_SECONDS) * sample_rate)
     paths, found = [], {}
-    for testset, clips in sets.items():
+    for (testset, stem), clips in sets.items():
         start, end = clip_window(clips["clean"], n_samples)
         mono = {name: np.mean(audio[..., start:end], axis=0) for name, audio in clips.items()}
         # One gain per example keeps the levels comparable and avoids 16-bit clipping.
         peak = max(float(np.max(np.abs(x))) for x in mono.values())
         gain = 0.99 / peak if peak > 0.99 else 1.0
         for name, audio in mono.items():
-            path = folder / f"{testset}_{cfg.example_stem}_{name.replace('@', '_')}.wav"
+            path = folder / f"{testset}_{stem}_{name.replace('@', '_')}.flac"
             save_audio(path, (gain * audio)[None].astype(np.float32), sample_rate, subtype="PCM_16")
             paths.append(path)
         item = kept[testset][0]
-        found[testset] = {"track": item.track, "separator": item.separator,
-                          "start_s": round(start / sample_rate, 3)}
+        found[testset, stem] = {"track": item.track, "separator": item.separator,
+                                "start_s": round(start / sample_rate, 3)}
     index = index_examples(folder)
     for example in index["examples"]:
-        example.update(found.get(example["testset"], {}))
-    order = list(kept)
-    index["examples"].sort(key=lambda e: order.index(e["testset"]) if e["testset"] in order
-                           else len(order))
+        example.update(found.get((example["testset"], example["stem"]), {}))
+    order = list(sets)
+    index["examples"].sort(key=lambda e: order.index((e["testset"], e["stem"]))
+                           if (e["testset"], e["stem"]) in order else len(order))
     target = folder / INDEX
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(index, indent=1) + "\n")
@@ -482,7 +489,7 @@ def save_spectrograms(kept: dict, cfg: Any, path: Path, enhanced: str) -> Path |
     testset, (item, outputs) = next(iter(kept.items()))
     if enhanced not in outputs:
         return None
-    stem = cfg.example_stem
+    stem = example_stems(cfg)[0]
     clean = item.clean[stem][0]
     start, end = clip_window(clean[None], int(cfg.spectrogram_seconds * item.sample_rate))
     waves = {
