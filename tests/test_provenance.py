@@ -62,3 +62,36 @@ def test_full_commit_expands_a_short_hash_and_keeps_the_dirty_mark():
     assert len(full) == 40 and full.startswith(short)
     assert full_commit(short + "+dirty") == full + "+dirty"
     assert full_commit("nothing-like-a-commit") == "nothing-like-a-commit"
+
+
+def _append_rows(path: str, phase: str, n: int) -> None:
+    from pathlib import Path
+
+    from stemprover.project.provenance import update_run
+    from stemprover.train.loop import CsvLog
+
+    log = CsvLog(Path(path) / "train_log.csv")
+    for step in range(1, n + 1):
+        log.append({"phase": phase, "step": step, "loss": 0.5})
+        update_run(Path(path), **{f"{phase}_{step}": step})
+
+
+def test_two_processes_writing_one_stage_folder_lose_no_rows(tmp_path):
+    import multiprocessing
+
+    import pandas as pd
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_rows, args=(str(tmp_path), phase, 40))
+               for phase in ("general", "regression")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [w.exitcode for w in workers] == [0, 0]
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert log.groupby("phase")["step"].apply(sorted).to_dict() == {
+        "general": list(range(1, 41)), "regression": list(range(1, 41))}
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert len(record) == 80
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "train_log.csv"]

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from train_fakes import LOSS, TINY, FakePairs, lora_cfg, tiny_base
+from train_fakes import LOSS, TINY, FakePairs, PairsThatFailInACopy, lora_cfg, tiny_base
 
 from stemprover.constants import ADAPTERS
+from stemprover.errors import StemproverError
 from stemprover.metrics.signal import si_sdr
 from stemprover.model import StemProverModel, load_model, model_config
 from stemprover.model.serialize import base_state_dict
 from stemprover.stages.base_pretraining import pretrain_base
-from stemprover.stages.lora_training import train_control_lora, train_regression
+from stemprover.stages.lora_training import train_control_lora, train_regression, train_stage
 from stemprover.train.config import PretrainConfig
 from stemprover.train.validate import evaluate_on_pairs, gain_on_pairs, summarize
 
@@ -143,6 +146,38 @@ def test_regression_and_validation(base_dir, lora_run, tmp_path):
     summary = summarize(table)
     assert summary["stemprover"]["n"] == 3
     assert np.isfinite(summary["stemprover"]["si_sdr_gain"])
+
+
+def test_regression_beside_the_branch_in_a_second_process_equals_one_after_the_other(
+    base_dir, lora_run, tmp_path
+):
+    model, out = lora_run
+    cfg = lora_cfg(parallel_regression=True, torch_threads=1)
+    data = dict(train=FakePairs(8), base=base_dir)
+    both, regression = train_stage(cfg, "smoke", progress=False, out_dir=tmp_path / "both", **data)
+    alone = train_regression(lora_cfg(torch_threads=1), "smoke", progress=False,
+                             out_dir=tmp_path / "alone", **data)
+    for key, value in alone.state_dict().items():
+        assert torch.equal(value, regression.state_dict()[key]), key
+    expected = dict(model.named_parameters())
+    for key, value in both.named_parameters():
+        assert torch.equal(value, expected[key]), key
+    # both processes wrote the shared log and run record; neither lost the other's rows
+    log = pd.read_csv(tmp_path / "both" / "train_log.csv")
+    assert sorted(log["phase"]) == sorted(
+        ["general"] * 2 + ["hf_loss", "musical_noise", "bleed"] + ["regression"] * cfg.total_steps)
+    record = json.loads((tmp_path / "both" / "run.json").read_text())
+    assert {"phases", "regression"} <= set(record)
+    assert not list((tmp_path / "both").glob("*.tmp"))
+
+
+def test_a_failed_regression_process_is_an_error_after_the_branch_is_trained(base_dir, tmp_path):
+    cfg = lora_cfg(parallel_regression=True, torch_threads=1)
+    with pytest.raises(StemproverError, match="regression baseline's process failed"):
+        train_stage(cfg, "smoke", progress=False, out_dir=tmp_path,
+                    train=PairsThatFailInACopy(8), base=base_dir)
+    assert (tmp_path / "weights" / "stemprover" / "stemprover.json").exists()
+    assert not (tmp_path / "weights" / "regression").exists()
 
 
 def test_budget_gain_is_the_mean_over_items_and_per_artifact_type(lora_run):

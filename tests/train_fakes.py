@@ -68,6 +68,18 @@ class FakePairs(torch.utils.data.Dataset):
         return self.items[index]
 
 
+class PairsThatFailInACopy(FakePairs):
+    """FakePairs whose unpickled copies (what a spawned process receives) raise on reading."""
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, copied=True)
+
+    def __getitem__(self, index):
+        if getattr(self, "copied", False):
+            raise RuntimeError("these pairs cannot be read in another process")
+        return super().__getitem__(index)
+
+
 def lora_cfg(**overrides) -> LoraTrainConfig:
     """A few steps of every 04 phase on the tiny model."""
     values = dict(

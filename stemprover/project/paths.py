@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 STAGES = (
@@ -55,3 +57,41 @@ def cache_dir(profile: str, *parts: str, create: bool = True) -> Path:
     return path
 
 
+
+
+_HELD: set[str] = set()
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` while files in it are read, changed and replaced.
+
+    Two processes that write one stage's logs side by side (the branch and the regression
+    baseline of 04) take it around each read-modify-write, so neither loses the other's rows.
+    It is an advisory ``flock`` on the folder itself, so it leaves no file behind; nested uses
+    in one process pass through. Without ``fcntl`` (not POSIX) it does nothing.
+
+        with folder_lock(out_dir):
+            record = json.loads((out_dir / "run.json").read_text()); ...
+    """
+    folder = Path(folder)
+    key = str(folder.resolve())
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+    if fcntl is None or key in _HELD:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)

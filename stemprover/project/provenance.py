@@ -12,12 +12,13 @@ commit, and a change of code shows as a new one.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stemprover.project.paths import repo_root
+from stemprover.project.paths import folder_lock, repo_root
 
 CODE_PATHS = ("stemprover", "notebooks", "pyproject.toml")
 
@@ -52,11 +53,12 @@ def full_commit(short: str) -> str:
 def update_run(out_dir: Path, **fields: Any) -> dict:
     """Merge ``fields`` into ``out_dir/run.json`` (written atomically); returns the record."""
     path = Path(out_dir) / "run.json"
-    record = json.loads(path.read_text()) if path.exists() else {}
-    record.update(fields)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    with folder_lock(path.parent):  # 04 writes it from two processes
+        record = json.loads(path.read_text()) if path.exists() else {}
+        record.update(fields)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        tmp.replace(path)
     return record
 
 

@@ -1,6 +1,7 @@
 """Control branch + LoRA adapters (progressive), and the regression baseline (notebook 04).
 
-    model = train_control_lora(cfg, profile="cpu")
+    model, regression = train_stage(cfg, profile="cpu")   # both, side by side if asked
+    model = train_control_lora(cfg, profile="cpu")           # or one at a time
     regression = train_regression(cfg, profile="cpu")
 
 Progressive adapter training on the frozen base:
@@ -13,6 +14,10 @@ Progressive adapter training on the frozen base:
    control branch stays fixed. Mixing weights that sum to 1 therefore interpolate between
    fine-tuned copies of one adapter.
 
+With ``parallel_regression`` the regression baseline trains in a second process while the
+branch and adapters train in this one, so on a machine with two cores both get their full
+time cap within the same wall-clock time; the shared logs are written under a folder lock.
+
 The base U-Net is never in an optimizer, so its weights stay bit-identical. Outputs under the
 stage folder: ``train_log.csv``, ``adapters.csv``, ``checkpoints/``, ``weights/stemprover/`` and
 ``weights/regression/``.
@@ -21,6 +26,7 @@ stage folder: ``train_log.csv``, ``adapters.csv``, ``checkpoints/``, ``weights/s
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +38,13 @@ from stemprover.dsp.spectral import StftConfig
 from stemprover.errors import StemproverError
 from stemprover.inference.sampler import sample_waves
 from stemprover.metrics.signal import si_sdr
-from stemprover.model import RegressionModel, StemProverModel, load_base, model_config
+from stemprover.model import (
+    RegressionModel,
+    StemProverModel,
+    load_base,
+    load_model,
+    model_config,
+)
 from stemprover.model import adapters as lora
 from stemprover.model.adapters import adapter_report, control_parameters
 from stemprover.model.serialize import read_meta
@@ -332,3 +344,53 @@ def train_regression(
             update_run(out_dir, regression={"steps": int(last[-1]["step"]), "kept_step": kept,
                                             "minutes": round(float(last[-1]["seconds"]) / 60, 2)})
         return model
+
+
+def train_stage(
+    cfg: LoraTrainConfig, profile: str, *, progress: bool = True, **data
+) -> tuple[StemProverModel, RegressionModel | None]:
+    """Train the branch and adapters, and the regression baseline when ``cfg.regression``.
+
+    With ``cfg.parallel_regression`` the baseline runs in a spawned process at the same time
+    (its own ``torch_threads``, no progress bar); each keeps its own checkpoint, so a stopped
+    stage resumes both.
+
+    Args:
+        cfg: The stage's config.
+        profile: Profile of the ModelConfig defaults and folders.
+        progress: Progress bars (of this process).
+        **data: ``train``, ``base`` and ``out_dir``, passed to both trainers.
+
+    Returns:
+        ``(stemprover, regression)``; ``regression`` is None when it is not trained.
+
+    Raises:
+        StemproverError: the baseline's process failed.
+    """
+    if not cfg.regression:
+        return train_control_lora(cfg, profile, progress=progress, **data), None
+    if not cfg.parallel_regression:
+        model = train_control_lora(cfg, profile, progress=progress, **data)
+        return model, train_regression(cfg, profile, progress=progress, **data)
+    worker = multiprocessing.get_context("spawn").Process(
+        target=_regression_process, args=(cfg, profile, data), name="regression"
+    )
+    worker.start()
+    try:
+        model = train_control_lora(cfg, profile, progress=progress, **data)
+    except BaseException:
+        worker.terminate()
+        worker.join()
+        raise
+    worker.join()
+    if worker.exitcode != 0:
+        raise StemproverError(
+            f"the regression baseline's process failed (exit code {worker.exitcode}); "
+            "rerun the stage to resume it from its checkpoint"
+        )
+    out_dir = _stage_dir(profile, data.get("out_dir"))
+    return model, load_model(out_dir / "weights" / "regression")
+
+
+def _regression_process(cfg: LoraTrainConfig, profile: str, data: dict) -> None:
+    train_regression(cfg, profile, progress=False, **data)

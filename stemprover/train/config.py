@@ -69,6 +69,7 @@ class LoraTrainConfig:
     torch_threads: int = 0  # CPU intra-op threads; 0 = torch's default
     mixture_dropout: float = 0.2  # share of items trained without the mixture (CLI may lack it)
     regression: bool = True  # also train the regression baseline with the same budget
+    parallel_regression: bool = False  # train it in a second process, beside the branch (a core each)
     n_valid: int = 8  # held-out pairs for validation SI-SDR and phase deviation
     valid_steps: int = 4  # sampling steps used in validation
     valid_strength: float = 1.0  # bridge: start at the separated stem (SDEdit: noise level)

@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from stemprover.project.paths import folder_lock
 from stemprover.project.runtime import training_precision
 from stemprover.project.seed import hash_key
 
@@ -197,19 +199,21 @@ class CsvLog:
 
     def truncate(self, phase: str, step: int) -> None:
         """Keep rows of other phases and of ``phase`` up to ``step``."""
-        kept = [r for r in self.rows() if r["phase"] != phase or int(r["step"]) <= step]
-        self._write(kept)
+        with folder_lock(self.path.parent):  # another process may log another phase
+            kept = [r for r in self.rows() if r["phase"] != phase or int(r["step"]) <= step]
+            self._write(kept)
 
     def append(self, row: dict) -> None:
-        rows = self.rows()
-        rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        self._write(rows)
+        with folder_lock(self.path.parent):
+            rows = self.rows()
+            rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            self._write(rows)
 
     def _write(self, rows: list[dict]) -> None:
         fields: list[str] = []
         for row in rows:
             fields += [k for k in row if k not in fields]
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, restval="")
             writer.writeheader()
