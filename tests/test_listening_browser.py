@@ -187,3 +187,18 @@ def test_built_smoke_page_loads_in_the_browser(browser, serve):
     base, failed = serve(SMOKE_PAGE.parent)
     problems = page_problems(browser, base + "index.html", SMOKE_PAGE, "listening_smoke.png")
     assert problems + failed == []
+
+
+COMMITTED_PAGES = sorted(p for p in (REPO / "paper" / "demo").glob("*/index.html")
+                         if p.parent.name != "smoke")
+
+
+@pytest.mark.skipif(not COMMITTED_PAGES, reason="no profile page is committed")
+@pytest.mark.parametrize("page", COMMITTED_PAGES, ids=lambda p: p.parent.name)
+def test_committed_page_loads_every_clip_and_image_in_the_browser(browser, serve, page):
+    base, failed = serve(page.parent)
+    problems = page_problems(browser, base + "index.html", page,
+                             f"listening_{page.parent.name}.png")
+    assert problems + failed == []
+    players = browser.execute_script("return document.querySelectorAll('audio').length")
+    assert players == len(list((page.parent / "media").glob("*.flac")))
