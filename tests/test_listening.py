@@ -155,6 +155,11 @@ def test_notebook_shows_a_player_and_a_spectrogram_per_clip(examples, monkeypatc
         assert html.count("<audio") == 5 and html.count('src="data:audio/flac;base64,') == 5
         assert html.count('src="data:image/png;base64,') == 5
         assert "SI-SDR 40.00 dB" in html and "reference" in html
+    shown.clear()
+    listening.show_examples(folder, stems=["bass"])  # the examples are all vocals
+    assert shown == []
+    listening.show_examples(folder, stems=["vocals"])
+    assert len(shown) == len(index["examples"])
 
 
 # ---------------------------------------------------------------- the page

@@ -24,6 +24,7 @@ import html
 import json
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from stemprover.constants import STEMS
@@ -96,16 +97,19 @@ def clip_images(example: dict, folder: Path) -> dict[str, bytes]:
     return {name: clip_png(image, vmax - RANGE_DB, vmax) for name, image in images.items()}
 
 
-def show_examples(folder: str | Path) -> None:
+def show_examples(folder: str | Path, stems: Iterable[str] | None = None) -> None:
     """Display each example as a table of ``IPython.display.Audio`` players (notebook 05).
 
     One row per clip: its label, a player with the clip embedded, its spectrogram and its
-    SI-SDR against the clean clip.
+    SI-SDR against the clean clip. ``stems`` limits the examples shown (None: all), which
+    keeps the notebook's stored output small; the listening page holds every example.
     """
     from IPython.display import HTML, Audio, display
 
     folder = Path(folder)
     for example in read_examples(folder)["examples"]:
+        if stems is not None and example["stem"] not in set(stems):
+            continue
         images = clip_images(example, folder)
         rows = []
         for clip in example["clips"]:
