@@ -95,3 +95,22 @@ def test_two_processes_writing_one_stage_folder_lose_no_rows(tmp_path):
     record = json.loads((tmp_path / "run.json").read_text())
     assert len(record) == 80
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "train_log.csv"]
+
+
+def test_a_folder_lock_taken_again_in_the_same_process_passes_through(tmp_path):
+    import threading
+
+    from stemprover.project.paths import folder_lock
+
+    done = threading.Event()
+
+    def nested():
+        with folder_lock(tmp_path), folder_lock(tmp_path):
+            update_run(tmp_path, inner=True)  # takes it a third time
+        done.set()
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert done.is_set()
+    assert json.loads((tmp_path / "run.json").read_text()) == {"inner": True}

@@ -7,6 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
 STAGES = (
     "01_phase_analysis",
     "02_paired_dataset",
@@ -57,9 +62,7 @@ def cache_dir(profile: str, *parts: str, create: bool = True) -> Path:
     return path
 
 
-
-
-_HELD: set[str] = set()
+_HELD: set[str] = set()  # folders this process holds: nested uses pass through
 
 
 @contextmanager
@@ -76,10 +79,6 @@ def folder_lock(folder: Path) -> Iterator[None]:
     """
     folder = Path(folder)
     key = str(folder.resolve())
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        fcntl = None
     if fcntl is None or key in _HELD:
         yield
         return

@@ -107,8 +107,9 @@ def show_examples(folder: str | Path, stems: Iterable[str] | None = None) -> Non
     from IPython.display import HTML, Audio, display
 
     folder = Path(folder)
+    shown = None if stems is None else set(stems)
     for example in read_examples(folder)["examples"]:
-        if stems is not None and example["stem"] not in set(stems):
+        if shown is not None and example["stem"] not in shown:
             continue
         images = clip_images(example, folder)
         rows = []
