@@ -1,6 +1,6 @@
 """The ``stemprover`` command: enhance separated stems, analyse a result.
 
-    stemprover enhance vocals.wav -o cleaned/ --steps 4 [--format pcm24] [--jobs 2]
+    stemprover enhance vocals.wav -o cleaned/ [--steps 2] [--format pcm24] [--jobs 2]
     stemprover enhance track.stem.mp4 -o cleaned/ --stem vocals   # stem and mixture from the file
     stemprover enhance vocals.wav -o cleaned/ --preview   # + cleaned/vocals.enhanced.png
     stemprover analyze cleaned/vocals.enhanced.wav --reference clean_vocals.wav [--json]
@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which stem to take from .stem.mp4 inputs (their mixture stream is "
                           "used as --mixture); a plain audio file is cleaned the same whatever "
                           "stem it holds, so --stem is refused when no input is a .stem.mp4")
-    enh.add_argument("--steps", type=int, default=4, help="sampling steps, 1-50 (default 4)")
+    enh.add_argument("--steps", type=int, default=None,
+                     help="sampling steps, 1-50 (default: the model's own, 1 for a bridge model; "
+                          "2-4 refine the one-step estimate)")
     enh.add_argument("--strength", type=float, default=None,
                      help="bridge time the stem is taken for, in (0, 1]; 1 (the default for a "
                           "bridge model) goes all the way, less is a lighter touch")
@@ -245,7 +247,8 @@ def run_enhance(args: argparse.Namespace) -> int:
         raise StemproverError(f"--jobs must be 1 or more, got {args.jobs}")
     if args.batch_size < 1:
         raise StemproverError(f"batch size must be at least 1, got {args.batch_size}")
-    check_steps(args.steps, 1.0 if args.strength is None else args.strength)
+    check_steps(1 if args.steps is None else args.steps,
+                1.0 if args.strength is None else args.strength)
     parse_adapters(args.adapter)
     if args.stem and not any(p.lower().endswith(STEM_FILE_SUFFIX) for p in args.all_inputs):
         raise StemproverError(

@@ -102,3 +102,36 @@ def test_rows_train_with_the_profile_loss():
     off = loss_config(False, profile)
     assert off.snr == 1.0 and off.phase_cosine == 0.0 and off.complex == 0.0
     assert loss_config(True, profile, "sdedit").diffusion == 1.0  # its denoising objective
+
+
+def test_models_are_trained_bases_first_and_each_costs_its_own_and_its_bases_seconds(
+        monkeypatch, tmp_path):
+    from stemprover.stages import ablations
+
+    cfg = AblationConfig(factors=["control", "mode", "representation", "steps"], steps=[1])
+    rows = grid(cfg)
+    calls = []
+
+    def pretrain(row, cfg, profile, work_dir):
+        calls.append(("base", row.name))
+        return "unused", 10.0 if dict(row.model).get("mode") == "latent" else 1.0
+
+    def train(row, cfg, profile, work_dir):
+        calls.append(("row", row.name))
+        return str(tmp_path / row.name), 2.0
+
+    monkeypatch.setattr(ablations, "_pretrain_task", pretrain)
+    monkeypatch.setattr(ablations, "_row_task", train)
+    folders, seconds = ablations.train_models(rows, cfg, "smoke", tmp_path)
+    kinds = [kind for kind, _ in calls]
+    assert kinds == sorted(kinds)  # every base before any row ("base" < "row")
+    # the latent row (an autoencoder first) starts first; control rows share the reference base
+    assert calls[0] == ("base", "mode=latent")
+    assert [name for kind, name in calls if kind == "base"] == [
+        "mode=latent", "reference", "representation=magnitude", "representation=mag_if"]
+    trained = [name for kind, name in calls if kind == "row"]
+    assert trained[0] == "mode=latent" and "steps=1" not in trained  # inference rows reuse
+    by_name = {row.name: row for row in rows}
+    assert seconds[by_name["mode=latent"].train_key] == 12.0
+    assert seconds[by_name["control=concat"].train_key] == 3.0  # its shared base counted too
+    assert folders[by_name["steps=1"].train_key] == tmp_path / "reference"

@@ -231,3 +231,22 @@ def test_validated_blend_scales_the_change():
         enhance(audio, MODEL_RATE, none_model, steps=1, adapters="general"), audio)
     mixed = enhance(audio, MODEL_RATE, none_model, steps=1, adapters={"general": 1, "bleed": 1})
     assert np.abs(mixed - audio).max() > 0  # half of bleed's alpha 1
+
+
+@pytest.mark.parametrize("is_bridge,expected", [(True, 1), (False, 4)])
+def test_default_steps_are_the_models_own(monkeypatch, is_bridge, expected):
+    # a bridge model's one-step estimate scored best in 05; SDEdit starts from noise
+    from stemprover.inference import enhance as module
+
+    seen = []
+
+    def sampler(model, separated, mixture=None, **kwargs):
+        seen.append(kwargs["steps"])
+        return separated
+
+    monkeypatch.setattr(module, "sample_waves", sampler)
+    model = NoisyDiffusionFake()
+    model.is_bridge = is_bridge
+    enhance(_stereo(3000, MODEL_RATE), MODEL_RATE, model)
+    enhance(_stereo(3000, MODEL_RATE), MODEL_RATE, model, steps=3)
+    assert seen == [expected, 3]

@@ -293,3 +293,22 @@ def test_pretraining_with_artifact_tokens_gives_the_base_each_types_prompt(tmp_p
     assert {"gain_bleed", "gain_hf_loss"} <= set(curve.columns) and len(curve) == 4
     kept = json.loads((tmp_path / "b" / "validation.json").read_text())["kept_step"]
     assert kept == int(curve.loc[curve["gain"].idxmax(), "step"])
+
+
+def test_general_phase_conditions_a_share_of_pairs_on_general_whatever_their_type():
+    from stemprover.stages.lora_training import _phase_adapter
+
+    general = ADAPTERS.index("general")
+    labels = torch.tensor([ADAPTERS.index("bleed")] * 2000)
+    batch = {"adapter": labels}
+    # no share: every pair keeps its own type, and the batch is left as it was
+    assert torch.equal(_phase_adapter("general", batch, torch.Generator().manual_seed(0)), labels)
+    drawn = _phase_adapter("general", batch, torch.Generator().manual_seed(0), 0.5)
+    assert set(drawn.tolist()) == {ADAPTERS.index("bleed"), general}
+    assert 0.45 < float((drawn == general).float().mean()) < 0.55
+    assert torch.equal(batch["adapter"], labels)  # the batch itself is not changed
+    again = _phase_adapter("general", batch, torch.Generator().manual_seed(0), 0.5)
+    assert torch.equal(drawn, again)  # the draw comes from the step's generator
+    assert torch.equal(_phase_adapter("general", batch, None, 1.0), torch.full((2000,), general))
+    # specialised phases train their own adapter, whatever the share
+    assert _phase_adapter("bleed", batch, torch.Generator(), 0.5) == "bleed"

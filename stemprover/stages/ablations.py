@@ -52,9 +52,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,11 +74,12 @@ from stemprover.errors import StemproverError
 from stemprover.inference.enhance import enhance
 from stemprover.metrics.signal import lsd, si_sdr
 from stemprover.metrics.stats import bootstrap_ci
-from stemprover.model import load_base, model_config
+from stemprover.model import load_base, load_model, model_config
 from stemprover.model.adapters import control_parameters
 from stemprover.project.config import COMMON_KEYS
 from stemprover.project.paths import cache_dir
 from stemprover.project.runtime import cpu_threads
+from stemprover.project.seed import seed_everything
 from stemprover.separators import get_separator
 from stemprover.stages.base_pretraining import pretrain_base
 from stemprover.stages.lora_training import train_control_lora
@@ -132,6 +135,7 @@ class AblationConfig:
     base_steps: int = 2  # base pretraining steps of every row (smoke: wiring only)
     general_steps: int = 2  # control + general adapter steps on the pairs (as notebook 04)
     adapter_steps: int = 1  # steps of each specialised adapter
+    general_share: float = 0.0  # general phase: share of pairs conditioned on `general` (as 04)
     autoencoder_steps: int = 2  # latent row only: spectrogram autoencoder steps
     batch_size: int = 2
     lora_ranks: list[int] = field(default_factory=lambda: [2])  # besides the reference rank
@@ -150,6 +154,7 @@ class AblationConfig:
     adapters: str = "auto"  # at inference: detector-weighted, so per-artifact rows use their adapters
     device: str = "cpu"
     torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
+    workers: int = 1  # processes that train the grid's models side by side (torch_threads each)
     n_bootstrap: int = 1000
     corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
 
@@ -272,12 +277,15 @@ def run_grid(
     evaluate_fn: EvaluateFn,
     progress: bool = True,
     on_row: Callable[[pd.DataFrame], None] | None = None,
+    seconds: dict[tuple, float] | None = None,
 ) -> pd.DataFrame:
     """Train every distinct model once, score every row, and tabulate.
 
     Args:
         on_row: Called with the table so far after each row (e.g. to save partial results
             of a long run).
+        seconds: Training seconds by ``train_key`` of models that ``train_fn`` only loads
+            (trained beforehand, see :func:`train_models`); they replace the measured time.
 
     Returns:
         A table with :data:`TABLE_COLUMNS`, one line per row, in grid order.
@@ -288,8 +296,9 @@ def run_grid(
         if row.train_key not in models:
             start = time.perf_counter()
             model = train_fn(row)
-            models[row.train_key] = (model, time.perf_counter() - start)
-        model, seconds = models[row.train_key]
+            spent = time.perf_counter() - start
+            models[row.train_key] = (model, (seconds or {}).get(row.train_key, spent))
+        model, spent = models[row.train_key]
         scores = evaluate_fn(model, row)
         missing = [c for c in TABLE_COLUMNS[3:-1] if c not in scores]
         if missing:
@@ -297,7 +306,7 @@ def run_grid(
         records.append(
             {"name": row.name, "factor": row.factor, "setting": row.setting}
             | {c: scores[c] for c in TABLE_COLUMNS[3:-1]}
-            | {"train_seconds": round(seconds, 2)}
+            | {"train_seconds": round(spent, 2)}
         )
         if on_row is not None:
             on_row(pd.DataFrame(records, columns=list(TABLE_COLUMNS)))
@@ -382,9 +391,80 @@ def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFr
             table.to_csv(out_dir / "ablations.csv", index=False)
             return table
 
-        partial = run_grid(rows, lambda row: train_row(row, cfg, profile, work_dir),
-                           make_evaluate_fn(items, cfg), on_row=save)
+        folders, seconds = train_models(rows, cfg, profile, work_dir)
+        partial = run_grid(rows, lambda row: load_model(folders[row.train_key]),
+                           make_evaluate_fn(items, cfg), on_row=save, seconds=seconds)
     return save(partial)
+
+
+EXPENSIVE_FIRST = ("mode", "finetuning")
+"""Factors whose models take longest (latent mode trains an autoencoder first; full and
+scratch training update every weight): started first, so that the workers finish together."""
+
+
+def train_models(rows: list[Row], cfg: AblationConfig, profile: str, work_dir: Path
+                 ) -> tuple[dict[tuple, Path], dict[tuple, float]]:
+    """Train every distinct model of ``rows`` in ``cfg.workers`` processes and save it.
+
+    Bases are pretrained first (one task per distinct base), then the rows' models. Each
+    model's seconds are its own training plus its base's, so a row costs the same whether or
+    not it shares a base. Every row seeds its own training, so the models do not depend on
+    the number of workers or the order they run in.
+
+    Returns:
+        ``(folders, seconds)`` by ``train_key``: where each model is saved, and its seconds.
+    """
+    models: dict[tuple, Row] = {}  # the first row of each model names it
+    for row in rows:
+        models.setdefault(row.train_key, row)
+    distinct = sorted(models.values(), key=lambda row: row.factor not in EXPENSIVE_FIRST)
+    first: dict[str, Row] = {}
+    for row in distinct:
+        first.setdefault(base_key(row, cfg), row)
+    bases = list(first.values())
+    stages = (("base", _pretrain_task, bases), ("row", _row_task, distinct))
+    done = {}
+    bar = tqdm(total=len(bases) + len(distinct), desc="ablation models", unit="model")
+    if cfg.workers <= 1:
+        for kind, function, todo in stages:
+            for row in todo:
+                done[kind, row.train_key] = function(row, cfg, profile, work_dir)
+                bar.update(1)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(cfg.workers, mp_context=context) as pool:
+            for kind, function, todo in stages:  # rows wait for every base
+                futures = {pool.submit(function, row, cfg, profile, work_dir): row.train_key
+                           for row in todo}
+                for future in as_completed(futures):
+                    done[kind, futures[future]] = future.result()
+                    bar.update(1)
+    bar.close()
+    base_seconds = {base_key(row, cfg): done["base", row.train_key][1] for row in bases}
+    folders, seconds = {}, {}
+    for row in distinct:
+        folder, spent = done["row", row.train_key]
+        folders[row.train_key] = Path(folder)
+        seconds[row.train_key] = round(spent + base_seconds[base_key(row, cfg)], 2)
+    return folders, seconds
+
+
+def _pretrain_task(row: Row, cfg: AblationConfig, profile: str, work_dir: Path
+                   ) -> tuple[str, float]:
+    with cpu_threads(cfg.torch_threads):
+        start = time.perf_counter()
+        weights = ensure_base(row, cfg, profile, work_dir)
+        return str(weights), time.perf_counter() - start
+
+
+def _row_task(row: Row, cfg: AblationConfig, profile: str, work_dir: Path) -> tuple[str, float]:
+    with cpu_threads(cfg.torch_threads):
+        start = time.perf_counter()
+        model = train_row(row, cfg, profile, work_dir)
+        spent = time.perf_counter() - start
+        folder = Path(work_dir) / "models" / _slug(row.options() | {"infer": {}})
+        model.save_pretrained(folder)
+        return str(folder), spent
 
 
 BASE_CACHE_KEYS = ("representation", "mode", "freq_attention", "formulation")
@@ -423,14 +503,22 @@ def common(cfg: Any) -> dict[str, Any]:
     return {key: getattr(cfg, key) for key in keys}
 
 
+def base_key(row: Any, cfg: Any) -> str:
+    """Names the base a row starts from: rows with equal keys share one pretrained base."""
+    model, train = dict(row.model), dict(row.train)
+    overrides = dict(cfg.model) | {k: model[k] for k in BASE_CACHE_KEYS if k in model}
+    key = {"model": overrides, "phase_losses": train["phase_losses"],
+           "scratch": train["finetuning"] == "scratch"}
+    return _slug(key)
+
+
 def ensure_base(row: Any, cfg: Any, profile: str, work_dir: Path) -> Path:
     """Pretrain (or reuse) the base model of ``row``; returns its weights folder."""
 
     model, train = dict(row.model), dict(row.train)
     scratch = train["finetuning"] == "scratch"
     overrides = dict(cfg.model) | {k: model[k] for k in BASE_CACHE_KEYS if k in model}
-    key = {"model": overrides, "phase_losses": train["phase_losses"], "scratch": scratch}
-    out_dir = Path(work_dir) / "bases" / _slug(key)
+    out_dir = Path(work_dir) / "bases" / base_key(row, cfg)
     weights = out_dir / "weights" / "base"
     if not (weights / "stemprover.json").exists():
         pcfg = PretrainConfig(
@@ -468,6 +556,7 @@ def train_row(row: Any, cfg: Any, profile: str, work_dir: Path):
         adapter_steps=0 if general_only else cfg.adapter_steps,
         warmup_steps=min(5, cfg.general_steps // 4),
         checkpoint_every=0,
+        general_share=cfg.general_share,
         regression=False,
         base=str(base),
         loss=loss_config(train["phase_losses"], cfg.loss, _formulation(row, cfg)),
@@ -488,6 +577,7 @@ def train_full(lcfg: Any, profile: str, base: Path, out_dir: Path, steps: int):
     import torch
     from diffusers import DDPMScheduler
 
+    seed_everything(lcfg.seed)  # the adapters' random start: the same in any process or order
     train = load_pairs(default_manifest(profile), "train")
     model = load_base(base, model_config(profile, **model_overrides(lcfg)))
     model.add_adapters()

@@ -162,7 +162,8 @@ def train_control_lora(
             done = run_phase(
                 accelerator, model, params, subset,
                 lambda batch, gen, name=name: diffusion_step(
-                    model, loss_fn, scheduler, batch, gen, adapter=_phase_adapter(name, batch),
+                    model, loss_fn, scheduler, batch, gen,
+                    adapter=_phase_adapter(name, batch, gen, cfg.general_share),
                     mixture_dropout=cfg.mixture_dropout),
                 _spec(cfg, name, steps, model.config, _stamp(base), len(indices)),
                 out_dir / "checkpoints", log, budget, progress,
@@ -199,16 +200,26 @@ def train_control_lora(
         return model
 
 
-def _phase_adapter(phase: str, batch: dict):
+def _phase_adapter(phase: str, batch: dict, generator: torch.Generator | None = None,
+                   general_share: float = 0.0):
     """The adapter weights a phase trains with.
 
     The general phase conditions every pair on its own artifact type (tokens and output head
     of that type, shared control branch): trained on one head for all types, the types'
-    gradients cancel at the start (see results/design/bridge_study.md). Later phases train
-    their own adapter.
+    gradients cancel at the start (see results/design/bridge_study.md). A share
+    ``general_share`` of the pairs is conditioned on ``general`` instead, whatever their
+    type, so that the default adapter also learns every type (as condition dropout does for
+    classifier-free guidance). Later phases train their own adapter.
     """
     if phase == "general" and "adapter" in batch:
-        return batch["adapter"]
+        labels = batch["adapter"]
+        if general_share > 0.0:
+            labels = labels.clone()
+            device = generator.device if generator is not None else labels.device
+            draw = torch.rand(labels.shape[0], generator=generator, device=device)
+            draw = draw.to(labels.device)
+            labels[draw < general_share] = ADAPTERS.index("general")
+        return labels
     return phase
 
 
@@ -237,7 +248,10 @@ def _monitor(cfg: LoraTrainConfig, model, valid, out_dir: Path, phase: str) -> M
         indices = spread(indices_by_adapter(valid)[phase], cfg.n_monitor)
     if not indices:
         return None
-    adapter = {"regression": None, "general": "own"}.get(phase, phase)
+    # With a general share the `general` adapter has learnt every type: it is what a user
+    # gets by default, so its gain on all pairs is what the curve follows and the kept step maximises.
+    general = "general" if cfg.general_share > 0 else "own"
+    adapter = {"regression": None, "general": general}.get(phase, phase)
     stft_cfg = StftConfig(cfg.n_fft, cfg.hop_length)
     evaluate = lambda: gain_on_pairs(model, valid, indices, sample_rate=cfg.sample_rate,  # noqa: E731
                                      stft_cfg=stft_cfg, steps=cfg.valid_steps, adapter=adapter,
@@ -260,7 +274,11 @@ def choose_blend(cfg: LoraTrainConfig, model: StemProverModel, valid, out_dir: P
     groups = indices_by_adapter(valid)
     rows, blend = [], {}
     for name in model.adapter_names:
-        indices = spread(groups[name] if groups[name] else groups_all(groups), cfg.n_valid)
+        if name == "general" and cfg.general_share > 0:
+            # trained with a share of every type, it is chosen on every type's pairs
+            indices = validation_indices(valid, cfg.n_valid)
+        else:
+            indices = spread(groups[name] if groups[name] else groups_all(groups), cfg.n_valid)
         gains = np.zeros(len(alphas))
         for start in range(0, len(indices), cfg.batch_size):
             chunk = indices[start : start + cfg.batch_size]

@@ -68,6 +68,7 @@ class LoraTrainConfig:
     mixed_precision: str = "auto"
     torch_threads: int = 0  # CPU intra-op threads; 0 = torch's default
     mixture_dropout: float = 0.2  # share of items trained without the mixture (CLI may lack it)
+    general_share: float = 0.0  # general phase: share of pairs conditioned on `general`, not their type
     regression: bool = True  # also train the regression baseline with the same budget
     parallel_regression: bool = False  # train it in a second process, beside the branch (a core each)
     n_valid: int = 8  # held-out pairs for validation SI-SDR and phase deviation
