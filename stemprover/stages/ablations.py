@@ -23,7 +23,7 @@ freq_attention      on | off
 mode                pixel | latent
 lora_rank           the profile's rank | the ranks in ``lora_ranks``
 adapters            per_artifact | general (one adapter for every artifact)
-steps               4 | the values in ``steps``
+steps               ``reference_steps`` (4; the cpu profile: 1) | the values in ``steps``
 strength            1.0 | the values in ``strengths``
 overlap             0.25 | the values in ``overlaps`` (fraction of a segment)
 ==================  ==========================================================
