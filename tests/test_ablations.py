@@ -114,7 +114,7 @@ def test_models_are_trained_bases_first_and_each_costs_its_own_and_its_bases_sec
 
     def pretrain(row, cfg, profile, work_dir):
         calls.append(("base", row.name))
-        return "unused", 10.0 if dict(row.model).get("mode") == "latent" else 1.0
+        return 10.0 if dict(row.model).get("mode") == "latent" else 1.0
 
     def train(row, cfg, profile, work_dir):
         calls.append(("row", row.name))

@@ -440,7 +440,7 @@ def train_models(rows: list[Row], cfg: AblationConfig, profile: str, work_dir: P
                     done[kind, futures[future]] = future.result()
                     bar.update(1)
     bar.close()
-    base_seconds = {base_key(row, cfg): done["base", row.train_key][1] for row in bases}
+    base_seconds = {base_key(row, cfg): done["base", row.train_key] for row in bases}
     folders, seconds = {}, {}
     for row in distinct:
         folder, spent = done["row", row.train_key]
@@ -449,15 +449,16 @@ def train_models(rows: list[Row], cfg: AblationConfig, profile: str, work_dir: P
     return folders, seconds
 
 
-def _pretrain_task(row: Row, cfg: AblationConfig, profile: str, work_dir: Path
-                   ) -> tuple[str, float]:
+def _pretrain_task(row: Row, cfg: AblationConfig, profile: str, work_dir: Path) -> float:
+    """Pretrain the base of ``row`` (it is saved under ``work_dir``); returns its seconds."""
     with cpu_threads(cfg.torch_threads):
         start = time.perf_counter()
-        weights = ensure_base(row, cfg, profile, work_dir)
-        return str(weights), time.perf_counter() - start
+        ensure_base(row, cfg, profile, work_dir)
+        return time.perf_counter() - start
 
 
 def _row_task(row: Row, cfg: AblationConfig, profile: str, work_dir: Path) -> tuple[str, float]:
+    """Train the model of ``row`` and save it; returns its folder and its seconds."""
     with cpu_threads(cfg.torch_threads):
         start = time.perf_counter()
         model = train_row(row, cfg, profile, work_dir)
@@ -503,11 +504,16 @@ def common(cfg: Any) -> dict[str, Any]:
     return {key: getattr(cfg, key) for key in keys}
 
 
+def base_overrides(row: Any, cfg: Any) -> dict[str, Any]:
+    """The ModelConfig overrides of a row's base: the grid's, plus the row's base-shaping ones."""
+    model = dict(row.model)
+    return dict(cfg.model) | {k: model[k] for k in BASE_CACHE_KEYS if k in model}
+
+
 def base_key(row: Any, cfg: Any) -> str:
     """Names the base a row starts from: rows with equal keys share one pretrained base."""
-    model, train = dict(row.model), dict(row.train)
-    overrides = dict(cfg.model) | {k: model[k] for k in BASE_CACHE_KEYS if k in model}
-    key = {"model": overrides, "phase_losses": train["phase_losses"],
+    train = dict(row.train)
+    key = {"model": base_overrides(row, cfg), "phase_losses": train["phase_losses"],
            "scratch": train["finetuning"] == "scratch"}
     return _slug(key)
 
@@ -517,7 +523,6 @@ def ensure_base(row: Any, cfg: Any, profile: str, work_dir: Path) -> Path:
 
     model, train = dict(row.model), dict(row.train)
     scratch = train["finetuning"] == "scratch"
-    overrides = dict(cfg.model) | {k: model[k] for k in BASE_CACHE_KEYS if k in model}
     out_dir = Path(work_dir) / "bases" / base_key(row, cfg)
     weights = out_dir / "weights" / "base"
     if not (weights / "stemprover.json").exists():
@@ -529,7 +534,7 @@ def ensure_base(row: Any, cfg: Any, profile: str, work_dir: Path) -> Path:
             autoencoder_steps=cfg.autoencoder_steps if model.get("mode") == "latent" else 0,
             n_valid=cfg.batch_size,
             loss=loss_config(train["phase_losses"], cfg.loss, _formulation(row, cfg)),
-            model=overrides,
+            model=base_overrides(row, cfg),
         )
         pretrain_base(pcfg, profile, out_dir=out_dir, progress=False)
     return weights
