@@ -256,3 +256,30 @@ def test_notebook_parameters_match_the_profiles(stage):
         sections = load_profile(profile)
         keys = set(sections.get("common", {})) | set(sections.get(stage, {}))
         assert keys <= set(defaults), (profile, sorted(keys - set(defaults)))
+
+
+def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkeypatch):
+    import stemprover.stages.evaluation as evaluation
+    from stemprover.inference.enhance import enhance
+    from stemprover.inference.projection import enhance_stems
+    from tests.test_enhance import RegressionFake
+
+    model = RegressionFake(gain=0.5)
+    monkeypatch.setattr(evaluation, "_load", lambda path, profile, kind: model)
+    cfg = _cfg(systems=["regression", "stemprover", "bridge"], steps=[1], projection="before")
+    systems = make_systems(cfg, "smoke")
+    assert sorted(systems) == ["bridge", "regression", "stemprover@1"]
+    item = _item(3, 5.0)
+    projected = enhance_stems(item.separated, SR, model, mixture=item.mixture,
+                              projection="before")
+    for name in ("regression", "stemprover@1"):
+        out = systems[name](item)
+        assert sorted(out) == sorted(STEMS)  # all four cleaned, for the projection
+        for stem in STEMS:
+            np.testing.assert_array_equal(out[stem], projected[stem])
+    bridge = systems["bridge"](item)
+    assert sorted(bridge) == ["bass", "vocals"]  # only the scored stems, no projection
+    np.testing.assert_array_equal(
+        bridge["vocals"], enhance(item.separated["vocals"], SR, model, mixture=item.mixture))
+    with pytest.raises(StemproverError, match="unknown projection"):
+        make_systems(replace(cfg, projection="around"), "smoke")

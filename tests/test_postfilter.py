@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stemprover.constants import STEMS
-from stemprover.inference.postfilter import PostfilterConfig, _scaled_sizes, postfilter
+from stemprover.inference.postfilter import PostfilterConfig, postfilter, scaled_sizes
 
 SR = 16000
 
@@ -70,4 +70,4 @@ def test_smoothing_keeps_a_tone_and_removes_musical_noise():
 
 @pytest.mark.parametrize("rate, expected", [(44100, (2048, 512)), (16000, (1024, 256))])
 def test_stft_sizes_scale_with_rate(rate, expected):
-    assert _scaled_sizes(PostfilterConfig(), rate) == expected
+    assert scaled_sizes(PostfilterConfig(), rate) == expected

@@ -76,11 +76,12 @@ def test_benchmark_summary_keeps_the_contract_and_adds_training(smoke_table):
         "training": smoke_table,
     }
     summary = benchmark.summarise(cfg, tables, separator_rtf=2.0, device="cpu",
-                                  model_path=Path("models/default"))
+                                  model_path=Path("models/default"), projection_rtf=0.02)
     assert {"device", "rtf", "peak_mem_mb", "separator_cost_ratio"} <= set(summary)
     assert summary["separator_cost_ratio"] == pytest.approx(0.25)  # one step: 0.5 / 2.0
     assert summary["separator_cost_ratio_steps"] == 1
     assert summary["separator_cost_ratios"] == {"1": 0.25, "4": 1.0}
+    assert summary["projection_rtf"] == 0.02
     assert set(summary["training"]["kinds"]) == set(throughput.KINDS)
     assert summary["training"]["audio_s_per_s"] == pytest.approx(min(
         smoke_table.set_index("kind").loc[list(throughput.STEMPROVER_KINDS), "audio_s_per_s"]))
@@ -91,3 +92,11 @@ def test_every_profile_asks_for_the_training_throughput(profile):
 
     cfg = config_for(benchmark.PerformanceConfig, stage_params(profile, "07_performance"))
     assert cfg.training and cfg.training_repeats >= 2
+
+
+def test_projection_is_timed_on_four_stems_of_the_clip(tmp_path):
+    from stemprover.bench.clips import write_test_clip
+
+    clip = write_test_clip(tmp_path / "clip.wav", 1.0)
+    seconds = benchmark.time_projection(clip)
+    assert 0 < seconds < 60

@@ -217,6 +217,7 @@ class Enhancer:
                     f"{source.sample_rate} Hz; they must match"
                 )
         plan = self.plan(source)
+        self._detected = {}  # a judgement belongs to one source: ids are reused after it is freed
         self._gain = level_gain(source.energy)
         adder = OverlapAdder(plan, source.n_channels)
         size = self.options.batch_size

@@ -61,9 +61,9 @@ def postfilter(
         stem -> float32 ``(n_channels, n_samples)``, same shapes as the input.
     """
     cfg = cfg or PostfilterConfig()
-    n_fft, hop = _scaled_sizes(cfg, sample_rate)
+    n_fft, hop = scaled_sizes(cfg, sample_rate)
     if cfg.method == "wiener" and mixture is not None:
-        return _wiener(separated, mixture, n_fft, hop, cfg)
+        return wiener(separated, mixture, n_fft, hop, cfg)
     return {stem: smooth(audio, n_fft, hop, cfg) for stem, audio in separated.items()}
 
 
@@ -84,13 +84,14 @@ def smooth(audio: np.ndarray, n_fft: int, hop_length: int, cfg: PostfilterConfig
     return out.astype(np.float32)
 
 
-def _wiener(
+def wiener(
     separated: dict[str, np.ndarray],
     mixture: np.ndarray,
     n_fft: int,
     hop_length: int,
     cfg: PostfilterConfig,
 ) -> dict[str, np.ndarray]:
+    """The mixture STFT redistributed between stems whose magnitudes act as source models."""
     names = list(separated)
     length = mixture.shape[-1]
     mix_spec = librosa.stft(mixture, n_fft=n_fft, hop_length=hop_length)  # (C, F, T)
@@ -114,7 +115,7 @@ def _wiener(
     return result
 
 
-def _scaled_sizes(cfg: PostfilterConfig, sample_rate: int) -> tuple[int, int]:
+def scaled_sizes(cfg: PostfilterConfig, sample_rate: int) -> tuple[int, int]:
     """STFT sizes scaled from 44.1 kHz to ``sample_rate``, n_fft kept a power of two."""
     ratio = sample_rate / 44100
     n_fft = int(2 ** round(np.log2(max(64, cfg.n_fft * ratio))))

@@ -44,6 +44,7 @@ SYSTEM_LABELS = {
     "identity": "separator output",
     "postfilter": "post-filter",
     "regression": "regression U-Net",
+    "bridge": "bridge alone (no projection)",
     "irm1": "IRM1 (oracle)",
     "irm2": "IRM2 (oracle)",
     "ibm": "IBM (oracle)",

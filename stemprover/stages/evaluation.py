@@ -11,8 +11,10 @@ test set, only when ``musdb_root`` is set).
 
 Systems: ``identity`` (the separator output), ``postfilter`` (classical Wiener post-filter),
 ``regression`` (the U-Net of the same size trained without diffusion), ``stemprover@K``
-for K sampling steps with adapters chosen by the detectors, and the oracles ``irm1`` and
-``irm2`` as upper references.
+for K sampling steps, ``bridge`` (StemProver's model alone at its own step count, without
+the mixture projection), and the oracles ``irm1`` and ``irm2`` as upper references. The
+learned systems (``regression`` and ``stemprover@K``) share one mixture projection
+(``projection``, :mod:`stemprover.inference.projection`), so they differ only in the model.
 
 Files written to ``out_dir``:
 
@@ -77,8 +79,8 @@ from stemprover.dsp.audio import save_audio
 from stemprover.dsp.phase import phase_report
 from stemprover.dsp.spectral import StftConfig
 from stemprover.errors import StemproverError
-from stemprover.inference.enhance import enhance
 from stemprover.inference.postfilter import postfilter
+from stemprover.inference.projection import check_projection, enhance_stems
 from stemprover.metrics.bsseval import ReferenceBssEval
 from stemprover.metrics.signal import evaluate_pair
 from stemprover.metrics.stats import aggregate, significance
@@ -127,6 +129,9 @@ class EvaluationConfig:
     steps: list[int] = field(default_factory=lambda: [1, 4])  # one stemprover@K each (cpu: +25)
     strength: float | None = None  # None: enhance()'s default
     adapters: str = "general"  # or "auto" (detector-weighted mix), a name or a mix: design study rows 27-28
+    # the learned systems' four stems redistributed over the mixture by a Wiener filter:
+    # none, after (the model), before, or both (design study row 33)
+    projection: str = "none"
     batch_size: int = 8
     device: str = "cpu"
     torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
@@ -147,10 +152,11 @@ def stemprover_systems(cfg: EvaluationConfig) -> list[str]:
 
 def make_systems(cfg: EvaluationConfig, profile: str) -> dict[str, SystemFn]:
     """The systems named in ``cfg.systems``, with their models loaded."""
-    known = {"identity", "postfilter", "regression", "stemprover", "irm1", "irm2", "ibm"}
+    known = {"identity", "postfilter", "regression", "stemprover", "bridge", "irm1", "irm2", "ibm"}
     unknown = sorted(set(cfg.systems) - known)
     if unknown:
         raise StemproverError(f"unknown system(s) {', '.join(unknown)}; known: {sorted(known)}")
+    check_projection(cfg.projection)
     systems: dict[str, SystemFn] = {}
     for name in cfg.systems:
         if name == "identity":
@@ -162,6 +168,9 @@ def make_systems(cfg: EvaluationConfig, profile: str) -> dict[str, SystemFn]:
         elif name == "regression":
             model = _load(cfg.regression_dir, profile, "regression")
             systems[name] = _enhance_system(model, cfg, steps=1)
+        elif name == "bridge":
+            model = _load(cfg.model_dir, profile, "stemprover")
+            systems[name] = _enhance_system(model, cfg, steps=None, projection="none")
         else:
             model = _load(cfg.model_dir, profile, "stemprover")
             for steps, label in zip(cfg.steps, stemprover_systems(cfg)):
@@ -187,24 +196,21 @@ def _oracle_system(name: str) -> SystemFn:
     return run
 
 
-def _enhance_system(model, cfg: EvaluationConfig, steps: int) -> SystemFn:
-    options = {"steps": steps, "adapters": cfg.adapters, "batch_size": cfg.batch_size}
+def _enhance_system(
+    model, cfg: EvaluationConfig, steps: int | None, projection: str | None = None
+) -> SystemFn:
+    options = {"steps": steps, "adapters": cfg.adapters, "batch_size": cfg.batch_size,
+               "device": cfg.device, "seed": cfg.seed}
     if cfg.strength is not None:
         options["strength"] = cfg.strength
+    projection = cfg.projection if projection is None else projection
 
     def run(item: TestItem) -> dict[str, np.ndarray]:
-        return {
-            stem: enhance(
-                item.separated[stem],
-                item.sample_rate,
-                model,
-                mixture=item.mixture,
-                device=cfg.device,
-                seed=cfg.seed,
-                **options,
-            )
-            for stem in cfg.stems
-        }
+        # a projection needs all four stems cleaned, whichever of them are scored
+        stems = item.separated if projection != "none" else {
+            stem: item.separated[stem] for stem in cfg.stems}
+        return enhance_stems(stems, item.sample_rate, model, mixture=item.mixture,
+                             projection=projection, **options)
 
     return run
 

@@ -11,7 +11,8 @@ peak resident set size of the process, sampled every 10 ms by a thread (tracemal
 see torch's allocations). RSS never shrinks much once the allocator holds pages, so the
 duration sweep runs from short to long: a flat peak across it means memory does not grow
 with duration. HTDemucs (default size, random weights: the same cost as trained ones) is
-timed on the same clip and device, through ``demucs.apply.apply_model``. Training
+timed on the same clip and device, through ``demucs.apply.apply_model``, and the mixture
+projection of four stems (:mod:`stemprover.inference.projection`) on the same clip. Training
 throughput (seconds of audio learned per wall-clock second, FLOPs per audio second) of each
 training stage is measured by :mod:`stemprover.bench.throughput` and written to ``training.csv``.
 """
@@ -38,6 +39,7 @@ from stemprover.bench.throughput import throughput_summary, training_throughput
 from stemprover.constants import STEMS
 from stemprover.errors import StemproverError
 from stemprover.inference.enhance import EnhanceOptions, Enhancer, enhance_file, resolve_model
+from stemprover.inference.projection import project
 from stemprover.project.paths import cache_dir, repo_root, results_dir
 from stemprover.project.runtime import cpu_threads, resolve_device
 
@@ -145,6 +147,21 @@ def time_enhance(model, clip: Path, device: str, **options: Any) -> dict[str, fl
             "rtf": elapsed / seconds_audio, "peak_mem_mb": memory.peak_mb}
 
 
+def time_projection(clip: Path) -> float:
+    """Seconds the mixture projection takes for four stems of ``clip``'s length.
+
+    The stems are the clip and three time-rolled copies of it; their sum is the mixture.
+    """
+    audio, rate = sf.read(str(clip), dtype="float32", always_2d=True)
+    audio = np.ascontiguousarray(audio.T)
+    shifts = np.linspace(0, audio.shape[1], len(STEMS), endpoint=False).astype(int)
+    stems = {stem: np.roll(audio, int(shift), axis=1) for stem, shift in zip(STEMS, shifts)}
+    mixture = np.sum(list(stems.values()), axis=0)
+    start = time.perf_counter()
+    project(stems, rate, mixture)
+    return time.perf_counter() - start
+
+
 def time_htdemucs(clip: Path, device: str, segment: float = 10.0, seed: int = 0) -> float:
     """Seconds HTDemucs (default size, random weights) takes to separate ``clip``."""
     import torch
@@ -239,6 +256,7 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
         path = write_test_clip(clips / f"clip_{seconds:g}s.wav", seconds, cfg.seed)
         separator_rtf = time_htdemucs(path, device, cfg.separator_segment, cfg.seed) / seconds
         bar.update()
+    projection_rtf = time_projection(clip) / cfg.clip_seconds
     tables = {name: pd.DataFrame(r) for name, r in rows.items()}
     if cfg.training:
         tables["training"] = training_throughput(
@@ -253,7 +271,7 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
             steps=cfg.scaling_steps, seed=cfg.seed)
         bar.update()
     bar.close()
-    summary = summarise(cfg, tables, separator_rtf, device, model_path)
+    summary = summarise(cfg, tables, separator_rtf, device, model_path, projection_rtf)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
@@ -275,11 +293,14 @@ def scaling_processes(cfg: PerformanceConfig, device: str) -> list[int]:
 
 
 def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
-              separator_rtf: float | None, device: str, model_path: Path) -> dict[str, Any]:
+              separator_rtf: float | None, device: str, model_path: Path,
+              projection_rtf: float | None = None) -> dict[str, Any]:
     """The summary.json content (see DESIGN.md's contract).
 
     ``separator_cost_ratio`` is taken at one sampling step (the predictive model, the cheapest
     enhancement); ``separator_cost_ratios`` holds it for every step count measured.
+    ``projection_rtf`` is the mixture projection of a song's four stems (CPU, numpy and
+    torch), paid once per song on top of the four stems' enhancement.
     """
 
     steps = tables["steps"].set_index("steps")
@@ -318,6 +339,7 @@ def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
         "separator_rtf": separator_rtf,
         "separator_clip_seconds": cfg.separator_clip_seconds or cfg.clip_seconds,
         "enhance_seconds_4_steps": None if four is None else float(four),
+        "projection_rtf": projection_rtf,
         "clip_seconds": cfg.clip_seconds,
         "clip_sample_rate": CLIP_RATE,
         "clip_channels": 2,

@@ -1,0 +1,87 @@
+"""Mixture projection of the four cleaned stems of one song."""
+
+import numpy as np
+import pytest
+
+from stemprover.constants import STEMS
+from stemprover.errors import StemproverError
+from stemprover.inference.enhance import enhance
+from stemprover.inference.postfilter import postfilter
+from stemprover.inference.projection import enhance_stems, project
+from tests.test_enhance import RegressionFake
+
+SR = 16000
+
+
+def _song(seconds=1.0, seed=0):
+    """Four tonal sources and separated stems that each carry 30% of the next source."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    # panned tones with a little noise of their own in each channel: every source has a
+    # full-rank spatial covariance, as real stereo stems do
+    sources = {
+        stem: (np.stack([0.2 * np.sin(2 * np.pi * f * t), 0.1 * np.sin(2 * np.pi * f * t + 1)])
+               + 0.01 * rng.standard_normal((2, t.size))).astype(np.float32)
+        for stem, f in zip(STEMS, (440.0, 1500.0, 110.0, 3000.0))
+    }
+    separated = {s: sources[s] + 0.3 * sources[STEMS[(i + 1) % 4]] for i, s in enumerate(STEMS)}
+    return sources, separated, sum(sources.values())
+
+
+def _snr(estimate, reference):
+    return 10 * np.log10(np.sum(reference**2) / np.sum((estimate - reference) ** 2))
+
+
+def test_an_identity_model_then_projection_is_the_wiener_post_filter():
+    _, separated, mixture = _song()
+    cleaned = enhance_stems(separated, SR, RegressionFake(), mixture=mixture)
+    expected = postfilter(separated, SR, mixture=mixture)
+    for stem in STEMS:
+        np.testing.assert_allclose(cleaned[stem], expected[stem], atol=1e-4)
+    assert _snr(sum(cleaned.values()), mixture) > 30  # the stems sum back to the mixture
+
+
+def test_projection_removes_bleed_that_the_model_left():
+    sources, separated, mixture = _song()
+    cleaned = enhance_stems(separated, SR, RegressionFake(), mixture=mixture, projection="both")
+    for stem in STEMS:
+        assert _snr(cleaned[stem], sources[stem]) > _snr(separated[stem], sources[stem]) + 6
+
+
+def test_no_projection_is_the_model_alone_and_the_order_matters():
+    _, separated, mixture = _song()
+    model = RegressionFake(gain=0.5)  # halves every stem: the projection restores the level
+    alone = enhance_stems({"vocals": separated["vocals"]}, SR, model, mixture=mixture,
+                          projection="none")
+    np.testing.assert_array_equal(alone["vocals"],
+                                  enhance(separated["vocals"], SR, model, mixture=mixture))
+    after = enhance_stems(separated, SR, model, mixture=mixture, projection="after")
+    before = enhance_stems(separated, SR, model, mixture=mixture, projection="before")
+    assert _snr(sum(after.values()), mixture) > 30
+    projected = project(separated, SR, mixture)
+    for stem in STEMS:  # the model acted last, on the projected stems
+        np.testing.assert_array_equal(
+            before[stem], enhance(projected[stem], SR, model, mixture=mixture))
+    assert _snr(sum(before.values()), mixture) < 10
+
+
+@pytest.mark.parametrize("stems,mixture,message", [
+    (["vocals", "bass"], True, "needs all four stems; missing drums, other"),
+    (STEMS, False, "needs the mixture"),
+])
+def test_projection_refuses_what_it_cannot_project(stems, mixture, message):
+    _, separated, mix = _song(0.2)
+    model = RegressionFake()
+    with pytest.raises(StemproverError, match=message):
+        enhance_stems({s: separated[s] for s in stems}, SR, model,
+                      mixture=mix if mixture else None)
+    assert model.calls == []  # refused before the model ran
+    with pytest.raises(StemproverError, match="unknown projection 'sideways'"):
+        enhance_stems(separated, SR, model, mixture=mix, projection="sideways")
+
+
+def test_project_keeps_shapes_and_dtype():
+    _, separated, mixture = _song(0.5)
+    out = project(separated, SR, mixture)
+    assert list(out) == list(STEMS)
+    assert all(out[s].shape == mixture.shape and out[s].dtype == np.float32 for s in STEMS)
