@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +279,57 @@ def test_preview_never_replaces_a_file_without_overwrite(tiny_model, tmp_path, c
     assert sorted(p.name for p in out.iterdir()) == ["v.enhanced.png"]
     assert _enhance(tiny_model, src, "-o", out, "--preview", "--overwrite") == 0
     assert old.read_bytes().startswith(b"\x89PNG")
+
+
+def _song_files(folder: Path, seconds: float = 1.0, names=None) -> tuple[dict, Path]:
+    """Four panned tones with 30% of the next one each (bleed), their mixture, as files."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * RATE)) / RATE
+    stems = ("vocals", "drums", "bass", "other")
+    sources = {s: np.stack([0.2 * np.sin(2 * np.pi * f * t), 0.1 * np.sin(2 * np.pi * f * t + 1)])
+               + 0.01 * rng.standard_normal((2, t.size))
+               for s, f in zip(stems, (440.0, 1500.0, 110.0, 3000.0))}
+    names = names or {s: f"song_{s}.wav" for s in stems}
+    paths = {s: _write(folder / names[s], (sources[s] + 0.3 * sources[stems[(i + 1) % 4]])
+                       .astype(np.float32)) for i, s in enumerate(stems)}
+    return paths, _write(folder / "song.wav", sum(sources.values()).astype(np.float32))
+
+
+def test_project_cleans_the_four_projected_stems(tiny_model, tmp_path):
+    from stemprover.inference.enhance import enhance
+    from stemprover.inference.projection import project
+    from stemprover.model import load_model
+
+    paths, mix = _song_files(tmp_path)
+    assert _enhance(tiny_model, *paths.values(), "--mixture", mix, "--project",
+                    "-o", tmp_path / "out") == 0
+    stems = {s: sf.read(p, dtype="float32", always_2d=True)[0].T for s, p in paths.items()}
+    mixture = sf.read(mix, dtype="float32", always_2d=True)[0].T
+    projected = project(stems, RATE, mixture)
+    model = load_model(tiny_model)
+    for stem, path in paths.items():
+        out = sf.read(tmp_path / "out" / f"{path.stem}.enhanced.wav", dtype="float32",
+                      always_2d=True)[0].T
+        expected = enhance(projected[stem], RATE, model, mixture=mixture)
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+        assert np.abs(out - expected).max() < 1e-5 < np.abs(out - stems[stem]).max()
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no_mixture", "--project needs --mixture"),
+    ("three", r"one file each; got other \(0 files\)"),
+    ("two_names", "this one names 2"),
+    ("short_mixture", "they must match"),
+])
+def test_project_refuses_what_is_not_one_song(tiny_model, tmp_path, capsys, case, message):
+    names = ({s: f"{s}.wav" for s in ("vocals", "drums", "bass", "other")} if case != "two_names"
+             else {"vocals": "vocals_and_bass.wav", "drums": "drums.wav", "bass": "bass.wav",
+                   "other": "other.wav"})
+    paths, mix = _song_files(tmp_path, names=names)
+    inputs = [p for s, p in paths.items() if not (case == "three" and s == "other")]
+    options = [] if case == "no_mixture" else ["--mixture", mix]
+    if case == "short_mixture":
+        options = ["--mixture", _write(tmp_path / "short.wav", np.zeros((2, 4000), np.float32))]
+    assert _enhance(tiny_model, *inputs, *options, "--project", "-o", tmp_path / "out") == 1
+    assert re.search(message, _error_line(capsys))
+    assert not (tmp_path / "out").exists()  # nothing written, no folder left behind

@@ -567,6 +567,7 @@ def enhance_file(
     output_format: str = "float32",
     overwrite: bool = True,
     cancel: Any = None,
+    audio: tuple[np.ndarray, int] | None = None,
     **options: Any,
 ) -> Path:
     """Enhance a file into ``out_dir/<name>.enhanced.wav``, streaming it in blocks.
@@ -585,6 +586,8 @@ def enhance_file(
         overwrite: Replace an existing output (False: refuse with an error).
         cancel: A ``threading.Event``; once set, the write stops with
             :class:`stemprover.inference.streaming.Cancelled` and leaves nothing behind.
+        audio: ``((C, n) array, sample_rate)`` enhanced in place of the file's content (the
+            stem after a mixture projection); ``in_path`` still names the output.
         **options: :class:`EnhanceOptions` fields.
 
     Returns:
@@ -601,7 +604,10 @@ def enhance_file(
             raise StemproverError(f"{target}: refusing to overwrite an input file")
     if not overwrite and target.exists():
         raise StemproverError(f"{target}: already exists; pass --overwrite to replace it")
-    source, mix = open_source(in_path, stem)
+    if audio is None:
+        source, mix = open_source(in_path, stem)
+    else:
+        source, mix = ArraySource(audio[0], int(audio[1]), str(in_path)), None
     check_rate(source.sample_rate, str(in_path))
     minimum = enhancer.min_samples(source.sample_rate)
     if source.n_samples < minimum:

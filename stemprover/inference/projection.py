@@ -2,6 +2,7 @@
 
     cleaned = enhance_stems(separated, 44100, model, mixture=song)            # "after" (default)
     cleaned = enhance_stems(separated, 44100, model, mixture=song, projection="none")
+    stemprover enhance vocals.wav drums.wav bass.wav other.wav --mixture song.wav --project -o out/
 
 A stem cleaned on its own cannot know what the other three took from the mixture. Once all
 four are cleaned, their magnitudes are used as source models of a multichannel Wiener filter
@@ -16,12 +17,15 @@ and a residual) loses on every test set, so projection needs all four stems.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stemprover.constants import STEMS
+from stemprover.dsp.audio import load_audio
 from stemprover.errors import StemproverError
 from stemprover.inference.enhance import EnhanceOptions, Enhancer, enhance
 from stemprover.inference.postfilter import PostfilterConfig, scaled_sizes, wiener
@@ -97,3 +101,60 @@ def enhance_stems(
     if projection in ("after", "both"):
         current = project(current, sample_rate, mixture)
     return current
+
+
+def stems_by_name(paths: list[str]) -> dict[str, str]:
+    """The four stem files of one song, each known by the stem its file name holds.
+
+    A name holds a stem when the stem's name is one of its words (``song_vocals.wav``,
+    ``Bass.flac``, ``03 - drums.wav``); each of the four must be named by exactly one file.
+
+    Raises:
+        StemproverError: unless the files are exactly the four stems, once each.
+    """
+    found: dict[str, list[str]] = {stem: [] for stem in STEMS}
+    for path in paths:
+        words = set(re.split(r"[^a-z]+", Path(path).name.lower()))
+        named = [stem for stem in STEMS if stem in words]
+        if len(named) != 1:
+            raise StemproverError(
+                f"{path}: --project needs files whose names say which one stem they hold "
+                f"({', '.join(STEMS)}); this one names {len(named) or 'none'}"
+            )
+        found[named[0]].append(path)
+    wrong = [f"{stem} ({len(files)} files)" for stem, files in found.items() if len(files) != 1]
+    if wrong:
+        raise StemproverError(
+            "--project needs the four stems of one song, one file each; got " + ", ".join(wrong)
+        )
+    return {stem: files[0] for stem, files in found.items()}
+
+
+def load_projected(
+    paths: Mapping[str, str], mixture_path: str, min_samples: int = 1
+) -> tuple[dict[str, np.ndarray], int]:
+    """Load a song's four stem files and its mixture, and project the stems onto it.
+
+    The files are read whole (the filter's statistics span the song): about 1 GB of memory
+    per minute of stereo audio at 44.1 kHz.
+
+    Returns:
+        ``(path -> projected (C, n) float32 stem, sample_rate)``.
+
+    Raises:
+        StemproverError: for a file that cannot be read, holds bad samples, or differs from
+            the mixture in rate, length or channels.
+    """
+    mixture, rate = load_audio(mixture_path, min_samples=min_samples)
+    stems = {}
+    for stem, path in paths.items():
+        audio, stem_rate = load_audio(path, min_samples=min_samples)
+        if (stem_rate, audio.shape) != (rate, mixture.shape):
+            raise StemproverError(
+                f"{path}: {audio.shape[0]} channel(s), {audio.shape[1]} samples at "
+                f"{stem_rate} Hz, but the mixture {mixture_path} has {mixture.shape[0]}, "
+                f"{mixture.shape[1]} at {rate} Hz; they must match"
+            )
+        stems[stem] = audio
+    projected = project(stems, rate, mixture)
+    return {paths[stem]: projected[stem] for stem in STEMS}, rate
