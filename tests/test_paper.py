@@ -431,3 +431,29 @@ def test_an_ablation_grid_from_another_commit_is_said_to_be(root):
     build.generate("cpu")
     said = read_macros(root / "paper/generated/claims.tex")["spClaimAblations"]
     assert "This grid was computed" not in said and said.startswith("The reference setting")
+
+
+def test_projection_claims_follow_the_run_record_and_set_the_bridge_apart(root):
+    res = fx.write_results(root, "cpu")
+    path = res / "05_evaluation" / "aggregate.csv"
+    agg = pd.read_csv(path)
+    bridge = agg[agg.system == "identity"].copy()
+    bridge["system"] = "bridge"
+    for column in ("mean", "ci_low", "ci_high"):
+        bridge[column] += 0.75
+    pd.concat([agg, bridge]).to_csv(path, index=False)
+    (res / "05_evaluation" / "per_track.csv").unlink()
+    run = res / "05_evaluation" / "run.json"
+    record = json.loads(run.read_text()) if run.exists() else {}
+    for projection, note in (("none", "without the mixture projection"),
+                             ("before", "first redistribute the mixture")):
+        record["params"] = {**record.get("params", {}), "projection": projection}
+        run.write_text(json.dumps(record))
+        loaded = data.load("cpu", strict=False)
+        macros = claims.claims(loaded, claims.targets(loaded))
+        assert note in macros["spProjectionNote"]
+        sentence = macros["spClaimProjection"]
+        if projection == "none":
+            assert sentence == ""
+        else:  # bridge +0.75, post-filter +0.25, StemProver at 4 steps +2.50 (fixture offsets)
+            assert "+0.75, +0.25 and +2.50~dB on the" in sentence

@@ -270,6 +270,8 @@ def claims(data: PaperData, found: list[Target]) -> Macros:
         ),
     )
     m.add("claim regression", _regression_sentence(data, label))
+    m.add("claim projection", _projection_sentence(data, sisdr))
+    m.add("projection note", _projection_note(data))
     m.add("claim steps", _steps_sentence(data, sisdr))
     m.add("claim best steps", _best_steps_sentence(data))
     m.add("claim training", _training_sentence(data))
@@ -321,6 +323,46 @@ def _regression_sentence(data: PaperData, label: str) -> str:
     return "Against the regression U-Net, " + "; ".join(parts) + ". " + verdict
 
 
+PROJECTION_NOTES = {
+    "none": "In this run the learned systems clean each stem on its own, without the mixture "
+            "projection.",
+    "before": "In this run \\sysname{} and the regression U-Net both first redistribute the "
+              "mixture between the four separated stems with the post-filter's Wiener filter "
+              "(the mixture projection), then clean each stem with their model.",
+    "after": "In this run \\sysname{} and the regression U-Net both clean each stem with their "
+             "model, then redistribute the mixture between the four cleaned stems with the "
+             "post-filter's Wiener filter (the mixture projection).",
+    "both": "In this run \\sysname{} and the regression U-Net both apply the post-filter's "
+            "Wiener filter to the four stems before and after their model.",
+}
+
+
+def projection(data: PaperData) -> str:
+    """The mixture projection 05 ran with (its run record; "none" before there was one)."""
+    params = data.runs.get("05_evaluation", {}).get("params", {})
+    return str(params.get("projection", "none"))
+
+
+def _projection_note(data: PaperData) -> str:
+    return PROJECTION_NOTES.get(projection(data), "")
+
+
+def _projection_sentence(data: PaperData, sisdr: str | None) -> str:
+    """What the bridge and the projection each add, on every test set."""
+    if sisdr is None or projection(data) == "none" or not {"bridge", "postfilter"} <= set(
+            data.systems):
+        return ""
+    parts = []
+    for t in data.testsets:
+        alone, projected, both = (
+            data.stem_average_gain(t, name, sisdr).mean
+            for name in ("bridge", "postfilter", data.best_system(t)))
+        parts.append(f"{fmt(alone, 2, True)}, {fmt(projected, 2, True)} and "
+                     f"{fmt(both, 2, True)}~dB on the {escape(rio.testset_label(t))} set")
+    return ("The bridge alone, the mixture projection alone (the post-filter) and the two "
+            "together gain " + "; ".join(parts) + " (SI-SDR, mean of the stems).")
+
+
 def _steps_sentence(data: PaperData, sisdr: str | None) -> str:
     steps = data.steps
     if len(steps) < 2 or sisdr is None:
@@ -361,6 +403,9 @@ def _performance_sentence(data: PaperData) -> str:
     if finite(ratio):
         text += (f"; at one step, enhancing takes {fmt(ratio, 2)} times as long as HTDemucs "
                  "takes to separate the same clip there")
+    if finite(s.get("projection_rtf") or NAN):
+        text += (f". The mixture projection of a song's four stems adds a real-time factor of "
+                 f"{fmt(s['projection_rtf'], 3)} per song")
     return text + "."
 
 
