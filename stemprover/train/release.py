@@ -119,8 +119,13 @@ def model_card(profile: str, weights: Path, note: str = "") -> str:
                   "the method's ceiling."]
     if note:
         lines += ["", "## Notes", "", note]
-    lines += ["", "## Use", "", "```", "stemprover enhance separated_vocals.wav  "
-              "# uses models/default when no --model is given", "```", ""]
+    lines += ["", "## Use", "", "```", "stemprover enhance separated_vocals.wav -o cleaned/  "
+              "# uses models/default when no --model is given",
+              "stemprover enhance vocals.wav drums.wav bass.wav other.wav --mixture song.wav "
+              "--project -o cleaned/", "```", "",
+              "With a song's four stems and its mixture, `--project` first redistributes the "
+              "mixture between the stems with a Wiener filter and then cleans each one: the "
+              "system notebook 05 evaluates as StemProver.", ""]
     return "\n".join(lines)
 
 
