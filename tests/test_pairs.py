@@ -150,3 +150,26 @@ def test_max_segments_keeps_a_seeded_subset(corpus, tmp_path):
     again = json.loads(build_pairs(cfg, corpus, tmp_path / "b", progress=False).read_text())
     assert len(pairs["pairs"]) == 4 * 3  # 4 stems x 3 of their 14 segment-channels
     assert [p["file"] for p in pairs["pairs"]] == [p["file"] for p in again["pairs"]]
+
+
+def test_projected_pairs_hold_the_stems_after_the_mixture_projection(corpus, tmp_path):
+    from stemprover.corpus import load_track
+    from stemprover.inference.projection import project
+    from stemprover.separators import get_separator
+
+    cfg = _cfg(artifacts=[], blind_separators=["hpss"], projection="before",
+               max_tracks_per_split=1, splits=["valid"])
+    manifest = json.loads(build_pairs(cfg, corpus, tmp_path, progress=False).read_text())
+    assert manifest["config"]["projection"] == "before"
+    audio = load_track(corpus / "valid" / "c")
+    audio = {s: resample(audio[s], SR, 16000) for s in STEMS}
+    mixture = np.sum([audio[s] for s in STEMS], axis=0)
+    separated = get_separator("hpss").separate(mixture, 16000, references=audio)
+    projected = project(separated, 16000, mixture)
+    entry = next(p for p in manifest["pairs"] if p["stem"] == "drums" and p["channel"] == 0)
+    window = slice(entry["offset"], entry["offset"] + cfg.segment_samples)
+    with np.load(tmp_path / entry["file"]) as data:
+        np.testing.assert_allclose(data["separated"], projected["drums"][0, window], atol=1e-5)
+        assert not np.allclose(data["separated"], separated["drums"][0, window], atol=1e-3)
+    with pytest.raises(StemproverError, match="projection must be"):
+        _cfg(projection="after")

@@ -16,7 +16,10 @@ clean stem is silent are skipped: there is nothing to restore. Layout::
                                         "severity", "offset", "channel", "split"}]}
     out_dir/pairs/<split>/<track>/<stem>-<separator>-<offset>-<channel>.npz
 
-``offset`` is in samples at the model rate. Blind separators have no severity; their pairs
+With ``projection = "before"`` the four separated stems of each track and separator are
+first redistributed over the mixture by the Wiener filter of
+:mod:`stemprover.inference.projection`, so the pairs hold what 05's StemProver feeds its
+model. ``offset`` is in samples at the model rate. Blind separators have no severity; their pairs
 get ``severity = 1.0`` (real, full-strength artifacts). A second call with the same config
 and corpus returns the cached manifest.
 """
@@ -39,6 +42,7 @@ from stemprover.constants import ADAPTERS, ARTIFACTS, STEMS
 from stemprover.corpus import list_tracks, load_track
 from stemprover.dsp.audio import resample
 from stemprover.errors import StemproverError
+from stemprover.inference.projection import project
 from stemprover.project.paths import repo_root, results_dir
 from stemprover.project.seed import rng_for
 from stemprover.separators import get_separator
@@ -74,10 +78,16 @@ class PairsConfig:
     max_segments: int = 0  # per (track, stem, separator): keep this many segment-channels; 0: all
     max_tracks_per_split: int = 0  # 0: every track
     max_seconds: float = 0.0  # crop tracks to this length before separating; 0: whole track
+    # "before": pairs hold the separated stems after the mixture projection (what 05 feeds
+    # the model with projection "before"); "none": the separator output itself
+    projection: str = "none"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:
             raise StemproverError(f"PairsConfig.overlap must be in [0, 1), got {self.overlap}")
+        if self.projection not in ("none", "before"):
+            raise StemproverError(
+                f"PairsConfig.projection must be 'none' or 'before', got {self.projection!r}")
         if self.segment_seconds <= 0:
             raise StemproverError("PairsConfig.segment_seconds must be positive")
         bad = sorted(set(self.artifacts) - set(ARTIFACTS))
@@ -204,6 +214,8 @@ def build_pairs(
             separators[label] = get_separator(kwargs["name"], **args)
         separated = separators[label].separate(audio["mixture"], cfg.sample_rate, references=audio)
         mixture = audio["mixture"]
+        if cfg.projection == "before":
+            separated = project(separated, cfg.sample_rate, mixture)
         for stem in cfg.stems:
             clean, est = audio[stem], separated[stem]
             for offset, channel in sounding_units(clean, cfg, (track_dir.name, stem, label)):
