@@ -1,18 +1,19 @@
-"""Mixture projection: the four cleaned stems of one song, made to sum to its mixture.
+"""Mixture projection: the four stems of one song, redistributed over its mixture.
 
-    cleaned = enhance_stems(separated, 44100, model, mixture=song)            # "after" (default)
+    cleaned = enhance_stems(separated, 44100, model, mixture=song)        # "before" (default)
     cleaned = enhance_stems(separated, 44100, model, mixture=song, projection="none")
     stemprover enhance vocals.wav drums.wav bass.wav other.wav --mixture song.wav --project -o out/
 
-A stem cleaned on its own cannot know what the other three took from the mixture. Once all
-four are cleaned, their magnitudes are used as source models of a multichannel Wiener filter
+A stem cleaned on its own cannot know what the other three took from the mixture. The four
+stems' magnitudes are used as source models of a multichannel Wiener filter
 (:func:`stemprover.inference.postfilter.wiener`, Open-Unmix's), which redistributes the
 mixture STFT between them: whatever one stem lost and another kept goes back to the stem whose
-model claims it, and the four outputs sum to the mixture. This is the step that follows the
-network in Open-Unmix; here it follows (``after``) the bridge, precedes it (``before``, the
-predictor of a stochastic-regeneration cascade), or both (``both``). Design study row 33
-compares them on the valid split; a single stem against the rest of the mixture (one source
-and a residual) loses on every test set, so projection needs all four stems.
+model claims it, and the four outputs sum to the mixture. The filter can precede the model
+(``before``, the default: a predictor, then the generative model that repairs it, the order of
+stochastic regeneration), follow it (``after``, as the network and its Wiener step in
+Open-Unmix), or both (``both``). Design study row 33 chose ``before`` on the valid split; a
+single stem against the rest of the mixture (one source and a residual) lost on every test
+set there, so a projection needs all four stems.
 """
 
 from __future__ import annotations
@@ -69,10 +70,10 @@ def enhance_stems(
     model: Any = None,
     *,
     mixture: np.ndarray | None = None,
-    projection: str = "after",
+    projection: str = "before",
     **options: Any,
 ) -> dict[str, np.ndarray]:
-    """Clean every stem of one song with ``model``, then project them onto the mixture.
+    """Clean every stem of one song with ``model``, with the mixture projection around it.
 
     Args:
         stems: stem -> ``(C, n)`` separator output; all four unless ``projection="none"``.
