@@ -21,8 +21,8 @@ LAYERS = (
     ("corpus",),
     ("separators",),
     ("model",),
-    ("data",),
-    ("inference",),                 # never train, stages or report: the user's path stays small
+    ("inference",),                 # never data, train, stages or report: the user's path stays small
+    ("data",),                      # pairs may hold stems after inference's mixture projection
     ("train",),
     ("bench",),
     ("report",),                    # reads results; never runs a stage
