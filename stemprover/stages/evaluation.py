@@ -130,8 +130,8 @@ class EvaluationConfig:
     strength: float | None = None  # None: enhance()'s default
     adapters: str = "general"  # or "auto" (detector-weighted mix), a name or a mix: design study rows 27-28
     # the learned systems' four stems redistributed over the mixture by a Wiener filter:
-    # none, after (the model), before, or both (design study row 33)
-    projection: str = "none"
+    # before the model (chosen on the valid split, design study row 33), after, both or none
+    projection: str = "before"
     batch_size: int = 8
     device: str = "cpu"
     torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
