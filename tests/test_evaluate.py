@@ -264,6 +264,7 @@ def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkey
     from stemprover.inference.projection import enhance_stems
     from tests.test_enhance import RegressionFake
 
+    projected_input = evaluation.project
     model = RegressionFake(gain=0.5)
     monkeypatch.setattr(evaluation, "_load", lambda path, profile, kind: model)
     cfg = _cfg(systems=["regression", "stemprover", "bridge"], steps=[1], projection="before")
@@ -277,6 +278,13 @@ def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkey
         assert sorted(out) == sorted(STEMS)  # all four cleaned, for the projection
         for stem in STEMS:
             np.testing.assert_array_equal(out[stem], projected[stem])
+    calls = []
+    monkeypatch.setattr(evaluation, "project",
+                        lambda *args: calls.append(1) or projected_input(*args))
+    other = _item(4, 5.0)
+    for name in ("regression", "stemprover@1"):
+        systems[name](other)
+    assert len(calls) == 1  # the projected input is computed once per item, for all systems
     bridge = systems["bridge"](item)
     assert sorted(bridge) == ["bass", "vocals"]  # only the scored stems, no projection
     np.testing.assert_array_equal(

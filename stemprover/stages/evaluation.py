@@ -80,7 +80,7 @@ from stemprover.dsp.phase import phase_report
 from stemprover.dsp.spectral import StftConfig
 from stemprover.errors import StemproverError
 from stemprover.inference.postfilter import postfilter
-from stemprover.inference.projection import check_projection, enhance_stems
+from stemprover.inference.projection import check_projection, enhance_stems, project
 from stemprover.metrics.bsseval import ReferenceBssEval
 from stemprover.metrics.signal import evaluate_pair
 from stemprover.metrics.stats import aggregate, significance
@@ -157,6 +157,7 @@ def make_systems(cfg: EvaluationConfig, profile: str) -> dict[str, SystemFn]:
     if unknown:
         raise StemproverError(f"unknown system(s) {', '.join(unknown)}; known: {sorted(known)}")
     check_projection(cfg.projection)
+    projected = _shared_projection()
     systems: dict[str, SystemFn] = {}
     for name in cfg.systems:
         if name == "identity":
@@ -167,14 +168,14 @@ def make_systems(cfg: EvaluationConfig, profile: str) -> dict[str, SystemFn]:
             systems[name] = _oracle_system(name)
         elif name == "regression":
             model = _load(cfg.regression_dir, profile, "regression")
-            systems[name] = _enhance_system(model, cfg, steps=1)
+            systems[name] = _enhance_system(model, cfg, steps=1, projected=projected)
         elif name == "bridge":
             model = _load(cfg.model_dir, profile, "stemprover")
             systems[name] = _enhance_system(model, cfg, steps=None, projection="none")
         else:
             model = _load(cfg.model_dir, profile, "stemprover")
             for steps, label in zip(cfg.steps, stemprover_systems(cfg)):
-                systems[label] = _enhance_system(model, cfg, steps=steps)
+                systems[label] = _enhance_system(model, cfg, steps=steps, projected=projected)
     return systems
 
 
@@ -196,16 +197,36 @@ def _oracle_system(name: str) -> SystemFn:
     return run
 
 
+def _shared_projection() -> Callable[[TestItem], dict[str, np.ndarray]]:
+    """The projection of an item's separator output, computed once for every learned system."""
+    kept: dict[tuple, dict[str, np.ndarray]] = {}
+
+    def projected(item: TestItem) -> dict[str, np.ndarray]:
+        key = (item.testset, item.track, item.separator)
+        if key not in kept:
+            kept.clear()  # systems run item by item: one item's projection is enough
+            kept[key] = project(item.separated, item.sample_rate, item.mixture)
+        return kept[key]
+
+    return projected
+
+
 def _enhance_system(
-    model, cfg: EvaluationConfig, steps: int | None, projection: str | None = None
+    model, cfg: EvaluationConfig, steps: int | None, projection: str | None = None,
+    projected: Callable[[TestItem], dict[str, np.ndarray]] | None = None,
 ) -> SystemFn:
     options = {"steps": steps, "adapters": cfg.adapters, "batch_size": cfg.batch_size,
                "device": cfg.device, "seed": cfg.seed}
     if cfg.strength is not None:
         options["strength"] = cfg.strength
     projection = cfg.projection if projection is None else projection
+    projected = projected or _shared_projection()
 
     def run(item: TestItem) -> dict[str, np.ndarray]:
+        if projection in ("before", "both"):  # the shared projection, then what remains
+            return enhance_stems(projected(item), item.sample_rate, model, mixture=item.mixture,
+                                 projection="after" if projection == "both" else "none",
+                                 **options)
         # a projection needs all four stems cleaned, whichever of them are scored
         stems = item.separated if projection != "none" else {
             stem: item.separated[stem] for stem in cfg.stems}
