@@ -196,23 +196,24 @@ def test_featured_system_and_unknown_systems():
     assert featured_system(["identity", "stemprover@1", "stemprover@25"]) == "stemprover@1"
     assert featured_system(["identity", "regression"]) == "regression"
     with pytest.raises(StemproverError, match="unknown system"):
-        make_systems(_cfg(systems=["identity", "magic"]), "smoke")
+        make_systems(_cfg(systems=["identity", "magic"]))
 
 
 def test_resolve_separator_finds_the_trained_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
-    assert resolve_separator("hpss", "smoke") == "hpss"
+    weights_dir = "results/smoke/01_phase_analysis/weights"  # relative to the repository
+    assert resolve_separator("hpss", weights_dir) == "hpss"
     with pytest.raises(StemproverError, match="01_phase_analysis"):
-        resolve_separator("htdemucs", "smoke")
+        resolve_separator("htdemucs", weights_dir)
     weights = tmp_path / "results" / "smoke" / "01_phase_analysis" / "weights"
     weights.mkdir(parents=True)
     (weights / "htdemucs.json").write_text("{}")  # the training record is not a checkpoint
     with pytest.raises(StemproverError, match="01_phase_analysis"):
-        resolve_separator("htdemucs", "smoke")
+        resolve_separator("htdemucs", weights_dir)
     (weights / "htdemucs.pt").write_bytes(b"")
     # repository-relative: the spec is a column of per_track.csv and names no machine
     expected = "htdemucs:checkpoint=results/smoke/01_phase_analysis/weights/htdemucs.pt"
-    assert resolve_separator("htdemucs", "smoke") == expected
+    assert resolve_separator("htdemucs", weights_dir) == expected
 
 
 def test_shared_factorisation_bsseval_equals_museval():
@@ -266,9 +267,9 @@ def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkey
 
     projected_input = evaluation.project
     model = RegressionFake(gain=0.5)
-    monkeypatch.setattr(evaluation, "_load", lambda path, profile, kind: model)
+    monkeypatch.setattr(evaluation, "_load", lambda path, kind: model)
     cfg = _cfg(systems=["regression", "stemprover", "bridge"], steps=[1], projection="before")
-    systems = make_systems(cfg, "smoke")
+    systems = make_systems(cfg)
     assert sorted(systems) == ["bridge", "regression", "stemprover@1"]
     item = _item(3, 5.0)
     projected = enhance_stems(item.separated, SR, model, mixture=item.mixture,
@@ -290,4 +291,4 @@ def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkey
     np.testing.assert_array_equal(
         bridge["vocals"], enhance(item.separated["vocals"], SR, model, mixture=item.mixture))
     with pytest.raises(StemproverError, match="unknown projection"):
-        make_systems(replace(cfg, projection="around"), "smoke")
+        make_systems(replace(cfg, projection="around"))

@@ -48,7 +48,7 @@ def test_repository_relative_checkpoints_load_from_any_folder(tmp_path, monkeypa
     weights = tmp_path / "results" / "smoke" / "01_phase_analysis" / "weights"
     weights.mkdir(parents=True)
     (weights / "htdemucs.pt").write_bytes(b"not a checkpoint")
-    spec = resolve_separator("htdemucs", "smoke")
+    spec = resolve_separator("htdemucs", weights)
     monkeypatch.chdir(tmp_path.parent)  # found through the repository root, not the cwd
     with pytest.raises(StemproverError, match="not a readable checkpoint"):
         load_checkpoint("htdemucs", spec.split("checkpoint=")[1])

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from stemprover.bench.clips import write_test_clip
 from stemprover.bench.throughput import random_batch, stage_config, training_setup
@@ -59,8 +60,6 @@ def _torchrun(n_proc: int, module_args: list[str], threads: int) -> tuple[float,
 def train_steps(profile: str, kind: str, batch_size: int, warmup: int, repeats: int,
                 out: Path, seed: int = 0) -> None:
     """One process of a training launch: time ``repeats`` DDP steps after ``warmup`` ones."""
-    import torch
-
     accelerator = make_accelerator("auto")
     seed_everything(seed)
     setup = training_setup(profile, kind, str(accelerator.device), batch_size)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from stemprover.errors import StemproverError
 from stemprover.model import RegressionModel, StemProverModel, model_config
@@ -120,8 +122,6 @@ def training_setup(profile: str, kind: str, device: str = "cpu",
 
 def random_batch(batch_size: int, n_samples: int, device: str, seed: int = 0) -> dict:
     """``clean``, ``separated`` and ``mixture`` waves ``(batch_size, n_samples)``, seeded."""
-    import torch
-
     generator = torch.Generator().manual_seed(seed)
     waves = {k: 0.1 * torch.randn(batch_size, n_samples, generator=generator)
              for k in ("clean", "separated", "mixture")}
@@ -134,8 +134,6 @@ def _loss(output):
 
 def _sync(device: str) -> None:
     if str(device).startswith("cuda"):
-        import torch
-
         torch.cuda.synchronize()
 
 
@@ -147,9 +145,6 @@ def measure(setup: TrainingSetup, device: str = "cpu", warmup: int = 1, repeats:
         ``seconds_per_step`` (median), ``step_seconds_min``/``max``, ``flops_per_step``
         (forward + backward), ``audio_seconds_per_step`` and the derived throughputs.
     """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     cfg = setup.model.config
     n_samples = cfg.segment_samples
     batch = random_batch(setup.batch_size, n_samples, device, seed)
@@ -204,8 +199,6 @@ def training_throughput(profile: str, kinds=KINDS, device: str = "cpu", warmup: 
     :func:`measure` (seconds, audio seconds, ``audio_s_per_s``, FLOPs). A kind whose model
     cannot be built for this profile (the regression U-Net in latent mode) is left out.
     """
-    import torch
-
     rows = []
     for kind in kinds:
         seed_everything(seed)

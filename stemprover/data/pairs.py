@@ -43,7 +43,7 @@ from stemprover.corpus import list_tracks, load_track
 from stemprover.dsp.audio import resample
 from stemprover.errors import StemproverError
 from stemprover.inference.projection import project
-from stemprover.project.paths import repo_root, results_dir
+from stemprover.project.paths import repo_root
 from stemprover.project.seed import rng_for
 from stemprover.separators import get_separator
 
@@ -309,11 +309,3 @@ class PairDataset(torch.utils.data.Dataset):
             "adapter": ADAPTERS.index(adapter_for(entry["artifact"])),
             "severity": float(entry["severity"]),
         }
-
-
-def default_manifest(profile: str) -> Path:
-    """``results/<profile>/02_paired_dataset/manifest.json``."""
-    path = results_dir(profile, "02_paired_dataset", create=False) / "manifest.json"
-    if not path.exists():
-        raise StemproverError(f"{path}: no paired dataset; run notebook 02 for this profile first")
-    return path

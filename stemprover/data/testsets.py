@@ -21,10 +21,9 @@ import numpy as np
 
 from stemprover.constants import CORPUS_SAMPLE_RATE, STEMS
 from stemprover.corpus import list_tracks, load_track
-from stemprover.data.pairs import default_manifest
 from stemprover.dsp.audio import resample, to_channels
 from stemprover.errors import StemproverError
-from stemprover.project.paths import results_dir
+from stemprover.project.inputs import input_path
 from stemprover.project.provenance import portable_path
 
 
@@ -220,12 +219,12 @@ def real_items(
     return items
 
 
-def resolve_separator(spec: str, profile: str) -> str:
-    """Add the checkpoint trained by 01 to a neural separator spec that names none."""
+def resolve_separator(spec: str, weights_dir: str | Path) -> str:
+    """Add the checkpoint trained by 01 (in ``weights_dir``) to a neural spec that names none."""
     name, kwargs = parse_separator(spec)
     if name not in ("htdemucs", "openunmix") or "checkpoint" in kwargs:
         return spec
-    weights = results_dir(profile, "01_phase_analysis", False) / "weights"
+    weights = input_path(weights_dir)
     found = [weights / f"{name}.pt"] if (weights / f"{name}.pt").is_file() else []
     if not found:
         raise StemproverError(f"no trained {name} in {weights}: run 01_phase_analysis first")
@@ -234,11 +233,11 @@ def resolve_separator(spec: str, profile: str) -> str:
     return f"{spec}{',' if ':' in spec else ':'}checkpoint={portable_path(found[0])}"
 
 
-def separators_in_pairs(profile: str) -> set[str] | None:
+def separators_in_pairs(manifest_file: str | Path) -> set[str] | None:
     """Names of the separators that made the training pairs (None without a manifest)."""
 
     try:
-        manifest = json.loads(Path(default_manifest(profile)).read_text())
+        manifest = json.loads(input_path(manifest_file).read_text())
     except (OSError, StemproverError, ValueError):
         return None
     labels = {str(p.get("separator", "")) for p in manifest.get("pairs", [])}

@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+from accelerate import PartialState
+
 from stemprover.errors import StemproverError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".stem.mp4")
@@ -73,9 +76,6 @@ def process_share(items: list[str]) -> tuple[list[str], int, int]:
     """This process's contiguous share of ``items``, its rank and the number of processes."""
     if n_processes() == 1:
         return list(items), 0, 1
-    import torch
-    from accelerate import PartialState
-
     state = PartialState(cpu=not torch.cuda.is_available())
     with state.split_between_processes(list(items)) as share:
         return list(share), state.process_index, state.num_processes
@@ -83,7 +83,4 @@ def process_share(items: list[str]) -> tuple[list[str], int, int]:
 
 def process_device() -> str:
     """This process's device under a launch: its own GPU, or the CPU."""
-    import torch
-    from accelerate import PartialState
-
     return str(PartialState(cpu=not torch.cuda.is_available()).device)

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from stemprover.constants import ADAPTERS
 from stemprover.dsp.audio import (
@@ -174,8 +176,6 @@ class Enhancer:
         self.forward = None
         self._detected: dict = {}  # last judged detection window (adapters="auto")
         if check.compile:
-            import torch
-
             self.forward = torch.compile(self.model)
 
     @property
@@ -207,8 +207,6 @@ class Enhancer:
 
     def run(self, source, sink, mixture=None, name: str = "") -> None:
         """Enhance ``source`` segment by segment into ``sink`` (both see :mod:`streaming`)."""
-        from tqdm.auto import tqdm
-
         if mixture is not None:
             if mixture.n_samples != source.n_samples or mixture.sample_rate != source.sample_rate:
                 raise StemproverError(
@@ -237,8 +235,6 @@ class Enhancer:
 
     def _batch(self, source, mixture, plan, indices) -> list[np.ndarray]:
         """Enhance segments ``indices`` of ``plan``; returns ``(n_channels, length)`` each."""
-        import torch
-
         sr, model_sr, opts = source.sample_rate, self.sample_rate, self.options
         gain = self._gain
         n_channels = source.n_channels
@@ -307,8 +303,6 @@ class Enhancer:
         if self.adapters != "auto":
             return self.adapters
 
-        import torch
-
         window = int(DETECT_SECONDS * source.sample_rate)
         matrix = []
         for _, index, *_ in work:
@@ -349,8 +343,6 @@ def default_strength(model, strength: float | None) -> float:
 
 def with_fallback(weights):
     """Rows of zero weights (no artifact found) run ``general``; their change is dropped."""
-    import torch
-
     if not isinstance(weights, torch.Tensor):
         return weights
     weights = weights.clone()
@@ -365,8 +357,6 @@ def blend_alphas(model, weights, n_rows: int) -> np.ndarray:
     ``alpha_k`` is the blend validated for adapter ``k`` and saved with the weights (1 where
     none was saved). A row of zero weights (auto mode, no artifact found) gets 0.
     """
-    import torch
-
     blend = dict(getattr(model, "blend", {}) or {})
     table = np.array([float(blend.get(name, 1.0)) for name in ADAPTERS])
     if weights is None:

@@ -26,6 +26,8 @@ import math
 from typing import Any, Literal
 
 import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+from diffusers.utils.torch_utils import randn_tensor
 
 from stemprover.dsp.spectral import image_to_wave, stft, wave_to_image
 from stemprover.errors import StemproverError
@@ -47,8 +49,6 @@ def make_scheduler(model: Any, name: Literal["ddim", "dpmpp"] = "dpmpp"):
     timestep, which few-step sampling needs (Lin et al. 2024, "Common Diffusion Noise
     Schedules and Sample Steps are Flawed").
     """
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
-
     config = dict(getattr(model, "scheduler_config", None) or {})
     prediction_type = getattr(getattr(model, "config", None), "prediction_type", None)
     if prediction_type:
@@ -140,8 +140,6 @@ def sample(
     encode = getattr(model, "encode_image", None)
     clean_guess = (encode(separated) if encode else separated).float()
     if noise is None:
-        from diffusers.utils.torch_utils import randn_tensor
-
         noise = randn_tensor(clean_guess.shape, generator=generator, device=clean_guess.device)
     start = timesteps[:1].repeat(clean_guess.shape[0]).to(clean_guess.device)
     latents = noise_scheduler.add_noise(clean_guess, noise.float().to(clean_guess.device), start)
@@ -183,8 +181,6 @@ def _sample_bridge(model, separated_img, mixture, *, steps, strength, adapter_we
         x = scheduler.step(velocity, t, x).prev_sample
         spread = step_noise_std(sigma, sigma_next, rho)
         if spread > 0:
-            from diffusers.utils.torch_utils import randn_tensor
-
             x = x + spread * randn_tensor(x.shape, generator=generator, device=x.device)
     decode = getattr(model, "decode_image", None)
     size = tuple(separated_img.shape[-2:])

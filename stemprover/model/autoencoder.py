@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as functional
+from diffusers import AutoencoderKL
 from torch import Tensor
 
 from stemprover.errors import StemproverError
@@ -60,8 +61,6 @@ def autoencoder_config(profile: str, in_channels: int, **overrides: Any) -> Auto
 
 def build_vae(cfg: AutoencoderConfig):
     """A freshly initialised diffusers ``AutoencoderKL`` for ``cfg``."""
-    from diffusers import AutoencoderKL
-
     if any(width % cfg.norm_num_groups for width in cfg.block_out_channels):
         raise StemproverError(
             f"block_out_channels {cfg.block_out_channels} must be multiples of norm_num_groups"
@@ -157,8 +156,6 @@ def load_autoencoder(
     path: str | Path, device: str | torch.device | None = None
 ) -> SpectrogramAutoencoder:
     """Load an autoencoder written by :meth:`SpectrogramAutoencoder.save_pretrained`."""
-    from diffusers import AutoencoderKL
-
     path = Path(path)
     meta_path = path / CONFIG_NAME
     if not meta_path.is_file():

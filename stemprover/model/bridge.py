@@ -20,6 +20,7 @@ adds the bridge's conditional spread ``rho * sqrt(s * (t - s) / t)`` back. One s
 from __future__ import annotations
 
 import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
 
 TRAIN_TIMESTEPS = 1000
 """The U-Net's time embedding sees ``1000 * t``, the range it was designed for."""
@@ -27,8 +28,6 @@ TRAIN_TIMESTEPS = 1000
 
 def bridge_scheduler():
     """A diffusers flow-matching Euler scheduler with the identity time map (``sigma = t``)."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=TRAIN_TIMESTEPS, shift=1.0)
 
 

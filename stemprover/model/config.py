@@ -16,17 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from stemprover.errors import StemproverError
-from stemprover.project.config import COMMON_KEYS, build, load_profile, subset
+from stemprover.project.config import COMMON_KEYS, Common, build, load_profile, subset
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Common):
     """Architecture of a StemProver model (base U-Net, control branch, adapters, diffusion)."""
 
-    sample_rate: int = 16000  # model rate in Hz; comes from the profile's `common` section
-    n_fft: int = 256  # STFT size; 129 bins keep the smoke picture small
-    hop_length: int = 64  # n_fft / 4: the usual 75 % overlap for a Hann window
-    representation: Literal["magnitude", "complex", "mag_if"] = "complex"  # keeps the phase
     mode: Literal["pixel", "latent"] = "pixel"  # pixel needs no autoencoder, so it is the default
     latent_channels: int = 4  # Stable Diffusion's latent width, so SD autoencoders fit
     block_out_channels: tuple[int, ...] = (16, 32)  # tiny: the smoke run only proves the wiring

@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    UNet2DConditionModel,
+)
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -144,8 +149,6 @@ def save_stemprover(model, folder) -> Path:
 def scheduler_class(cfg):
     """The diffusers scheduler class of a formulation."""
     if cfg.formulation == "bridge":
-        from diffusers import FlowMatchEulerDiscreteScheduler
-
         return FlowMatchEulerDiscreteScheduler
     return DDPMScheduler
 

@@ -1,4 +1,5 @@
-"""Profiles, folders and runtime choices (config, paths, seed, threads, provenance, notebook setup).
+"""Profiles, folders and runtime choices (config and its common keys, stage inputs, paths, seed,
+threads, provenance, notebook setup).
 
 Imports nothing of the project but ``errors`` and ``constants``.
 """

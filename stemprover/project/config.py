@@ -25,9 +25,25 @@ from stemprover.errors import StemproverError
 from stemprover.project.paths import repo_root
 
 PROFILES = ("smoke", "cpu", "gpu")
-COMMON_KEYS = ("sample_rate", "n_fft", "hop_length", "representation")
-"""The keys of a profile's ``common`` section that every model-facing stage shares."""
 T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class Common:
+    """The signal keys of a profile's ``common`` section, shared by every model-facing stage.
+
+    Stage configs derive from it, so each key is declared once and read flat
+    (``cfg.sample_rate``), as papermill passes notebook parameters flat.
+    """
+
+    sample_rate: int = 16000  # model rate in Hz: every stage resamples to it
+    n_fft: int = 256  # STFT size; 129 bins keep the smoke picture small
+    hop_length: int = 64  # n_fft / 4: the usual 75 % overlap for a Hann window
+    representation: Literal["magnitude", "complex", "mag_if"] = "complex"  # keeps the phase
+
+
+COMMON_KEYS = tuple(f.name for f in dataclasses.fields(Common))
+"""The names of :class:`Common`'s fields."""
 
 
 def _check(value: Any, annotation: Any, where: str) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from stemprover.project.config import config_for, describe
+from stemprover.project.inputs import resolve_inputs
 from stemprover.project.paths import repo_root, results_dir
 from stemprover.project.provenance import start_run
 from stemprover.project.seed import seed_everything
@@ -34,6 +35,10 @@ def parameters(namespace: dict[str, Any]) -> dict[str, Any]:
 def setup(stage: str, params: dict[str, Any], config_cls: type | None = None):
     """Seed, make the stage's results folder, and build its config (printed).
 
+    The config's empty input folders are set to this profile's outputs of the stages that
+    make them (:func:`~stemprover.project.inputs.resolve_inputs`), so the printed config
+    names everything the stage reads.
+
     Args:
         stage: e.g. ``"01_phase_analysis"``.
         params: the notebook's parameters (``profile``, ``seed`` and stage keys).
@@ -48,7 +53,7 @@ def setup(stage: str, params: dict[str, Any], config_cls: type | None = None):
     start_run(out_dir, stage, params)
     cfg = None
     if config_cls is not None:
-        cfg = config_for(config_cls, params)
+        cfg = resolve_inputs(config_for(config_cls, params), params["profile"])
         print(f"{stage} ({params['profile']} profile)\n{describe(cfg)}")
     return out_dir, cfg
 

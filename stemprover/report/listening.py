@@ -27,6 +27,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+import soundfile as sf
+
 from stemprover.constants import STEMS
 from stemprover.dsp.audio import load_audio
 from stemprover.errors import StemproverError
@@ -176,8 +178,6 @@ the clean clip.</p>
 
 
 def _write_media(example: dict, folder: Path, media: Path) -> None:
-    import soundfile as sf
-
     for clip in example["clips"]:
         audio, rate = load_audio(folder / clip["file"])
         if audio.shape[-1] > MAX_CLIP_SECONDS * rate + 1:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.signal import stft
 
 from stemprover.constants import ARTIFACTS, STEMS
 from stemprover.errors import StemproverError
@@ -176,8 +177,6 @@ def _spectrum(value: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
     value = np.asarray(value)
     if np.iscomplexobj(value):
         return value[0] if value.ndim == 3 else value
-    from scipy.signal import stft
-
     wave = value.mean(axis=0) if value.ndim == 2 else value
     _, _, spec = stft(wave, nperseg=n_fft, noverlap=n_fft - hop_length, boundary="even")
     return spec

@@ -63,10 +63,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
 from stemprover.constants import ADAPTERS
-from stemprover.data.pairs import default_manifest
 from stemprover.data.testsets import corpus_items, resolve_separator, separate_items
 from stemprover.dsp.phase import mean_phase_deviation
 from stemprover.dsp.spectral import StftConfig
@@ -76,14 +77,15 @@ from stemprover.metrics.signal import lsd, si_sdr
 from stemprover.metrics.stats import bootstrap_ci
 from stemprover.model import load_base, load_model, model_config
 from stemprover.model.adapters import control_parameters
-from stemprover.project.config import COMMON_KEYS
+from stemprover.project.config import COMMON_KEYS, Common
+from stemprover.project.inputs import input_path, resolve_inputs
 from stemprover.project.paths import cache_dir
 from stemprover.project.runtime import cpu_threads
 from stemprover.project.seed import seed_everything
 from stemprover.separators import get_separator
 from stemprover.stages.base_pretraining import pretrain_base
 from stemprover.stages.lora_training import train_control_lora
-from stemprover.train.config import LoraTrainConfig, PretrainConfig, model_overrides
+from stemprover.train.config import LoraTrainConfig, PretrainConfig, manifest_path, model_overrides
 from stemprover.train.data import load_pairs
 from stemprover.train.loop import CsvLog, PhaseSpec, make_accelerator, run_phase
 from stemprover.train.losses import LossConfig
@@ -121,12 +123,8 @@ LSD (dB), number of validation scores and seconds of training of the row's model
 
 
 @dataclass
-class AblationConfig:
+class AblationConfig(Common):
     seed: int = 0
-    sample_rate: int = 16000  # model rate, Hz
-    n_fft: int = 256
-    hop_length: int = 64
-    representation: str = "complex"  # the reference representation (common profile key)
     factors: list[str] = field(  # smoke: one row per code path (full grid: all FACTORS)
         default_factory=lambda: ["finetuning", "control", "adapters", "steps", "overlap"]
     )
@@ -156,7 +154,10 @@ class AblationConfig:
     torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
     workers: int = 1  # processes that train the grid's models side by side (torch_threads each)
     n_bootstrap: int = 1000
-    corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
+    # inputs ("": this profile's own, filled in by project.inputs.resolve_inputs)
+    corpus_dir: str = ""  # the corpus 01 renders: the validation excerpts
+    separator_weights: str = ""  # 01's trained neural separators
+    manifest: str = ""  # 02's pairs: every row trains on them
 
 
 @dataclass(frozen=True)
@@ -318,14 +319,14 @@ def rows_json(rows: list[Row]) -> str:
     return json.dumps([{"name": r.name, **r.options()} for r in rows], indent=2)
 
 
-def validation_items(cfg: AblationConfig, profile: str) -> list:
+def validation_items(cfg: AblationConfig) -> list:
     """The validation excerpts shared by every row (corpus valid split, separated)."""
 
-    corpus = Path(cfg.corpus_dir) if cfg.corpus_dir else cache_dir(profile, "corpus", create=False)
+    corpus = input_path(cfg.corpus_dir)
     if not corpus.is_dir():
         raise StemproverError(f"no corpus at {corpus}: run 01_phase_analysis first")
     base = corpus_items(corpus, "valid", cfg.valid_tracks, cfg.valid_seconds, split="valid")
-    specs = [resolve_separator(s, profile) for s in cfg.valid_separators]
+    specs = [resolve_separator(s, cfg.separator_weights) for s in cfg.valid_separators]
     return list(separate_items(base, specs, get_separator, cfg.sample_rate))
 
 
@@ -373,6 +374,7 @@ def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFr
     row really trains (and its ``train_seconds`` is real) on each run.
     """
 
+    cfg = resolve_inputs(cfg, profile)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = cache_dir(profile, "06_ablations")
@@ -381,7 +383,7 @@ def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFr
     rows = grid(cfg, reference_rank=model_config(profile, **cfg.model).lora_rank)
     (out_dir / "grid.json").write_text(rows_json(rows))
     with cpu_threads(cfg.torch_threads):
-        items = validation_items(cfg, profile)
+        items = validation_items(cfg)
         identity = [(item.separated[s], item.clean[s]) for item in items for s in cfg.stems]
         baseline = {"name": "identity", "factor": "baseline", "setting": "separator output"}
         baseline |= score_outputs(identity, cfg) | {"train_seconds": 0.0}
@@ -533,6 +535,7 @@ def ensure_base(row: Any, cfg: Any, profile: str, work_dir: Path) -> Path:
             checkpoint_every=0,
             autoencoder_steps=cfg.autoencoder_steps if model.get("mode") == "latent" else 0,
             n_valid=cfg.batch_size,
+            manifest=cfg.manifest,
             loss=loss_config(train["phase_losses"], cfg.loss, _formulation(row, cfg)),
             model=base_overrides(row, cfg),
         )
@@ -564,6 +567,7 @@ def train_row(row: Any, cfg: Any, profile: str, work_dir: Path):
         general_share=cfg.general_share,
         regression=False,
         base=str(base),
+        manifest=cfg.manifest,
         loss=loss_config(train["phase_losses"], cfg.loss, _formulation(row, cfg)),
         model=dict(cfg.model) | dict(row.model),
     )
@@ -579,11 +583,8 @@ def train_full(lcfg: Any, profile: str, base: Path, out_dir: Path, steps: int):
     The LoRA adapters are added (so the model has the usual layout) but stay at their zero
     start; the specialised tokens are copied from the trained ``general`` row.
     """
-    import torch
-    from diffusers import DDPMScheduler
-
     seed_everything(lcfg.seed)  # the adapters' random start: the same in any process or order
-    train = load_pairs(default_manifest(profile), "train")
+    train = load_pairs(manifest_path(lcfg), "train")
     model = load_base(base, model_config(profile, **model_overrides(lcfg)))
     model.add_adapters()
     accelerator = make_accelerator(lcfg.mixed_precision)

@@ -24,6 +24,7 @@ from diffusers import DDPMScheduler
 from stemprover.dsp.spectral import StftConfig, get_representation, wave_to_image
 from stemprover.model import StemProverModel, load_base, model_config
 from stemprover.model.autoencoder import autoencoder_config, load_autoencoder
+from stemprover.project.inputs import resolve_inputs
 from stemprover.project.paths import results_dir
 from stemprover.project.provenance import code_commit, data_source, update_run
 from stemprover.project.runtime import cpu_threads
@@ -115,18 +116,19 @@ def pretrain_autoencoder(cfg: PretrainConfig, profile: str, out_dir: Path | None
                          progress: bool = True) -> dict:
     """Train the spectrogram autoencoder on the profile's clean segments; return its report."""
     seed_everything(cfg.seed)
+    cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "03_base_pretraining")
-        manifest = manifest_path(cfg, profile)
+        manifest = manifest_path(cfg)
         train = CleanSegments(manifest, "train")
         valid = CleanSegments(manifest, "valid", limit=cfg.n_valid)
         ensure_autoencoder(cfg, profile, train, valid, out_dir, progress)
         return json.loads((out_dir / "autoencoder.json").read_text())
 
 
-def pretraining_data(cfg: PretrainConfig, profile: str, bridge: bool):
+def pretraining_data(cfg: PretrainConfig, bridge: bool):
     """Training and held-out data: all pairs (bridge) or the distinct clean segments (SDEdit)."""
-    manifest = manifest_path(cfg, profile)
+    manifest = manifest_path(cfg)
     if not bridge:
         return CleanSegments(manifest, "train"), CleanSegments(manifest, "valid", limit=cfg.n_valid)
 
@@ -188,11 +190,12 @@ def pretrain_base(
         The trained base (also saved to ``out_dir/weights/base`` when training completed).
     """
     seed_everything(cfg.seed)
+    cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "03_base_pretraining")
         bridge = model_config(profile, **model_overrides(cfg)).formulation == "bridge"
         if train is None:
-            train, valid = pretraining_data(cfg, profile, bridge)
+            train, valid = pretraining_data(cfg, bridge)
         check_rate(train, cfg.sample_rate)
         model = build_base(cfg, profile, train, valid, out_dir, progress)
         model.config.image_scale = data_scale(model, train)

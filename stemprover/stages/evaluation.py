@@ -85,8 +85,8 @@ from stemprover.metrics.bsseval import ReferenceBssEval
 from stemprover.metrics.signal import evaluate_pair
 from stemprover.metrics.stats import aggregate, significance
 from stemprover.model import load_model
-from stemprover.project.config import to_dict
-from stemprover.project.paths import cache_dir, results_dir
+from stemprover.project.config import Common, to_dict
+from stemprover.project.inputs import input_path, resolve_inputs
 from stemprover.project.runtime import cpu_threads
 from stemprover.report.listening import (
     CLIP_SYSTEMS,
@@ -104,12 +104,8 @@ TESTSETS = ("synthetic", "cross_separator", "real")
 
 
 @dataclass
-class EvaluationConfig:
+class EvaluationConfig(Common):
     seed: int = 0
-    sample_rate: int = 16000  # evaluation rate (the model rate), Hz: audio is resampled to it
-    n_fft: int = 256  # STFT of LSD and phase metrics: the model's own resolution
-    hop_length: int = 64
-    representation: str = "complex"  # common profile key; the trained model's own config rules
     testsets: list[str] = field(default_factory=lambda: ["synthetic", "real"])  # cpu/gpu: all
     n_tracks: int = 1  # corpus test tracks used by synthetic and cross_separator
     excerpt_seconds: float = 1.0  # per track, placed where all stems are active
@@ -135,9 +131,12 @@ class EvaluationConfig:
     batch_size: int = 8
     device: str = "cpu"
     torch_threads: int = 1  # CPU threads; on shared cores one thread avoids spin-waits (0: all)
-    model_dir: str = ""  # "": results/<profile>/04_lora_training/weights/stemprover
-    regression_dir: str = ""  # "": results/<profile>/04_lora_training/weights/regression
-    corpus_dir: str = ""  # "": build/cache/<profile>/corpus (rendered by 01)
+    # inputs ("": this profile's own, filled in by project.inputs.resolve_inputs)
+    model_dir: str = ""  # 04's StemProver weights
+    regression_dir: str = ""  # 04's regression U-Net
+    corpus_dir: str = ""  # the corpus 01 renders (build/cache/<profile>/corpus)
+    separator_weights: str = ""  # 01's trained neural separators
+    manifest: str = ""  # 02's pairs: which separators the model saw in training
     n_bootstrap: int = 200  # resamples of each CI (cpu/gpu: 2000)
     example_testsets: list[str] = field(default_factory=lambda: ["synthetic", "real"])
     example_stems: list[str] | None = None  # None: every evaluated stem
@@ -150,8 +149,8 @@ def stemprover_systems(cfg: EvaluationConfig) -> list[str]:
     return [f"stemprover@{k}" for k in cfg.steps] if "stemprover" in cfg.systems else []
 
 
-def make_systems(cfg: EvaluationConfig, profile: str) -> dict[str, SystemFn]:
-    """The systems named in ``cfg.systems``, with their models loaded."""
+def make_systems(cfg: EvaluationConfig) -> dict[str, SystemFn]:
+    """The systems named in ``cfg.systems``, with their models loaded from ``cfg``'s folders."""
     known = {"identity", "postfilter", "regression", "stemprover", "bridge", "irm1", "irm2", "ibm"}
     unknown = sorted(set(cfg.systems) - known)
     if unknown:
@@ -167,13 +166,13 @@ def make_systems(cfg: EvaluationConfig, profile: str) -> dict[str, SystemFn]:
         elif name in ("irm1", "irm2", "ibm"):
             systems[name] = _oracle_system(name)
         elif name == "regression":
-            model = _load(cfg.regression_dir, profile, "regression")
+            model = _load(cfg.regression_dir, "regression")
             systems[name] = _enhance_system(model, cfg, steps=1, projected=projected)
         elif name == "bridge":
-            model = _load(cfg.model_dir, profile, "stemprover")
+            model = _load(cfg.model_dir, "stemprover")
             systems[name] = _enhance_system(model, cfg, steps=None, projection="none")
         else:
-            model = _load(cfg.model_dir, profile, "stemprover")
+            model = _load(cfg.model_dir, "stemprover")
             for steps, label in zip(cfg.steps, stemprover_systems(cfg)):
                 systems[label] = _enhance_system(model, cfg, steps=steps, projected=projected)
     return systems
@@ -236,10 +235,9 @@ def _enhance_system(
     return run
 
 
-def _load(path: str, profile: str, kind: str):
-    folder = Path(path) if path else results_dir(profile, "04_lora_training", False) / "weights"
-    folder = folder if path else folder / kind
-    if not (folder / "stemprover.json").exists():
+def _load(path: str, kind: str):
+    folder = input_path(path)
+    if not path or not (folder / "stemprover.json").exists():
         raise StemproverError(f"no {kind} model at {folder}: run 04_lora_training first")
     return load_model(folder)
 
@@ -346,15 +344,15 @@ def evaluate_items(
     return result, kept
 
 
-def build_items(cfg: EvaluationConfig, profile: str) -> list[TestItem]:
-    """Every separated test item of the configured test sets."""
+def build_items(cfg: EvaluationConfig) -> list[TestItem]:
+    """Every separated test item of the configured test sets (corpus and weights from ``cfg``)."""
 
     unknown = sorted(set(cfg.testsets) - set(TESTSETS))
     if unknown:
         raise StemproverError(f"unknown test set(s) {', '.join(unknown)}; known: {TESTSETS}")
     items: list[TestItem] = []
     sr, seconds = cfg.sample_rate, cfg.excerpt_seconds
-    corpus = Path(cfg.corpus_dir) if cfg.corpus_dir else cache_dir(profile, "corpus", create=False)
+    corpus = input_path(cfg.corpus_dir)
     for testset, specs in (
         ("synthetic", cfg.train_separators),
         ("cross_separator", cfg.cross_separators),
@@ -363,7 +361,7 @@ def build_items(cfg: EvaluationConfig, profile: str) -> list[TestItem]:
             if not corpus.is_dir():
                 raise StemproverError(f"no corpus at {corpus}: run 01_phase_analysis first")
             base = corpus_items(corpus, testset, cfg.n_tracks, seconds)
-            specs = [resolve_separator(s, profile) for s in specs]
+            specs = [resolve_separator(s, cfg.separator_weights) for s in specs]
             items += separate_items(base, specs, get_separator, sr)
     real = []
     if "real" in cfg.testsets:
@@ -373,7 +371,7 @@ def build_items(cfg: EvaluationConfig, profile: str) -> list[TestItem]:
     if cfg.musdb_root:
         tracks = musdb_tracks(cfg.musdb_root, subset=cfg.musdb_subset)
         real += real_items(tracks, "musdb", seconds, cfg.musdb_max_tracks)
-    specs = [resolve_separator(s, profile) for s in cfg.real_separators]
+    specs = [resolve_separator(s, cfg.separator_weights) for s in cfg.real_separators]
     items += separate_items(real, specs, get_separator, sr)
     return items
 
@@ -400,12 +398,13 @@ def run_evaluation(
     items: list[TestItem] | None = None,
 ) -> EvaluationResult:
     """Build the test sets and systems, evaluate, and write every output file."""
+    cfg = resolve_inputs(cfg, profile)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keep = set(cfg.example_testsets)
     with cpu_threads(cfg.torch_threads):
-        items = build_items(cfg, profile) if items is None else items
-        systems = make_systems(cfg, profile) if systems is None else systems
+        items = build_items(cfg) if items is None else items
+        systems = make_systems(cfg) if systems is None else systems
         result, kept = evaluate_items(items, systems, cfg, keep=lambda item: item.testset in keep)
     result.per_track.to_csv(out_dir / "per_track.csv", index=False)
     result.aggregate.to_csv(out_dir / "aggregate.csv", index=False)
@@ -415,7 +414,7 @@ def run_evaluation(
     if kept:
         save_examples(kept, cfg, out_dir / "examples", enhanced)
         save_spectrograms(kept, cfg, out_dir / "spectrograms.npz", enhanced)
-    seen = separators_in_pairs(profile)
+    seen = separators_in_pairs(cfg.manifest)
     cross = sorted({parse_separator(s)[0] for s in cfg.cross_separators})
     summary = {
         "config": to_dict(cfg),

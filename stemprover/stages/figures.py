@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from stemprover.errors import StemproverError
+from stemprover.project.config import Common
 from stemprover.project.paths import repo_root, results_dir
 from stemprover.report import resultsio as rio
 from stemprover.report.resultsio import budget_curves
@@ -46,14 +47,10 @@ STAGE = "08_figures"
 
 
 @dataclass
-class FiguresConfig:
+class FiguresConfig(Common):
     """Parameters of 08_figures (the profile's ``common`` keys plus this stage's)."""
 
     seed: int = 0  # unused: drawing is deterministic; accepted because every stage gets it
-    sample_rate: int = 16000  # model rate, Hz: the frequency axis when an example lacks it
-    n_fft: int = 256  # STFT size of examples stored as waveforms
-    hop_length: int = 64  # STFT hop (samples) of examples stored as waveforms
-    representation: str = "complex"  # accepted from ``common``; figures do not depend on it
     testset: str = ""  # test set of metric_vs_steps; "" picks the synthetic held-out set
     step_metrics: list[str] = field(default_factory=lambda: ["si_sdr", "phase_dev_hf"])
     ablation_metric: str = "si_sdr"  # metric of the ablation bars

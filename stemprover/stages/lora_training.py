@@ -29,6 +29,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from diffusers import DDPMScheduler
@@ -49,6 +50,7 @@ from stemprover.model import adapters as lora
 from stemprover.model.adapters import adapter_report, control_parameters
 from stemprover.model.serialize import read_meta
 from stemprover.model.unet import freeze
+from stemprover.project.inputs import require, resolve_inputs
 from stemprover.project.paths import results_dir
 from stemprover.project.provenance import code_commit, data_source, update_run
 from stemprover.project.runtime import cpu_threads
@@ -79,10 +81,8 @@ def _stage_dir(profile: str, out_dir) -> Path:
     return Path(out_dir) if out_dir is not None else results_dir(profile, "04_lora_training")
 
 
-def _base_dir(cfg: LoraTrainConfig, profile: str) -> Path:
-    if cfg.base:
-        return Path(cfg.base)
-    return results_dir(profile, "03_base_pretraining", create=False) / "weights" / "base"
+def _base_dir(cfg: LoraTrainConfig) -> Path:
+    return require(cfg.base, "base model", "03_base_pretraining")
 
 
 def _spec(cfg: LoraTrainConfig, name: str, steps: int, *context) -> PhaseSpec:
@@ -127,17 +127,18 @@ def train_control_lora(
         The trained model (saved to ``out_dir/weights/stemprover``), or None when stopped early.
     """
     seed_everything(cfg.seed)
+    cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = _stage_dir(profile, out_dir)
-        train = train if train is not None else load_pairs(manifest_path(cfg, profile), "train")
+        train = train if train is not None else load_pairs(manifest_path(cfg), "train")
         check_rate(train, cfg.sample_rate)
-        base = base if base is not None else _base_dir(cfg, profile)
+        base = base if base is not None else _base_dir(cfg)
         model = load_base(base, model_config(profile, **model_overrides(cfg)))
         model.add_adapters()
         freeze(model.unet)
         accelerator = make_accelerator(cfg.mixed_precision)
         scheduler = None if model.is_bridge else DDPMScheduler.from_config(model.scheduler_config)
-        valid = _valid_pairs(cfg, profile)
+        valid = _valid_pairs(cfg)
         loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
         log = CsvLog(out_dir / "train_log.csv")
         budget = None if stop_after is None else [stop_after]
@@ -223,12 +224,12 @@ def _phase_adapter(phase: str, batch: dict, generator: torch.Generator | None = 
     return phase
 
 
-def _valid_pairs(cfg: LoraTrainConfig, profile: str):
+def _valid_pairs(cfg: LoraTrainConfig):
     """The held-out pairs of the budget curve and the blend choice (None when there are none)."""
     if not cfg.eval_every and not cfg.blend_grid:
         return None
     try:
-        return load_pairs(manifest_path(cfg, profile), "valid")
+        return load_pairs(manifest_path(cfg), "valid")
     except StemproverError:
         return None
 
@@ -268,8 +269,6 @@ def choose_blend(cfg: LoraTrainConfig, model: StemProverModel, valid, out_dir: P
     the chosen blend never scores below the separated stem on these pairs. Writes ``blend.csv``
     (mean SI-SDR gain per adapter and alpha). Returns ``{adapter: alpha}``.
     """
-    import numpy as np
-
     alphas = np.linspace(0.0, 1.0, max(cfg.blend_grid, 2))
     groups = indices_by_adapter(valid)
     rows, blend = [], {}
@@ -304,7 +303,7 @@ def groups_all(groups: dict[str, list[int]]) -> list[int]:
     return sorted(i for indices in groups.values() for i in indices)
 
 
-def regression_config_from_base(cfg: LoraTrainConfig, profile: str, base) -> dict:
+def regression_config_from_base(cfg: LoraTrainConfig, base) -> dict:
     """Model overrides for the regression baseline: the base's picture scale and sizes."""
     overrides = model_overrides(cfg)
     if isinstance(base, StemProverModel):
@@ -330,12 +329,13 @@ def train_regression(
         The trained model (saved to ``out_dir/weights/regression``), or None when stopped early.
     """
     seed_everything(cfg.seed)
+    cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = _stage_dir(profile, out_dir)
-        train = train if train is not None else load_pairs(manifest_path(cfg, profile), "train")
-        base = base if base is not None else _base_dir(cfg, profile)
+        train = train if train is not None else load_pairs(manifest_path(cfg), "train")
+        base = base if base is not None else _base_dir(cfg)
         check_rate(train, cfg.sample_rate)
-        mcfg = model_config(profile, **regression_config_from_base(cfg, profile, base))
+        mcfg = model_config(profile, **regression_config_from_base(cfg, base))
         if mcfg.mode != "pixel":
             raise StemproverError("the regression baseline runs in pixel mode; set model.mode=pixel")
         torch.manual_seed(cfg.seed)
@@ -348,7 +348,7 @@ def train_regression(
             lambda batch, gen: regression_step(model, loss_fn, batch, gen, cfg.mixture_dropout),
             _spec(cfg, "regression", cfg.total_steps, mcfg, len(train)), out_dir / "checkpoints",
             CsvLog(out_dir / "train_log.csv"), None if stop_after is None else [stop_after], progress,
-            monitor=_monitor(cfg, model, _valid_pairs(cfg, profile), out_dir, "regression"),
+            monitor=_monitor(cfg, model, _valid_pairs(cfg), out_dir, "regression"),
         )
         if not done:
             return None

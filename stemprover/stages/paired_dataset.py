@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
 
 from stemprover.corpus import corpus_summary
@@ -109,7 +110,6 @@ def plot_pair_example(manifest_path: str | Path, n_fft: int, hop_length: int,
                       artifacts: tuple[str, ...] = ("hf_loss", "musical_noise", "bleed",
                                                     "phase_smear")):
     """Spectrograms (dB) of clean and separated segments, one row per artifact label."""
-    import librosa
     import matplotlib.pyplot as plt
 
     manifest = read_manifest(manifest_path)

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import soundfile as sf
+import torch
+from tqdm.auto import tqdm
 
 from stemprover.bench.clips import CLIP_RATE, write_test_clip
 from stemprover.bench.scaling import scaling_table
@@ -40,7 +42,8 @@ from stemprover.constants import STEMS
 from stemprover.errors import StemproverError
 from stemprover.inference.enhance import EnhanceOptions, Enhancer, enhance_file, resolve_model
 from stemprover.inference.projection import project
-from stemprover.project.paths import cache_dir, repo_root, results_dir
+from stemprover.project.inputs import input_path, resolve_inputs
+from stemprover.project.paths import cache_dir, repo_root
 from stemprover.project.runtime import cpu_threads, resolve_device
 
 
@@ -49,7 +52,7 @@ class PerformanceConfig:
     """What 07_performance measures; the defaults are the cpu/gpu profiles' design."""
 
     seed: int = 0
-    model_path: str | None = None  # None: this profile's 04 weights, else models/default
+    model_path: str | None = None  # input; None: this profile's 04 weights, else models/default
     clip_seconds: float = 30.0  # the clip of the summary's RTF (contract: 30 s)
     steps: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 25])  # RTF vs steps
     durations: list[float] = field(default_factory=lambda: [10.0, 30.0, 60.0, 180.0, 600.0])
@@ -74,20 +77,13 @@ class PerformanceConfig:
     scaling_steps: int = 1  # sampling steps of the enhancement
 
 
-def resolve_model_path(cfg: PerformanceConfig, profile: str) -> Path:
-    """``cfg.model_path``, else this profile's trained model, else ``models/default``."""
+def resolve_model_path(cfg: PerformanceConfig) -> Path:
+    """The model to time: ``cfg.model_path`` (see :func:`~stemprover.project.inputs.resolve_inputs`)."""
 
-    candidates = [Path(cfg.model_path)] if cfg.model_path else [
-        results_dir(profile, "04_lora_training", create=False) / "weights" / "stemprover",
-        repo_root() / "models" / "default",
-    ]
-    for path in candidates:
-        if (path / "stemprover.json").is_file():
-            return path
-    raise StemproverError(
-        f"no model to benchmark: looked in {', '.join(map(str, candidates))}; "
-        "run 04_lora_training first"
-    )
+    path = input_path(cfg.model_path or "")
+    if not cfg.model_path or not (path / "stemprover.json").is_file():
+        raise StemproverError(f"no model to benchmark at {path}: run 04_lora_training first")
+    return path
 
 
 class PeakMemory:
@@ -100,8 +96,6 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
-            import torch
-
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             return self
@@ -122,8 +116,6 @@ class PeakMemory:
 
     def __exit__(self, *exc) -> None:
         if self.device.startswith("cuda"):
-            import torch
-
             torch.cuda.synchronize()
             self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
             return
@@ -164,7 +156,6 @@ def time_projection(clip: Path) -> float:
 
 def time_htdemucs(clip: Path, device: str, segment: float = 10.0, seed: int = 0) -> float:
     """Seconds HTDemucs (default size, random weights) takes to separate ``clip``."""
-    import torch
     from demucs.apply import apply_model  # demucs.apply needs no torchaudio
     from demucs.htdemucs import HTDemucs
 
@@ -182,14 +173,10 @@ def time_htdemucs(clip: Path, device: str, segment: float = 10.0, seed: int = 0)
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
-        import torch
-
         torch.cuda.synchronize()
 
 
 def device_name(device: str) -> str:
-    import torch
-
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(device)} ({device})"
     return (f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -207,16 +194,15 @@ def run_benchmark(cfg: PerformanceConfig, out_dir: Path, profile: str,
         ``(summary, tables)``; the summary holds the contract keys device, rtf (steps ->
         RTF on the clip), peak_mem_mb and separator_cost_ratio, and the rest for context.
     """
+    cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         return _run(cfg, out_dir, profile, progress)
 
 
 def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
          progress: bool) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    from tqdm.auto import tqdm
-
     device = resolve_device(cfg.device)
-    model_path = resolve_model_path(cfg, profile)
+    model_path = resolve_model_path(cfg)
     model = resolve_model(model_path, device)
     clips = cache_dir(profile, "07_performance")
     clip = write_test_clip(clips / f"clip_{cfg.clip_seconds:g}s.wav", cfg.clip_seconds, cfg.seed)
@@ -283,8 +269,6 @@ def scaling_processes(cfg: PerformanceConfig, device: str) -> list[int]:
     """The process counts to measure: on CUDA, one GPU per process at most."""
     counts = sorted(set(int(n) for n in cfg.scaling_processes if int(n) >= 1))
     if str(device).startswith("cuda"):
-        import torch
-
         kept = [n for n in counts if n <= torch.cuda.device_count()]
         if kept != counts:
             print(f"scaling: {torch.cuda.device_count()} GPU(s), so processes {kept} only")

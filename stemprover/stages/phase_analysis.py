@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from stemprover.constants import ARTIFACTS, STEMS
@@ -36,6 +37,7 @@ from stemprover.dsp.spectral import StftConfig
 from stemprover.errors import StemproverError
 from stemprover.inference.detectors import detect
 from stemprover.metrics.signal import si_sdr
+from stemprover.project.config import Common
 from stemprover.project.provenance import update_run
 from stemprover.project.runtime import resolve_device
 from stemprover.report.style import STYLE
@@ -50,14 +52,10 @@ def _default_separators() -> list[str]:
 
 
 @dataclass
-class PhaseStudyConfig:
+class PhaseStudyConfig(Common):
     """Settings of stage 01 (the ``common`` profile keys plus the stage's own)."""
 
     seed: int = 0
-    sample_rate: int = 16000  # model rate, Hz: the analysis runs at this rate
-    n_fft: int = 256  # analysis STFT size (the model's)
-    hop_length: int = 64  # analysis STFT hop
-    representation: str = "complex"  # model representation (unused here, shared key)
     separators: list[str] = field(default_factory=_default_separators)  # "degraded:<artifact>"
     degraded_severity: float = 0.5  # severity of the degraded oracles in the analysis
     split: str = "test"  # corpus split analysed
@@ -79,8 +77,6 @@ def train_or_reuse(cfg: PhaseStudyConfig, corpus_dir: Path, weights_dir: Path,
 
     A checkpoint is reused when its step count, size, rate and seed match ``cfg``.
     """
-    import torch
-
     paths = {}
     for kind in ("htdemucs", "openunmix"):
         if kind not in cfg.separators:

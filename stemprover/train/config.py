@@ -11,21 +11,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stemprover.constants import ADAPTERS
-from stemprover.data.pairs import default_manifest
-from stemprover.project.config import COMMON_KEYS
-from stemprover.project.paths import repo_root
+from stemprover.project.config import COMMON_KEYS, Common
+from stemprover.project.inputs import require
 from stemprover.train.losses import LossConfig
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Common):
     """Base pretraining (03): the bridge restorer from x_t alone on all pairs (SDEdit: clean)."""
 
     seed: int = 0
-    sample_rate: int = 16000  # model rate in Hz (profile `common`)
-    n_fft: int = 256  # profile `common`
-    hop_length: int = 64  # profile `common`
-    representation: str = "complex"  # profile `common`
     steps: int = 40  # optimizer steps; smoke proves the loop, it does not converge
     batch_size: int = 4  # segments per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
@@ -44,20 +39,16 @@ class PretrainConfig:
     # bridge: each pair's artifact type as the base's prompt (its row of the token table), as
     # a text-conditioned base knows what it is asked to restore; False: the clean row for all
     artifact_tokens: bool = False
-    manifest: str = ""  # paired-dataset manifest; "" = results/<profile>/02_paired_dataset
+    manifest: str = ""  # input: 02's manifest.json ("": this profile's, see project.inputs)
     loss: LossConfig = field(default_factory=LossConfig)  # loss term weights
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
 
 
 @dataclass
-class LoraTrainConfig:
+class LoraTrainConfig(Common):
     """Control branch + LoRA adapters (04), and the regression baseline on the same budget."""
 
     seed: int = 0
-    sample_rate: int = 16000
-    n_fft: int = 256
-    hop_length: int = 64
-    representation: str = "complex"
     general_steps: int = 30  # control branch + `general` adapter, on all pairs
     adapter_steps: int = 10  # each specialised adapter, on its own artifact type
     batch_size: int = 4
@@ -82,8 +73,8 @@ class LoraTrainConfig:
     adapter_minutes: float = 0.0  # time cap of each specialised adapter; 0 = none
     blend_grid: int = 11  # alphas 0, 0.1, ..., 1 tried per adapter on the validation pairs
     valid_scheduler: Literal["ddim", "dpmpp"] = "ddim"
-    base: str = ""  # base model folder; empty = results/<profile>/03_base_pretraining/weights/base
-    manifest: str = ""  # paired-dataset manifest; "" = results/<profile>/02_paired_dataset
+    base: str = ""  # input: 03's base model folder ("": this profile's, see project.inputs)
+    manifest: str = ""  # input: 02's manifest.json ("": this profile's)
     loss: LossConfig = field(default_factory=LossConfig)
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -102,13 +93,10 @@ class LoraTrainConfig:
         return self.general_minutes + self.adapter_minutes * (len(ADAPTERS) - 1)
 
 
-def manifest_path(cfg: PretrainConfig | LoraTrainConfig, profile: str):
-    """The paired-dataset manifest of a stage: ``cfg.manifest`` or the profile's 02 output."""
+def manifest_path(cfg: PretrainConfig | LoraTrainConfig) -> Path:
+    """The paired-dataset manifest of a stage (``cfg.manifest``, set by ``resolve_inputs``)."""
 
-    if cfg.manifest:
-        path = Path(cfg.manifest)
-        return path if path.is_absolute() else repo_root() / path
-    return default_manifest(profile)
+    return require(cfg.manifest, "paired dataset", "02_paired_dataset")
 
 
 def model_overrides(cfg: PretrainConfig | LoraTrainConfig) -> dict[str, Any]:

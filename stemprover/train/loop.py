@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import broadcast
 from tqdm.auto import tqdm
 
 from stemprover.project.paths import folder_lock
@@ -115,8 +117,6 @@ def make_accelerator(mixed_precision: str = "auto"):
     believing it is the only one. DDP looks for unused parameters, because a phase's batch
     need not reach every trainable tensor (e.g. the output head of a type it does not hold).
     """
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(mixed_precision=training_precision(mixed_precision),
                        cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
@@ -422,8 +422,6 @@ def _from_main(accelerator, flag: bool) -> bool:
     """The main process's value of ``flag`` on every process."""
     if accelerator.num_processes == 1:
         return flag
-    from accelerate.utils import broadcast
-
     value = torch.tensor([float(flag)], device=accelerator.device)
     return bool(broadcast(value, from_process=0).item())
 

@@ -23,6 +23,7 @@ from stemprover.dsp.phase import mean_phase_deviation
 from stemprover.dsp.spectral import StftConfig
 from stemprover.inference.sampler import sample_waves
 from stemprover.metrics.signal import si_sdr
+from stemprover.project.inputs import resolve_inputs
 from stemprover.project.paths import results_dir
 from stemprover.project.runtime import cpu_threads
 from stemprover.train.config import LoraTrainConfig, manifest_path
@@ -180,7 +181,7 @@ def validate_stage(
 
     Args:
         cfg: Stage config (``n_valid``, sampler settings, STFT).
-        profile: Profile whose ``valid`` pairs are used when ``valid`` is None.
+        profile: Profile whose outputs fill ``cfg``'s empty inputs and ``out_dir``.
         models: System name -> model (the separated input is always added as "input").
         valid: Pair dataset to use instead.
         out_dir: Stage folder (default ``results/<profile>/04_lora_training``).
@@ -189,9 +190,10 @@ def validate_stage(
     Returns:
         The summary: per system mean SI-SDR (dB), mean phase deviation (rad), gains.
     """
+    cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "04_lora_training")
-        valid = valid if valid is not None else load_pairs(manifest_path(cfg, profile), "valid")
+        valid = valid if valid is not None else load_pairs(manifest_path(cfg), "valid")
         indices = validation_indices(valid, cfg.n_valid)
         table = evaluate_on_pairs(
             models, valid, indices, sample_rate=cfg.sample_rate,
