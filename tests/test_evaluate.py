@@ -214,6 +214,12 @@ def test_resolve_separator_finds_the_trained_checkpoint(tmp_path, monkeypatch):
     # repository-relative: the spec is a column of per_track.csv and names no machine
     expected = "htdemucs:checkpoint=results/smoke/01_phase_analysis/weights/htdemucs.pt"
     assert resolve_separator("htdemucs", weights_dir) == expected
+    # another run's weights, outside the repository, are named by their absolute path
+    other = tmp_path.parent / "other_run_weights"
+    other.mkdir()
+    (other / "htdemucs.pt").write_bytes(b"")
+    checkpoint = other.resolve() / "htdemucs.pt"
+    assert resolve_separator("htdemucs", other) == f"htdemucs:checkpoint={checkpoint}"
 
 
 def test_shared_factorisation_bsseval_equals_museval():

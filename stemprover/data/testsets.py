@@ -23,8 +23,7 @@ from stemprover.constants import CORPUS_SAMPLE_RATE, STEMS
 from stemprover.corpus import list_tracks, load_track
 from stemprover.dsp.audio import resample, to_channels
 from stemprover.errors import StemproverError
-from stemprover.project.inputs import input_path
-from stemprover.project.provenance import portable_path
+from stemprover.project.inputs import config_path, input_path
 
 
 @dataclass
@@ -228,9 +227,9 @@ def resolve_separator(spec: str, weights_dir: str | Path) -> str:
     found = [weights / f"{name}.pt"] if (weights / f"{name}.pt").is_file() else []
     if not found:
         raise StemproverError(f"no trained {name} in {weights}: run 01_phase_analysis first")
-    # relative to the repository, so that the spec (a column of per_track.csv) names no machine
-
-    return f"{spec}{',' if ':' in spec else ':'}checkpoint={portable_path(found[0])}"
+    # relative to the repository when inside it, so that the spec (a column of per_track.csv)
+    # names no machine; absolute when the weights are another run's
+    return f"{spec}{',' if ':' in spec else ':'}checkpoint={config_path(found[0])}"
 
 
 def separators_in_pairs(manifest_file: str | Path) -> set[str] | None:
