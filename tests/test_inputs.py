@@ -91,3 +91,23 @@ def test_every_model_facing_config_takes_the_common_keys_from_one_declaration():
         own = config.__dict__.get("__annotations__", {})
         assert not set(own) & set(COMMON_KEYS), config.__name__  # not declared again
         assert {f.name for f in dataclasses.fields(config)} >= set(COMMON_KEYS)
+
+
+@pytest.mark.parametrize("stage, cls", [
+    ("03_base_pretraining", PretrainConfig), ("04_lora_training", LoraTrainConfig),
+    ("05_evaluation", EvaluationConfig), ("06_ablations", AblationConfig),
+    ("07_performance", PerformanceConfig),
+])
+def test_every_input_is_a_parameter_of_its_notebook(stage, cls):
+    """So that a profile (or papermill's ``-p``) can point a stage at another run's outputs."""
+    import nbformat
+
+    from stemprover.project.paths import repo_root
+
+    nb = nbformat.read(repo_root() / "notebooks" / f"{stage}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    defaults: dict = {}
+    exec(cell.source, {}, defaults)
+    inputs = {f.name for f in dataclasses.fields(cls)} & set(INPUTS)
+    assert inputs and inputs <= set(defaults), sorted(inputs - set(defaults))
+    assert not any(defaults[name] for name in inputs)  # empty: the profile's own outputs
