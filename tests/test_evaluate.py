@@ -268,16 +268,23 @@ def test_notebook_parameters_match_the_profiles(stage):
 def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkeypatch):
     import stemprover.stages.evaluation as evaluation
     from stemprover.inference.enhance import enhance
+    from stemprover.inference.postfilter import postfilter
     from stemprover.inference.projection import enhance_stems
     from tests.test_enhance import RegressionFake
 
     projected_input = evaluation.project
     model = RegressionFake(gain=0.5)
     monkeypatch.setattr(evaluation, "_load", lambda path, kind: model)
-    cfg = _cfg(systems=["regression", "stemprover", "bridge"], steps=[1], projection="before")
+    cfg = _cfg(systems=["postfilter", "regression", "stemprover", "bridge"], steps=[1],
+               projection="before")
     systems = make_systems(cfg)
-    assert sorted(systems) == ["bridge", "regression", "stemprover@1"]
+    assert sorted(systems) == ["bridge", "postfilter", "regression", "stemprover@1"]
     item = _item(3, 5.0)
+    filtered = postfilter(item.separated, SR, mixture=item.mixture)
+    out = systems["postfilter"](item)
+    assert sorted(out) == sorted(STEMS)
+    for stem in STEMS:  # the post-filter system is the shared projection, unchanged
+        np.testing.assert_array_equal(out[stem], filtered[stem])
     projected = enhance_stems(item.separated, SR, model, mixture=item.mixture,
                               projection="before")
     for name in ("regression", "stemprover@1"):
@@ -289,7 +296,7 @@ def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkey
     monkeypatch.setattr(evaluation, "project",
                         lambda *args: calls.append(1) or projected_input(*args))
     other = _item(4, 5.0)
-    for name in ("regression", "stemprover@1"):
+    for name in ("postfilter", "regression", "stemprover@1"):
         systems[name](other)
     assert len(calls) == 1  # the projected input is computed once per item, for all systems
     bridge = systems["bridge"](item)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stemprover.project.inputs import config_path
 from stemprover.project.paths import folder_lock, repo_root
 
 CODE_PATHS = ("stemprover", "notebooks", "pyproject.toml")
@@ -79,9 +80,8 @@ def start_run(out_dir: Path, stage: str, params: dict[str, Any]) -> dict:
 
 def portable_path(path) -> str:
     """``path`` relative to the repository when inside it, else its name: no machine paths."""
-    resolved = Path(path).resolve()
-    root = repo_root()
-    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else resolved.name
+    value = config_path(path)
+    return Path(value).name if Path(value).is_absolute() else value
 
 
 def data_source(dataset) -> str:

@@ -79,7 +79,6 @@ from stemprover.dsp.audio import save_audio
 from stemprover.dsp.phase import phase_report
 from stemprover.dsp.spectral import StftConfig
 from stemprover.errors import StemproverError
-from stemprover.inference.postfilter import postfilter
 from stemprover.inference.projection import check_projection, enhance_stems, project
 from stemprover.metrics.bsseval import ReferenceBssEval
 from stemprover.metrics.signal import evaluate_pair
@@ -161,8 +160,8 @@ def make_systems(cfg: EvaluationConfig) -> dict[str, SystemFn]:
     for name in cfg.systems:
         if name == "identity":
             systems[name] = lambda item: dict(item.separated)
-        elif name == "postfilter":
-            systems[name] = _postfilter_system
+        elif name == "postfilter":  # the Wiener filter alone: the projection itself
+            systems[name] = lambda item: dict(projected(item))
         elif name in ("irm1", "irm2", "ibm"):
             systems[name] = _oracle_system(name)
         elif name == "regression":
@@ -176,10 +175,6 @@ def make_systems(cfg: EvaluationConfig) -> dict[str, SystemFn]:
             for steps, label in zip(cfg.steps, stemprover_systems(cfg)):
                 systems[label] = _enhance_system(model, cfg, steps=steps, projected=projected)
     return systems
-
-
-def _postfilter_system(item: TestItem) -> dict[str, np.ndarray]:
-    return postfilter(item.separated, item.sample_rate, mixture=item.mixture)
 
 
 def _oracle_system(name: str) -> SystemFn:
@@ -197,7 +192,8 @@ def _oracle_system(name: str) -> SystemFn:
 
 
 def _shared_projection() -> Callable[[TestItem], dict[str, np.ndarray]]:
-    """The projection of an item's separator output, computed once for every learned system."""
+    """The projection of an item's separator output, computed once for the post-filter and
+    every learned system."""
     kept: dict[tuple, dict[str, np.ndarray]] = {}
 
     def projected(item: TestItem) -> dict[str, np.ndarray]:
