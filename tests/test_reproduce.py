@@ -49,3 +49,26 @@ def test_a_missing_notebook_stops_the_run_before_any_stage(monkeypatch, tmp_path
     with pytest.raises(StemproverError, match=f"missing notebook: .*{STAGES[1]}.ipynb"):
         reproduce.run_notebooks("smoke")
     assert ran == []
+
+
+def test_a_stage_records_its_wall_time_in_its_run_record(monkeypatch, tmp_path):
+    import json
+    import time
+
+    from stemprover.project.provenance import start_run
+
+    monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
+    stage = STAGES[4]
+
+    def fake_notebook(source, output, **kwargs):  # the notebook's setup() starts the record
+        from stemprover.project.paths import results_dir
+
+        start_run(results_dir(kwargs["parameters"]["profile"], stage), stage, {"profile": "smoke"})
+        time.sleep(0.05)
+
+    monkeypatch.setattr("papermill.execute_notebook", fake_notebook)
+    monkeypatch.setattr(reproduce, "stage_params", lambda profile, stage: {"profile": profile})
+    seconds = reproduce.run_stage(stage, "smoke", tmp_path)
+    record = json.loads((tmp_path / "results" / "smoke" / stage / "run.json").read_text())
+    assert seconds >= 0.05
+    assert record["wall_seconds"] == round(seconds, 1) and record["stage"] == stage

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from stemprover.errors import StemproverError
 from stemprover.project.config import PROFILES, stage_params
-from stemprover.project.paths import STAGES, repo_root, stage_name
+from stemprover.project.paths import STAGES, repo_root, results_dir, stage_name
+from stemprover.project.provenance import update_run
 from stemprover.report.paper import build_paper
 
 
@@ -39,7 +40,8 @@ def notebook_path(stage: str) -> Path:
 
 
 def run_stage(stage: str, profile: str, out_dir: Path) -> float:
-    """Execute one notebook with papermill; return its wall time in seconds."""
+    """Execute one notebook with papermill; return its wall time in seconds (also written to
+    the stage's ``run.json`` as ``wall_seconds``)."""
     import papermill as pm
 
     params = stage_params(profile, stage)
@@ -52,7 +54,11 @@ def run_stage(stage: str, profile: str, out_dir: Path) -> float:
         progress_bar=False,
         report_mode=False,
     )
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    folder = results_dir(profile, stage, create=False)
+    if (folder / "run.json").exists():  # the stage's own record, started by its setup()
+        update_run(folder, wall_seconds=round(seconds, 1))
+    return seconds
 
 
 def run_notebooks(profile: str, first: str = "01") -> list[str]:
