@@ -14,12 +14,10 @@ only the standard library at the top, so ``stemprover --help`` answers without l
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -456,42 +454,12 @@ def analysis_stft(sample_rate: int):
     return StftConfig(n_fft=n_fft, hop_length=n_fft // 4)
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised where the program is so that cleanup code runs.
-
-    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it.
-    """
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _signals_raise():
-    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` (SIGINT already raises
-    KeyboardInterrupt), so temporary files are removed as on any error."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Terminated(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``stemprover`` and ``python -m stemprover``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from stemprover.errors import StemproverError
+    from stemprover.errors import StemproverError, Terminated, signals_raise
 
-    with _signals_raise():
+    with signals_raise():
         try:
             if args.command == "enhance":
                 return run_enhance(args)

@@ -156,6 +156,45 @@ def test_signal_leaves_nothing_behind(tiny_model, tmp_path, signum):
     assert not (tmp_path / "made").exists()  # no .tmp file, and no folder it made
 
 
+def test_signal_while_naming_the_temporary_file_waits(tmp_path, monkeypatch):
+    """A signal that lands between making the temporary file and remembering its name is
+    held until the name is known, so the sink can still remove the file."""
+    from stemprover.dsp import audio
+    from stemprover.errors import Terminated, signals_raise
+    from stemprover.inference import streaming
+
+    made = audio.temporary_file
+
+    def signalled(path):
+        tmp = made(path)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before this returns
+        return tmp
+
+    monkeypatch.setattr(streaming, "temporary_file", signalled)
+    with signals_raise(), pytest.raises(Terminated) as caught:
+        with streaming.FileSink(tmp_path / "x.wav", RATE, 2):
+            pytest.fail("the signal did not stop the write")
+    assert caught.value.signum == signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_signal_outside_a_held_block_raises_at_once():
+    from stemprover.errors import Terminated, signals_held, signals_raise
+
+    order = []
+    with signals_raise(), pytest.raises(Terminated):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGHUP)
+            order.append("held")
+        order.append("after")  # never reached: the held signal raises as the block ends
+    assert order == ["held"]
+    with signals_raise(), pytest.raises(Terminated):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs before the sleep ends
+        order.append("after")
+    assert order == ["held"]
+
+
 def test_cancelled_write_leaves_nothing(tmp_path):
     """How --jobs stops the other jobs after a signal: their next write raises."""
     import threading

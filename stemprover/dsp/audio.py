@@ -26,7 +26,7 @@ import pyloudnorm
 import soundfile as sf
 import soxr
 
-from stemprover.errors import StemproverError
+from stemprover.errors import StemproverError, signals_held
 
 STEM_FILE_SUFFIX = ".stem.mp4"
 STEM_NAMES = ("mixture", "drums", "bass", "other", "vocals")
@@ -340,7 +340,8 @@ def save_audio(
     if subtype is None or not sf.check_format(format_name, subtype):
         subtype = sf.default_subtype(format_name)
     try:
-        tmp = temporary_file(path)
+        with signals_held():  # a signal waits until the temporary file has its name
+            tmp = temporary_file(path)
     except OSError as err:
         raise StemproverError(f"{path}: could not write audio ({err.strerror})") from err
     try:
@@ -351,6 +352,9 @@ def save_audio(
         tmp.unlink(missing_ok=True)
         reason = err.strerror if isinstance(err, OSError) else err
         raise StemproverError(f"{path}: could not write audio ({reason})") from err
+    except BaseException:  # a signal or an interrupt
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

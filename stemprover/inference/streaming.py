@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from stemprover.dsp.audio import check_path, open_sound, publish, sound_info, temporary_file
-from stemprover.errors import StemproverError
+from stemprover.errors import StemproverError, signals_held
 
 BLOCK_SAMPLES = 1 << 16  # 1.5 s at 44.1 kHz: large enough to be fast, small enough to be flat
 ENERGY_HOP_SECONDS = 0.01  # 10 ms energy frames place boundaries finer than any note
@@ -189,7 +189,8 @@ class FileSink:
 
     def __enter__(self) -> FileSink:
         try:
-            self._tmp = temporary_file(self.path)
+            with signals_held():  # a signal waits until the temporary file has its name
+                self._tmp = temporary_file(self.path)
             self._handle = sf.SoundFile(
                 os.fsencode(self._tmp), "w", samplerate=self.sample_rate,
                 channels=self.n_channels, subtype=self.subtype, format="WAV",
@@ -200,6 +201,9 @@ class FileSink:
         except (sf.LibsndfileError, RuntimeError) as err:
             self._remove_tmp()
             raise StemproverError(f"{self.path}: cannot write ({err})") from err
+        except BaseException:  # a signal or an interrupt: __exit__ will not run
+            self._remove_tmp()
+            raise
         return self
 
     def write(self, block: np.ndarray) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from stemprover.dsp.audio import STEM_FILE_SUFFIX, publish, sound_info, temporary_file
-from stemprover.errors import StemproverError
+from stemprover.errors import StemproverError, signals_held
 from stemprover.inference.enhance import open_source
 from stemprover.inference.streaming import BLOCK_SAMPLES, FileSource
 from stemprover.report.style import STYLE
@@ -170,7 +170,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` atomically: a temporary file next to ``path``, then a rename."""
     path = Path(path)
     try:
-        tmp = temporary_file(path)
+        with signals_held():  # a signal waits until the temporary file has its name
+            tmp = temporary_file(path)
     except OSError as err:
         raise StemproverError(f"{path}: could not write ({err.strerror})") from err
     try:
