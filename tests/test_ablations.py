@@ -87,6 +87,50 @@ def test_run_grid_trains_each_distinct_model_once():
     assert '"name": "control=concat"' in rows_json(rows)
 
 
+def test_run_grid_compares_each_row_with_the_reference_item_by_item():
+    from stemprover.stages.ablations import items_table
+
+    rows = grid(AblationConfig(factors=["control"]))  # reference, controlnet, concat
+    shift = {"reference": 0.0, "control=controlnet": 0.5, "control=concat": 0.0}
+    spread = [0.0, 10.0, -10.0, 5.0, -5.0, 2.0]  # items differ far more than the rows do
+
+    def evaluate(model, row):
+        noise = [0.1, -0.1, 0.2, -0.2, 0.0, 0.05] if row.name == "control=concat" else [0] * 6
+        values = [s + shift[row.name] + e for s, e in zip(spread, noise)]
+        return {"si_sdr": sum(values) / 6, "si_sdr_ci_low": -8.0, "si_sdr_ci_high": 8.0,
+                "phase_dev": 0.1, "lsd": 2.0, "n": 6, "si_sdr_items": values}
+
+    items = {"identity": [s - 0.25 for s in spread]}
+    table = run_grid(rows, lambda row: None, evaluate, progress=False, items=items)
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    by_name = table.set_index("name")
+    # a constant shift of +0.5 on every item: the paired interval is the shift itself
+    assert by_name.loc["control=controlnet", "delta_si_sdr"] == pytest.approx(0.5)
+    assert by_name.loc["control=controlnet", "delta_ci_low"] == pytest.approx(0.5)
+    assert by_name.loc["control=controlnet", "delta_ci_high"] == pytest.approx(0.5)
+    # noise around zero: an interval that contains zero, far narrower than the rows' own
+    low, high = by_name.loc["control=concat", ["delta_ci_low", "delta_ci_high"]]
+    assert low < 0 < high and high - low < 0.5
+    assert 0.05 < by_name.loc["control=concat", "delta_p_value"] <= 1.0
+    assert by_name.loc["reference", ["delta_si_sdr", "delta_ci_low"]].isna().all()
+    assert set(items) == {"identity", "reference", "control=controlnet", "control=concat"}
+    long = items_table(items)
+    assert len(long) == 4 * 6 and list(long.columns) == ["name", "item", "si_sdr"]
+
+
+def test_paired_scores_must_cover_the_same_items():
+    from stemprover.stages.ablations import with_paired
+
+    rows = grid(AblationConfig(factors=["control"]))
+    table = run_grid(rows, lambda row: None, lambda model, row: {
+        "si_sdr": 0.0, "si_sdr_ci_low": 0.0, "si_sdr_ci_high": 0.0, "phase_dev": 0.0,
+        "lsd": 0.0, "n": 1}, progress=False)
+    assert table["delta_ci_low"].isna().all()  # no per-item scores: no paired columns
+    with pytest.raises(StemproverError, match="2 item scores, but the reference has 3"):
+        with_paired(table, {"reference": [1.0, 2.0, 3.0], "control=concat": [1.0, 2.0]},
+                    "reference")
+
+
 def test_run_grid_rejects_a_row_without_scores():
     rows = grid(AblationConfig(factors=[]))
     with pytest.raises(StemproverError, match="no score"):

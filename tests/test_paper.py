@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import results_fixture as fx
@@ -347,6 +348,49 @@ def test_ablation_table_marks_rows_within_their_confidence_interval(root):
     assert lines["sdedit"].endswith("outside CI \\\\")
     assert lines["8"].endswith("within CI \\\\") and lines["16"].endswith("within CI \\\\")
     assert lines["reference"].endswith(" &  \\\\")
+
+
+def _add_paired_columns(root):
+    """The fixture's grid with paired differences: sdedit and full resolved, the ranks not."""
+    path = root / "results/cpu/06_ablations/ablations.csv"
+    table = pd.read_csv(path)
+    table["delta_si_sdr"] = table["si_sdr"] - 1.0
+    table.loc[table["name"] == "reference", "delta_si_sdr"] = np.nan
+    table["delta_ci_low"] = [-0.3, np.nan, -0.9, -0.6, -0.4, -0.05]
+    table["delta_ci_high"] = [-0.2, np.nan, -0.6, -0.4, 0.05, 0.25]
+    table["delta_p_value"] = [0.01, np.nan, 0.01, 0.01, 0.2, 0.4]
+    table.to_csv(path, index=False)
+
+
+def test_ablation_sentence_uses_the_paired_interval_when_the_grid_has_one(root):
+    fx.write_results(root, "cpu")
+    _add_paired_columns(root)
+    macros = claims.claims(data.load("cpu"), [])
+    text = macros["spClaimAblations"]
+    # the separator output minus the reference is [-0.3, -0.2]: the change is [+0.2, +0.3]
+    assert "raises SI-SDR by 0.25~dB (paired 95\\% CI of the change [+0.20, +0.30]~dB)" in text
+    assert "paired 95\\% confidence interval (bootstrap over items)" in text
+    assert ("It contains zero, so the difference is not resolved with this budget, for "
+            "lora rank = 8, lora rank = 16." in text)
+    assert "It excludes zero for formulation = sdedit, finetuning = full." in text
+    assert "own 95" not in text
+    assert macros["spClaimFormulation"].endswith(
+        "a difference of \\ensuremath{-}0.75~dB (paired 95\\% CI [\\ensuremath{-}0.90, "
+        "\\ensuremath{-}0.60]~dB).")
+    assert macros["spAblationColumnNote"].startswith("the row's SI-SDR minus the reference's")
+    build.generate("cpu")
+    table = (root / "paper/tables/ablations.tex").read_text()
+    assert "$\\Delta$ vs.\\ reference [paired CI]" in table
+    lines = {line.split(" & ")[1]: line for line in table.splitlines() if " & " in line}
+    assert lines["16"].endswith("+0.10 [\\ensuremath{-}0.05, +0.25] \\\\")
+    assert lines["separator output"].endswith("[\\ensuremath{-}0.30, \\ensuremath{-}0.20] \\\\")
+    assert lines["reference"].endswith(" &  \\\\")
+
+
+def test_ablation_column_note_without_paired_columns(root):
+    fx.write_results(root, "cpu")
+    note = claims.claims(data.load("cpu"), [])["spAblationColumnNote"]
+    assert note.startswith("whether the row's SI-SDR differs from the reference's")
 
 
 def test_data_sentence_reads_the_dataset_card(root):

@@ -74,7 +74,7 @@ from stemprover.dsp.spectral import StftConfig
 from stemprover.errors import StemproverError
 from stemprover.inference.enhance import enhance
 from stemprover.metrics.signal import lsd, si_sdr
-from stemprover.metrics.stats import bootstrap_ci
+from stemprover.metrics.stats import bootstrap_ci, paired_test
 from stemprover.model import load_base, load_model, model_config
 from stemprover.model.adapters import control_parameters
 from stemprover.project.config import COMMON_KEYS, Common
@@ -106,20 +106,20 @@ FACTORS = (
     "overlap",
 )
 INFERENCE_FACTORS = ("steps", "strength", "overlap")
-TABLE_COLUMNS = (
-    "name",
-    "factor",
-    "setting",
-    "si_sdr",
-    "si_sdr_ci_low",
-    "si_sdr_ci_high",
-    "phase_dev",
-    "lsd",
-    "n",
-    "train_seconds",
-)
-"""Columns of ``ablations.csv``: SI-SDR (dB) with its bootstrap CI, phase deviation (rad),
-LSD (dB), number of validation scores and seconds of training of the row's model."""
+SCORE_COLUMNS = ("si_sdr", "si_sdr_ci_low", "si_sdr_ci_high", "phase_dev", "lsd", "n")
+"""What an evaluation returns for a row: SI-SDR (dB) with its bootstrap CI, phase deviation
+(rad), LSD (dB) and the number of validation scores."""
+PAIRED_COLUMNS = ("delta_si_sdr", "delta_ci_low", "delta_ci_high", "delta_p_value")
+"""The row minus the reference, item by item: mean SI-SDR difference (dB), its bootstrap CI
+and the Wilcoxon signed-rank p-value. Every row is scored on the same items, so this paired
+interval is much narrower than the rows' own intervals, which include how much the items
+differ from each other."""
+TABLE_COLUMNS = ("name", "factor", "setting", *SCORE_COLUMNS, "train_seconds", *PAIRED_COLUMNS)
+"""Columns of ``ablations.csv``: the scores, seconds of training of the row's model, and
+the paired difference from the reference row (NaN where per-item scores are missing)."""
+ITEM_COLUMNS = ("name", "item", "si_sdr")
+"""Columns of ``ablation_items.csv``: every row's SI-SDR on each validation score, in the
+same order for every row, so that any other paired statistic can be computed from it."""
 
 
 @dataclass
@@ -279,6 +279,7 @@ def run_grid(
     progress: bool = True,
     on_row: Callable[[pd.DataFrame], None] | None = None,
     seconds: dict[tuple, float] | None = None,
+    items: dict[str, list[float]] | None = None,
 ) -> pd.DataFrame:
     """Train every distinct model once, score every row, and tabulate.
 
@@ -287,12 +288,16 @@ def run_grid(
             of a long run).
         seconds: Training seconds by ``train_key`` of models that ``train_fn`` only loads
             (trained beforehand, see :func:`train_models`); they replace the measured time.
+        items: Filled with each row's per-item SI-SDR, when the evaluation returns it (as
+            ``si_sdr_items``); may hold rows scored beforehand, such as the separator output.
 
     Returns:
-        A table with :data:`TABLE_COLUMNS`, one line per row, in grid order.
+        A table with :data:`TABLE_COLUMNS`, one line per row, in grid order; the paired
+        columns compare each row with the first (the reference).
     """
     models: dict[tuple, tuple[Any, float]] = {}
     records = []
+    per_item = items if items is not None else {}
     for row in tqdm(rows, desc="ablations", unit="row", disable=not progress):
         if row.train_key not in models:
             start = time.perf_counter()
@@ -301,17 +306,45 @@ def run_grid(
             models[row.train_key] = (model, (seconds or {}).get(row.train_key, spent))
         model, spent = models[row.train_key]
         scores = evaluate_fn(model, row)
-        missing = [c for c in TABLE_COLUMNS[3:-1] if c not in scores]
+        missing = [c for c in SCORE_COLUMNS if c not in scores]
         if missing:
             raise StemproverError(f"ablation row {row.name}: no score for {', '.join(missing)}")
+        if "si_sdr_items" in scores:
+            per_item[row.name] = [float(v) for v in scores["si_sdr_items"]]
         records.append(
             {"name": row.name, "factor": row.factor, "setting": row.setting}
-            | {c: scores[c] for c in TABLE_COLUMNS[3:-1]}
+            | {c: scores[c] for c in SCORE_COLUMNS}
             | {"train_seconds": round(spent, 2)}
         )
         if on_row is not None:
-            on_row(pd.DataFrame(records, columns=list(TABLE_COLUMNS)))
-    return pd.DataFrame(records, columns=list(TABLE_COLUMNS))
+            on_row(with_paired(pd.DataFrame(records), per_item, rows[0].name))
+    return with_paired(pd.DataFrame(records), per_item, rows[0].name)
+
+
+def with_paired(table: pd.DataFrame, items: dict[str, list[float]], reference: str,
+                n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """``table`` with :data:`PAIRED_COLUMNS` filled for every row whose per-item SI-SDR is in
+    ``items`` (name to scores, in one item order), against the row named ``reference``."""
+    table = table.reindex(columns=list(TABLE_COLUMNS))
+    base = items.get(reference)
+    for i, name in enumerate(table["name"]):
+        if base is None or name not in items or name == reference:
+            continue
+        if len(items[name]) != len(base):
+            raise StemproverError(f"ablation row {name}: {len(items[name])} item scores, "
+                                  f"but the reference has {len(base)}")
+        test = paired_test(items[name], base, n_resamples=n_resamples, seed=seed,
+                           key=("ablation", name))
+        table.loc[i, list(PAIRED_COLUMNS)] = [test["mean_diff"], test["ci_low"], test["ci_high"],
+                                              test["p_value"]]
+    return table
+
+
+def items_table(items: dict[str, list[float]]) -> pd.DataFrame:
+    """``items`` (row name to per-item SI-SDR) in the long form of ``ablation_items.csv``."""
+    records = [{"name": name, "item": k, "si_sdr": v}
+               for name, values in items.items() for k, v in enumerate(values)]
+    return pd.DataFrame(records, columns=list(ITEM_COLUMNS))
 
 
 def rows_json(rows: list[Row]) -> str:
@@ -344,6 +377,7 @@ def score_outputs(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: AblationConfi
         "phase_dev": float(np.nanmean(phase)),
         "lsd": float(np.mean([lsd(e, r, stft_cfg) for e, r in pairs])),
         "n": n,
+        "si_sdr_items": [float(v) for v in si],
     }
 
 
@@ -368,7 +402,8 @@ def make_evaluate_fn(items: list, cfg: AblationConfig) -> EvaluateFn:
 
 
 def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFrame:
-    """Train and score the whole grid; write ``ablations.csv`` (after every row) and ``grid.json``.
+    """Train and score the whole grid; write ``ablations.csv`` and ``ablation_items.csv`` (after
+    every row) and ``grid.json``.
 
     The working folder ``build/cache/<profile>/06_ablations`` is emptied first, so every
     row really trains (and its ``train_seconds`` is real) on each run.
@@ -385,17 +420,22 @@ def run_ablations(cfg: AblationConfig, profile: str, out_dir: Path) -> pd.DataFr
     with cpu_threads(cfg.torch_threads):
         items = validation_items(cfg)
         identity = [(item.separated[s], item.clean[s]) for item in items for s in cfg.stems]
+        scores = score_outputs(identity, cfg)
+        per_item = {"identity": scores.pop("si_sdr_items")}
         baseline = {"name": "identity", "factor": "baseline", "setting": "separator output"}
-        baseline |= score_outputs(identity, cfg) | {"train_seconds": 0.0}
+        baseline |= scores | {"train_seconds": 0.0}
 
         def save(partial: pd.DataFrame) -> pd.DataFrame:
             table = pd.concat([pd.DataFrame([baseline]), partial], ignore_index=True)
+            table = with_paired(table, per_item, rows[0].name, cfg.n_bootstrap, cfg.seed)
             table.to_csv(out_dir / "ablations.csv", index=False)
+            items_table(per_item).to_csv(out_dir / "ablation_items.csv", index=False)
             return table
 
         folders, seconds = train_models(rows, cfg, profile, work_dir)
         partial = run_grid(rows, lambda row: load_model(folders[row.train_key]),
-                           make_evaluate_fn(items, cfg), on_row=save, seconds=seconds)
+                           make_evaluate_fn(items, cfg), on_row=save, seconds=seconds,
+                           items=per_item)
     return save(partial)
 
 

@@ -282,6 +282,7 @@ def claims(data: PaperData, found: list[Target]) -> Macros:
     m.add("claim performance", _performance_sentence(data))
     m.add("claim data", _data_sentence(data))
     m.add("claim ablations", _ablation_provenance(data) + _ablation_sentence(data))
+    m.add("ablation column note", _ablation_column_note(data))
     m.add("claim analysis", _analysis_sentence(data, sisdr, phase))
     m.add("profile note", _profile_note(data))
     return m
@@ -613,8 +614,21 @@ def _ablation_rows(data: PaperData):
     return ref, changes[np.isfinite(changes["delta"])]
 
 
+def is_paired(row) -> bool:
+    """Whether the row carries the paired 95% CI of its difference from the reference."""
+    low, high = row.get("delta_ci_low", NAN), row.get("delta_ci_high", NAN)
+    return finite(float(low)) and finite(float(high))
+
+
 def within_ci(row, reference_mean: float) -> bool | None:
-    """Whether a row differs from the reference by less than its own 95% CI (None: no CI)."""
+    """Whether a row's difference from the reference is not resolved (None: no CI).
+
+    With the paired interval (the row minus the reference, item by item), not resolved means
+    that it contains 0. A table without it falls back to whether the reference lies inside
+    the row's own interval: a much wider test, as it also spans how the items differ.
+    """
+    if is_paired(row):
+        return bool(float(row["delta_ci_low"]) <= 0.0 <= float(row["delta_ci_high"]))
     low, high = float(row["ci_low"]), float(row["ci_high"])
     if not (finite(low) and finite(high)) or high <= low:
         return None
@@ -623,9 +637,15 @@ def within_ci(row, reference_mean: float) -> bool | None:
 
 def _ci_verdict(row) -> str:
     inside = within_ci(row, float(row["mean"] - row["delta"]))
+    difference = f"a difference of {fmt(float(row['delta']), 2, True)}~dB"
     if inside is None:
-        return f"a difference of {fmt(float(row['delta']), 2, True)}~dB (no confidence interval)"
-    return (f"a difference of {fmt(float(row['delta']), 2, True)}~dB, "
+        return f"{difference} (no confidence interval)"
+    if is_paired(row):
+        interval = (f"[{fmt(float(row['delta_ci_low']), 2, True)}, "
+                    f"{fmt(float(row['delta_ci_high']), 2, True)}]~dB")
+        return (f"{difference} (paired 95\\% CI {interval}"
+                + (", so not resolved)" if inside else ")"))
+    return (f"{difference}, "
             + ("smaller than the row's 95\\% confidence interval, so not resolved" if inside
                else "larger than the row's 95\\% confidence interval"))
 
@@ -644,6 +664,17 @@ def _ablation_provenance(data: PaperData) -> str:
     return (f"This grid was computed {where}, not with the model of the other results "
             f"(commit \\texttt{{{escape(evaluation)}}}, Table~\\ref{{tab:provenance}}); "
             "it describes that earlier model. ")
+
+
+def _ablation_column_note(data: PaperData) -> str:
+    """What the last column of the ablation table gives, for the caption."""
+    table = data.ablations
+    if table is not None and "delta_ci_low" in table.columns and table["delta_ci_low"].notna().any():
+        return ("the row's SI-SDR minus the reference's, item by item, with its paired "
+                "bootstrap 95\\% CI (an interval that contains zero: a difference this budget "
+                "does not resolve)")
+    return ("whether the row's SI-SDR differs from the reference's by less than the row's own "
+            "95\\% CI (\\emph{within CI}: a difference this budget does not resolve)")
 
 
 def _ablation_sentence(data: PaperData) -> str:
@@ -688,11 +719,24 @@ def _ablation_sentence(data: PaperData) -> str:
             f"reference setting {'raises' if diff >= 0 else 'lowers'} SI-SDR by "
             f"{fmt(abs(diff), 2)}~dB"
         )
+        first = baseline.iloc[0]
+        if is_paired(first):  # stored as the separator output minus the reference
+            text += (f" (paired 95\\% CI of the change [{fmt(-float(first['delta_ci_high']), 2, True)}, "
+                     f"{fmt(-float(first['delta_ci_low']), 2, True)}]~dB)")
         better_rows = int((changes["mean"] > base).sum())
         text += f"; {better_rows} of the {len(changes)} changed rows beat the separator output."
     verdicts = {True: [], False: [], None: []}
     for row in changes.itertuples():
         verdicts[within_ci(row._asdict(), float(ref["mean"]))].append(_row_name(row))
+    if changes.apply(is_paired, axis=1).all():
+        text += (" Every row is scored on the same items, so each difference from the "
+                 "reference has a paired 95\\% confidence interval (bootstrap over items).")
+        if verdicts[True]:
+            text += (f" It contains zero, so the difference is not resolved with this budget, "
+                     f"for {', '.join(verdicts[True])}.")
+        if verdicts[False]:
+            text += f" It excludes zero for {', '.join(verdicts[False])}."
+        return text
     if verdicts[True]:
         text += (f" These rows differ from the reference by less than their own 95\\% "
                  f"confidence interval, so the difference is not resolved with this budget: "
