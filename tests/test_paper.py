@@ -469,8 +469,8 @@ def test_an_ablation_grid_from_another_commit_is_said_to_be(root):
     (res / "05_evaluation" / "run.json").write_text(json.dumps({"code_commit": "abc1234"}))
     build.generate("cpu")
     said = read_macros(root / "paper/generated/claims.tex")["spClaimAblations"]
-    assert said.startswith("This grid was computed by an earlier run that recorded no commit, "
-                           r"not with the model of the other results (commit \texttt{abc1234}")
+    assert said.startswith("This grid was computed by a run that recorded no commit, the "
+                           r"evaluation at commit \texttt{abc1234} (Table~\ref{tab:provenance})")
     (res / "06_ablations" / "run.json").write_text(json.dumps({"code_commit": "abc1234"}))
     build.generate("cpu")
     said = read_macros(root / "paper/generated/claims.tex")["spClaimAblations"]

@@ -335,6 +335,8 @@ def with_paired(table: pd.DataFrame, items: dict[str, list[float]], reference: s
                                   f"but the reference has {len(base)}")
         test = paired_test(items[name], base, n_resamples=n_resamples, seed=seed,
                            key=("ablation", name))
+        if test["n"] < 2:  # one item gives a difference, but no interval
+            test["ci_low"] = test["ci_high"] = test["p_value"] = float("nan")
         table.loc[i, list(PAIRED_COLUMNS)] = [test["mean_diff"], test["ci_low"], test["ci_high"],
                                               test["p_value"]]
     return table

@@ -655,15 +655,16 @@ def _row_name(row) -> str:
 
 
 def _ablation_provenance(data: PaperData) -> str:
-    """A warning when the grid was not computed at the commit of the evaluation (its run.json)."""
+    """A note when the grid was not computed at the commit of the evaluation (its run.json)."""
     grid = (data.runs.get("06_ablations") or {}).get("code_commit")
     evaluation = (data.runs.get("05_evaluation") or {}).get("code_commit")
     if data.ablations is None or data.ablations.empty or not evaluation or grid == evaluation:
         return ""
-    where = f"at commit \\texttt{{{escape(grid)}}}" if grid else "by an earlier run that recorded no commit"
-    return (f"This grid was computed {where}, not with the model of the other results "
-            f"(commit \\texttt{{{escape(evaluation)}}}, Table~\\ref{{tab:provenance}}); "
-            "it describes that earlier model. ")
+    where = f"at commit \\texttt{{{escape(grid)}}}" if grid else "by a run that recorded no commit"
+    return (f"This grid was computed {where}, the evaluation at commit "
+            f"\\texttt{{{escape(evaluation)}}} (Table~\\ref{{tab:provenance}}); the grid trains "
+            "its own models on the same corpus and pairs, so its rows compare with each other, "
+            "not with the evaluated model. ")
 
 
 def _ablation_column_note(data: PaperData) -> str:
