@@ -72,6 +72,27 @@ def test_metric_vs_steps_plots_the_stored_means(root, monkeypatch):
     )
 
 
+def test_ablation_figure_adds_the_paired_panel_when_the_grid_has_one(root, monkeypatch):
+    res = fx.write_results(root, "cpu")
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, out, name: drawn.__setitem__(name, fig))
+    figures.ablations("cpu", figures.FiguresConfig(), root)
+    assert len(drawn["ablations"].axes) == 1  # the fixture's grid has no paired columns
+    path = res / "06_ablations" / "ablations.csv"
+    table = pd.read_csv(path)
+    table["delta_si_sdr"] = table["si_sdr"] - 1.0
+    table.loc[table["name"] == "reference", "delta_si_sdr"] = np.nan
+    table["delta_ci_low"] = table["delta_si_sdr"] - 0.1
+    table["delta_ci_high"] = table["delta_si_sdr"] + 0.1
+    table.to_csv(path, index=False)
+    figures.ablations("cpu", figures.FiguresConfig(), root)
+    left, right = drawn["ablations"].axes
+    widths = [bar.get_width() for bar in right.patches]
+    np.testing.assert_allclose(widths,
+                               np.nan_to_num(table["delta_si_sdr"].to_numpy()))
+    assert "paired" in right.get_xlabel()
+
+
 def test_spectrogram_example_phase_error_is_known(tmp_path):
     sample_rate, n = 8000, 8000
     t = np.arange(n) / sample_rate

@@ -308,8 +308,8 @@ def ablation_table_frame(table: pd.DataFrame, metric: str, path: Path | str = "a
     for bound in ("ci_low", "ci_high"):
         column = next((c for c in (f"{value}_{bound}", bound) if c in table.columns), None)
         out[bound] = table[column].astype(float).to_numpy() if column else np.nan
-    for bound in ("delta_ci_low", "delta_ci_high"):  # paired: row minus reference, per item
-        out[bound] = table[bound].astype(float).to_numpy() if bound in table.columns else np.nan
+    for column in ("delta_si_sdr", "delta_ci_low", "delta_ci_high"):  # paired: row - reference
+        out[column] = table[column].astype(float).to_numpy() if column in table.columns else np.nan
     if out.empty:
         raise StemproverError(f"{path}: no rows for metric {metric}")
     out = out.reset_index(drop=True)

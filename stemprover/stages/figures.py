@@ -182,18 +182,22 @@ def metric_vs_steps(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Pa
 
 
 def ablations(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, list[Path]]:
-    """One bar per ablation row (95% CI), coloured by factor; dashed: the reference row."""
+    """One bar per ablation row (95% CI), coloured by factor; dashed: the reference row.
+
+    A grid with paired differences gets a second panel: each row minus the reference, item
+    by item, with its paired 95% CI (the interval that says whether a change is resolved).
+    """
     source = rio.stage_file(profile, "06_ablations", "ablations.csv")
     table = rio.ablation_table(source, cfg.ablation_metric)
     plt = _plt()
     height = 0.9 + 0.16 * len(table)
-    fig, ax = plt.subplots(figsize=(6.5, height))
+    paired = bool(table[["delta_ci_low", "delta_ci_high"]].notna().all(axis=1).any())
+    fig, axes = plt.subplots(1, 2 if paired else 1, figsize=(6.5, height), sharey=True,
+                             squeeze=False)
     positions = np.arange(len(table))[::-1]
     colors = [f"C{i % 8}" for i in pd.factorize(table["group"])[0]]
-    has_ci = table[["ci_low", "ci_high"]].notna().all(axis=1)
-    err = np.vstack([table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]])
-    err = np.where(has_ci.to_numpy(), err, 0.0)
-    ax.barh(positions, table["mean"], color=colors, xerr=err, height=0.7)
+    ax = axes[0, 0]
+    _bars(ax, positions, table["mean"], table["ci_low"], table["ci_high"], colors)
     labels = [g if g == v else f"{g}: {v}" for g, v in zip(table["group"], table["variant"])]
     ax.set_yticks(positions, [label.replace("_", " ") for label in labels])
     ax.axvline(0.0, color="0.3", linewidth=0.6)
@@ -202,7 +206,23 @@ def ablations(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, li
         ax.axvline(reference["mean"].iloc[0], color="0.3", linestyle="--", linewidth=0.8)
     ax.set_xlabel(rio.metric_label(table.attrs["metric"]))
     ax.grid(axis="y", visible=False)
+    if paired:
+        ax = axes[0, 1]
+        _bars(ax, positions, table["delta_si_sdr"], table["delta_ci_low"],
+              table["delta_ci_high"], colors)
+        ax.axvline(0.0, color="0.3", linestyle="--", linewidth=0.8)
+        name, _, unit = rio.metric_label(table.attrs["metric"]).partition(" (")
+        ax.set_xlabel(f"{name} minus the reference, paired" + (f" ({unit}" if unit else ""))
+        ax.grid(axis="y", visible=False)
     return _save(fig, out_dir, "ablations"), [source]
+
+
+def _bars(ax, positions, mean, low, high, colors) -> None:
+    """Horizontal bars with their CI as error bars (none where a bound is missing)."""
+    mean, low, high = (np.asarray(v, dtype=float) for v in (mean, low, high))
+    err = np.vstack([mean - low, high - mean])
+    err = np.where(np.isfinite(err).all(axis=0), err, 0.0)
+    ax.barh(positions, np.nan_to_num(mean), color=colors, xerr=err, height=0.7)
 
 
 def performance(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, list[Path]]:
