@@ -667,6 +667,20 @@ def _ablation_provenance(data: PaperData) -> str:
             "not with the evaluated model. ")
 
 
+PAIRED_VERDICTS = {
+    True: "It contains zero, so the difference is not resolved with this budget, for ",
+    False: "It excludes zero for ",
+}
+"""How the ablation sentence names the rows, by :func:`within_ci`, with paired intervals."""
+OWN_CI_VERDICTS = {
+    True: ("These rows differ from the reference by less than their own 95\\% confidence "
+           "interval, so the difference is not resolved with this budget: "),
+    False: "These rows differ by more than their confidence interval: ",
+    None: "These rows have no confidence interval: ",
+}
+"""The same for a table without paired intervals: each row against its own interval."""
+
+
 def _ablation_column_note(data: PaperData) -> str:
     """What the last column of the ablation table gives, for the caption."""
     table = data.ablations
@@ -729,24 +743,14 @@ def _ablation_sentence(data: PaperData) -> str:
     verdicts = {True: [], False: [], None: []}
     for row in changes.itertuples():
         verdicts[within_ci(row._asdict(), float(ref["mean"]))].append(_row_name(row))
-    if changes.apply(is_paired, axis=1).all():
+    paired = bool(changes.apply(is_paired, axis=1).all())
+    if paired:
         text += (" Every row is scored on the same items, so each difference from the "
                  "reference has a paired 95\\% confidence interval (bootstrap over items).")
-        if verdicts[True]:
-            text += (f" It contains zero, so the difference is not resolved with this budget, "
-                     f"for {', '.join(verdicts[True])}.")
-        if verdicts[False]:
-            text += f" It excludes zero for {', '.join(verdicts[False])}."
-        return text
-    if verdicts[True]:
-        text += (f" These rows differ from the reference by less than their own 95\\% "
-                 f"confidence interval, so the difference is not resolved with this budget: "
-                 f"{', '.join(verdicts[True])}.")
-    if verdicts[False]:
-        text += (f" These rows differ by more than their confidence interval: "
-                 f"{', '.join(verdicts[False])}.")
-    if verdicts[None]:
-        text += f" These rows have no confidence interval: {', '.join(verdicts[None])}."
+    phrases = PAIRED_VERDICTS if paired else OWN_CI_VERDICTS
+    for verdict, phrase in phrases.items():
+        if verdicts[verdict]:
+            text += f" {phrase}{', '.join(verdicts[verdict])}."
     return text
 
 
