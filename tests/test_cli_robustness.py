@@ -178,7 +178,7 @@ def test_signal_while_naming_the_temporary_file_waits(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_signal_outside_a_held_block_raises_at_once():
+def test_a_held_signal_raises_as_its_block_ends_and_others_at_once():
     from stemprover.errors import Terminated, signals_held, signals_raise
 
     order = []

@@ -290,6 +290,13 @@ def ablation_table(path: Path, metric: str) -> pd.DataFrame:
     return ablation_table_frame(pd.read_csv(path), metric, path)
 
 
+def has_paired(table: pd.DataFrame) -> bool:
+    """Whether an ablation table gives some row's paired interval of its difference from the
+    reference (the ``delta_ci_*`` columns of 06)."""
+    bounds = ["delta_ci_low", "delta_ci_high"]
+    return set(bounds) <= set(table.columns) and bool(table[bounds].notna().all(axis=1).any())
+
+
 def ablation_table_frame(table: pd.DataFrame, metric: str, path: Path | str = "ablations.csv"):
     """:func:`ablation_table` of an already loaded table."""
     group = _pick(table.columns, ("ablation", "axis", "group", "factor", "study"), "group", path)

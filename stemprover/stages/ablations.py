@@ -316,8 +316,8 @@ def run_grid(
             | {c: scores[c] for c in SCORE_COLUMNS}
             | {"train_seconds": round(spent, 2)}
         )
-        if on_row is not None:
-            on_row(with_paired(pd.DataFrame(records), per_item, rows[0].name))
+        if on_row is not None:  # scores so far; the caller adds the paired columns it saves
+            on_row(pd.DataFrame(records, columns=list(TABLE_COLUMNS)))
     return with_paired(pd.DataFrame(records), per_item, rows[0].name)
 
 

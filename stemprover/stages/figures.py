@@ -191,7 +191,7 @@ def ablations(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, li
     table = rio.ablation_table(source, cfg.ablation_metric)
     plt = _plt()
     height = 0.9 + 0.16 * len(table)
-    paired = bool(table[["delta_ci_low", "delta_ci_high"]].notna().all(axis=1).any())
+    paired = rio.has_paired(table)
     fig, axes = plt.subplots(1, 2 if paired else 1, figsize=(6.5, height), sharey=True,
                              squeeze=False)
     positions = np.arange(len(table))[::-1]

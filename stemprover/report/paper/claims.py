@@ -620,6 +620,11 @@ def is_paired(row) -> bool:
     return finite(float(low)) and finite(float(high))
 
 
+def interval(low: float, high: float) -> str:
+    """``[low, high]`` with signs, as the paper gives a paired interval (dB)."""
+    return f"[{fmt(float(low), 2, True)}, {fmt(float(high), 2, True)}]"
+
+
 def within_ci(row, reference_mean: float) -> bool | None:
     """Whether a row's difference from the reference is not resolved (None: no CI).
 
@@ -641,9 +646,8 @@ def _ci_verdict(row) -> str:
     if inside is None:
         return f"{difference} (no confidence interval)"
     if is_paired(row):
-        interval = (f"[{fmt(float(row['delta_ci_low']), 2, True)}, "
-                    f"{fmt(float(row['delta_ci_high']), 2, True)}]~dB")
-        return (f"{difference} (paired 95\\% CI {interval}"
+        return (f"{difference} (paired 95\\% CI "
+                f"{interval(row['delta_ci_low'], row['delta_ci_high'])}~dB"
                 + (", so not resolved)" if inside else ")"))
     return (f"{difference}, "
             + ("smaller than the row's 95\\% confidence interval, so not resolved" if inside
@@ -684,7 +688,7 @@ OWN_CI_VERDICTS = {
 def _ablation_column_note(data: PaperData) -> str:
     """What the last column of the ablation table gives, for the caption."""
     table = data.ablations
-    if table is not None and "delta_ci_low" in table.columns and table["delta_ci_low"].notna().any():
+    if table is not None and rio.has_paired(table):
         return ("the row's SI-SDR minus the reference's, item by item, with its paired "
                 "bootstrap 95\\% CI (an interval that contains zero: a difference this budget "
                 "does not resolve)")
@@ -736,8 +740,8 @@ def _ablation_sentence(data: PaperData) -> str:
         )
         first = baseline.iloc[0]
         if is_paired(first):  # stored as the separator output minus the reference
-            text += (f" (paired 95\\% CI of the change [{fmt(-float(first['delta_ci_high']), 2, True)}, "
-                     f"{fmt(-float(first['delta_ci_low']), 2, True)}]~dB)")
+            change = interval(-float(first["delta_ci_high"]), -float(first["delta_ci_low"]))
+            text += f" (paired 95\\% CI of the change {change}~dB)"
         better_rows = int((changes["mean"] > base).sum())
         text += f"; {better_rows} of the {len(changes)} changed rows beat the separator output."
     verdicts = {True: [], False: [], None: []}

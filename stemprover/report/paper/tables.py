@@ -15,6 +15,7 @@ from stemprover.report.paper.claims import (
     MET,
     MISSED,
     Target,
+    interval,
     is_paired,
     one_step_cost,
     training_throughput,
@@ -153,7 +154,7 @@ def ablations(data: PaperData) -> str:
     ]
     reference = _reference_si_sdr(table, factor)
     if reference is not None:
-        paired = "delta_ci_low" in table.columns and table["delta_ci_low"].notna().any()
+        paired = rio.has_paired(table)
         header.append("$\\Delta$ vs.\\ reference [paired CI]" if paired else "vs.\\ reference")
     rows, groups, last = [], [], None
     for r in table.itertuples(index=False):
@@ -185,19 +186,16 @@ def _reference_si_sdr(table, factor: str) -> float | None:
 def _versus_reference(r: dict, factor: str, reference: float) -> str:
     """The row's paired difference from the reference with its 95% CI; for a table without
     one, whether the row's SI-SDR differs from the reference by less than its own 95% CI."""
-    if r[factor] == "reference" or (r[factor] == "baseline" and not finite(
-            float(r.get("delta_ci_low", NAN)))):
-        return ""
     bounds = {"ci_low": r.get("si_sdr_ci_low", NAN), "ci_high": r.get("si_sdr_ci_high", NAN),
               "delta_ci_low": r.get("delta_ci_low", NAN),
               "delta_ci_high": r.get("delta_ci_high", NAN)}
     bounds = {k: float(v) for k, v in bounds.items()}
-    inside = within_ci(bounds, reference)
+    if r[factor] == "reference" or (r[factor] == "baseline" and not is_paired(bounds)):
+        return ""
     if is_paired(bounds):  # the difference itself, with its paired interval
         return (f"{fmt(float(r.get('delta_si_sdr', NAN)), 2, True)} "
-                f"[{fmt(bounds['delta_ci_low'], 2, True)}, "
-                f"{fmt(bounds['delta_ci_high'], 2, True)}]")
-    return {True: "within CI", False: "outside CI", None: "no CI"}[inside]
+                f"{interval(bounds['delta_ci_low'], bounds['delta_ci_high'])}")
+    return {True: "within CI", False: "outside CI", None: "no CI"}[within_ci(bounds, reference)]
 
 
 def performance(data: PaperData) -> str:
