@@ -130,7 +130,7 @@ def train_control_lora(
     cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = _stage_dir(profile, out_dir)
-        train = train if train is not None else load_pairs(manifest_path(cfg), "train")
+        train = train if train is not None else training_pairs(cfg)
         check_rate(train, cfg.sample_rate)
         base = base if base is not None else _base_dir(cfg)
         model = load_base(base, model_config(profile, **model_overrides(cfg)))
@@ -224,12 +224,20 @@ def _phase_adapter(phase: str, batch: dict, generator: torch.Generator | None = 
     return phase
 
 
+def training_pairs(cfg: LoraTrainConfig):
+    """The training pairs of every family but ``cfg.holdout_family``."""
+    held_out = [cfg.holdout_family] if cfg.holdout_family else []
+    return load_pairs(manifest_path(cfg), "train", exclude_families=held_out)
+
+
 def _valid_pairs(cfg: LoraTrainConfig):
-    """The held-out pairs of the budget curve and the blend choice (None when there are none)."""
+    """The held-out pairs of the budget curve and the blend choice (None when there are none):
+    the valid pairs of ``cfg.holdout_family`` when one is held out, else every valid pair."""
     if not cfg.eval_every and not cfg.blend_grid:
         return None
     try:
-        return load_pairs(manifest_path(cfg), "valid")
+        return load_pairs(manifest_path(cfg), "valid",
+                          families=[cfg.holdout_family] if cfg.holdout_family else None)
     except StemproverError:
         return None
 
@@ -332,7 +340,7 @@ def train_regression(
     cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = _stage_dir(profile, out_dir)
-        train = train if train is not None else load_pairs(manifest_path(cfg), "train")
+        train = train if train is not None else training_pairs(cfg)
         base = base if base is not None else _base_dir(cfg)
         check_rate(train, cfg.sample_rate)
         mcfg = model_config(profile, **regression_config_from_base(cfg, base))
