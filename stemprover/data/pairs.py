@@ -140,8 +140,9 @@ def separator_jobs(cfg: PairsConfig, track: str) -> list[tuple[str, dict[str, An
             jobs.append((f"degraded_{artifact}_{severity:g}", {"name": "degraded", **kwargs},
                          artifact, float(severity)))
     for name in cfg.blind_separators:
-        kwargs: dict[str, Any] = {"name": name}
-        if name in ("htdemucs", "openunmix"):
+        # "openunmix@150": the checkpoint 01 saved at that training step (a weaker separator)
+        kwargs: dict[str, Any] = {"name": name.split("@")[0]}
+        if kwargs["name"] in ("htdemucs", "openunmix"):
             path = repo_root() / cfg.weights_dir / f"{name}.pt"
             if not path.is_file():
                 raise StemproverError(f"{path}: no trained {name} (run 01_phase_analysis first)")
