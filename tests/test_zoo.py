@@ -113,6 +113,9 @@ def test_harm_counts_only_the_db_lost_against_the_input():
     np.testing.assert_allclose(picture_snr_db(separated, clean).numpy(), [20.0, 20.0], atol=1e-3)
     np.testing.assert_allclose(harm_db(better, separated, clean).numpy(), [0.0, 0.0])
     np.testing.assert_allclose(harm_db(worse, separated, clean).numpy(), [20.0, 20.0], atol=1e-3)
+    # an identity input counts as 40 dB: a 60 dB prediction does no harm, a 20 dB one 20 dB
+    assert float(harm_db(clean + 1e-3, clean, clean)[0]) == 0.0
+    np.testing.assert_allclose(harm_db(separated, clean, clean).numpy(), [20.0, 20.0], atol=1e-3)
 
 
 def test_zimtohrli_mos_ranks_noise_levels(song):
@@ -193,3 +196,37 @@ def test_family_validation_reports_held_out_beside_trained_families(tmp_path):
     assert gains["held out"] == {"model": -1.0, "n": 2}
     assert gains["trained on"] == {"model": 2.0, "n": 3}
     assert gains["classical"]["model"] == 2.0
+
+
+def test_input_quality_histogram_counts_identity_apart(tmp_path):
+    import json
+
+    from stemprover.stages.paired_dataset import card_markdown, input_quality, plot_input_quality
+
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal(1600).astype(np.float32)
+    pairs = []
+    for n, (label, snr_db) in enumerate([("zoo-0-1", None), ("zoo-0.3-2", 20.0),
+                                          ("hpss", 2.0), ("hpss", 12.0)]):
+        noise = rng.standard_normal(1600).astype(np.float32)
+        noise *= 0.0 if snr_db is None else np.linalg.norm(clean) / np.linalg.norm(noise) / (
+            10 ** (snr_db / 20))
+        np.savez(tmp_path / f"{n}.npz", separated=clean + noise, clean=clean, mixture=clean)
+        pairs.append({"file": f"{n}.npz", "separator": label, "split": "train"})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"sample_rate": SR, "segment_samples": 1600, "pairs": pairs}))
+    quality = input_quality(manifest)
+    assert quality["zoo"]["n"] == 2 and quality["zoo"]["n_identity"] == 1
+    assert quality["zoo"]["quantiles"]["50"] == pytest.approx(20.0, abs=0.2)
+    assert quality["classical"]["quantiles"]["5"] == pytest.approx(2.5, abs=0.2)
+    edges = quality["edges_db"]
+    assert sum(quality["classical"]["counts"]) == 2
+    assert quality["classical"]["counts"][edges.index(0)] == 1  # 2 dB falls in [0, 5)
+    assert quality["classical"]["counts"][edges.index(10)] == 1
+    card = {"input_si_sdr": quality, "corpus": {"n_tracks": 1, "seconds_total": 1.0,
+                                                "render_seconds_total": 1.0, "per_source": {}}}
+    assert len(plot_input_quality(card).axes) == 2
+    assert "| zoo | 2 | 1 |" in card_markdown({**card, **{k: {} for k in (
+        "per_split", "per_stem", "per_artifact", "per_adapter", "per_separator", "per_severity")},
+        "n_pairs": 4, "segment_seconds": 0.1, "sample_rate": SR, "total_seconds": 0.4,
+        "n_tracks": 1})

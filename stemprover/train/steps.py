@@ -179,6 +179,9 @@ def bridge_step(
     return loss, terms
 
 
+HARM_CEILING_DB = 40.0  # an input above this SNR is transparent: matching 40 dB leaves it alone
+
+
 def picture_snr_db(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Per-item SNR (dB) of a picture batch ``(B, ...)`` against the clean pictures."""
     dims = tuple(range(1, clean.ndim))
@@ -192,9 +195,12 @@ def harm_db(predicted: torch.Tensor, separated: torch.Tensor, clean: torch.Tenso
 
     A stem that is already good gives the network little to gain and much to lose; this hinge
     counts only the loss, so it asks the model to leave such a stem alone without pulling
-    the gains on poor stems towards zero.
+    the gains on poor stems towards zero. The input's SNR is capped at
+    :data:`HARM_CEILING_DB`: an identity pair (the clean stem as input) has an infinite SNR
+    that no prediction can match, and would otherwise dominate the term.
     """
-    return torch.relu(picture_snr_db(separated, clean).detach() - picture_snr_db(predicted, clean))
+    reference = picture_snr_db(separated, clean).detach().clamp(max=HARM_CEILING_DB)
+    return torch.relu(reference - picture_snr_db(predicted, clean))
 
 
 def regression_step(model, loss_fn: PhaseAwareLoss, batch: dict, generator, mixture_dropout=0.0):

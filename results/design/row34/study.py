@@ -1,7 +1,8 @@
 """Design study row 34: does the zoo with identity targets and the harm hinge stop the harm?
 
     .venv/bin/python results/design/row34/pairs.py                         # the pairs
-    .venv/bin/python results/design/row34/study.py train zoo --minutes 12 --harm 1.0
+    .venv/bin/python results/design/row34/study.py train zoo --minutes 15 --harm 1.0
+    .venv/bin/python results/design/row34/study.py train old --minutes 15 --exclude zoo
     .venv/bin/python results/design/row34/study.py sweep released zoo     # sweep_gains.csv
 
 ``train NAME`` continues the released model (models/default: frozen base, control branch and
@@ -28,8 +29,8 @@ from stemprover.data.pairs import PairDataset
 from stemprover.data.testsets import corpus_items, separate_items
 from stemprover.inference.projection import enhance_stems, project
 from stemprover.metrics.signal import si_sdr, zimtohrli_mos
-from stemprover.model import load_model
 from stemprover.model import adapters as lora
+from stemprover.model import load_model
 from stemprover.model.adapters import control_parameters
 from stemprover.model.unet import freeze
 from stemprover.project.paths import cache_dir, repo_root
@@ -50,11 +51,12 @@ def model_dir(name: str) -> Path:
         "cpu", "row34", name)
 
 
-def train(name: str, minutes: float, harm: float, lr: float, batch_size: int, seed: int) -> None:
+def train(name: str, minutes: float, harm: float, lr: float, batch_size: int, seed: int,
+          exclude: list[str]) -> None:
     seed_everything(seed)
     torch.set_num_threads(1)
     manifest = cache_dir("cpu", "row34", "pairs") / "manifest.json"
-    data = PairDataset(manifest, "train")
+    data = PairDataset(manifest, "train", exclude_families=exclude)
     model = load_model(model_dir("released"))
     freeze(model.unet)
     params = {f"lora.{k}": p for k, p in lora.adapter_parameters(model.unet, "general").items()}
@@ -151,6 +153,7 @@ def main() -> None:
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--batch-size", type=int, default=12)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--exclude", nargs="*", default=[], help="separator families left out")
     s = sub.add_parser("sweep")
     s.add_argument("names", nargs="+")
     s.add_argument("--n-tracks", type=int, default=6)
@@ -158,7 +161,8 @@ def main() -> None:
     s.add_argument("--perceptual", action="store_true")
     args = parser.parse_args()
     if args.command == "train":
-        train(args.name, args.minutes, args.harm, args.lr, args.batch_size, args.seed)
+        train(args.name, args.minutes, args.harm, args.lr, args.batch_size, args.seed,
+              args.exclude)
     else:
         sweep(args.names, args.n_tracks, args.seconds, args.perceptual)
 
