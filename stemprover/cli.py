@@ -172,10 +172,10 @@ def _check_outputs(inputs: list[str], out_dir: Path, stem: str | None,
     from stemprover.inference.naming import output_path
 
     targets: dict[str, Path] = {}
-    seen: dict[Path, str] = {}
+    seen: dict[str, str] = {}
     for path in inputs:
         target = output_path(path, out_dir, stem=stem, filename=filename)
-        key = target.resolve()
+        key = os.path.realpath(target)
         if key in seen:
             raise StemproverError(
                 f"{path}: would write the same output as {seen[key]} ({target.name})"
@@ -224,7 +224,7 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
     With --skip-existing, an input whose output exists but whose --preview PNG does not
     goes to ``args.preview_only``: its PNG is drawn without enhancing it again.
     """
-    from stemprover.dsp.audio import check_path
+    from stemprover.dsp.audio import check_path, same_path
     from stemprover.errors import StemproverError, os_error
 
     usable = []
@@ -246,7 +246,7 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
                 continue
             for target, exists in zip(written, present):
                 if not args.overwrite and exists and not any(
-                        target.resolve() == Path(p).resolve() for p in args.all_inputs):
+                        same_path(target, p) for p in args.all_inputs):
                     if args.skip_existing:  # a PNG without its output: not ours to replace
                         raise StemproverError(
                             f"{target}: already exists but {targets[path].name} does not; "

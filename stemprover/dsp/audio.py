@@ -360,6 +360,11 @@ def _last_line(err: Exception, path: Path) -> str:
     return reason[:160]
 
 
+def same_path(first: PathLike, second: PathLike) -> bool:
+    """Whether two names lead to one file (links followed; a link loop is its own name)."""
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
 def save_audio(
     path: PathLike,
     audio: np.ndarray,
@@ -386,7 +391,7 @@ def save_audio(
     """
     path = Path(path)
     for protected in protect:
-        if path.resolve() == Path(protected).resolve():
+        if same_path(path, protected):
             raise StemproverError(f"{path}: refusing to overwrite an input file")
     if path.is_dir():
         raise StemproverError(f"{path}: is a directory, expected an output file name")

@@ -29,6 +29,7 @@ from stemprover.dsp.audio import (
     check_path,
     open_sound,
     publish,
+    same_path,
     sound_error_reason,
     sound_info,
     temporary_file,
@@ -181,7 +182,7 @@ class FileSink:
         self.path = Path(path)
         self.overwrite = overwrite  # False: fail if the file appears while it is written
         for protected in protect:
-            if self.path.resolve() == Path(protected).resolve():
+            if same_path(self.path, protected):
                 raise StemproverError(f"{self.path}: refusing to overwrite an input file")
         if self.path.is_dir():
             raise StemproverError(f"{self.path}: is a directory, expected an output file name")
