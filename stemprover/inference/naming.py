@@ -49,9 +49,9 @@ def check_template(filename: str) -> list[tuple[str, str | None]]:
         raise StemproverError("--filename '': the template is empty")
     try:
         parsed = list(string.Formatter().parse(filename))
-    except ValueError as err:  # a lone "{" or "}"
-        raise StemproverError(f"--filename {filename!r}: {err}; write a literal brace as "
-                              "{{ or }}") from None
+    except ValueError:  # a lone "{" or "}"
+        raise StemproverError(f"--filename {filename!r}: an unpaired brace; write a literal "
+                              "brace as {{ or }}") from None
     pieces = []
     for literal, field, spec, conversion in parsed:
         if field is None:
