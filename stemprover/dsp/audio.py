@@ -6,8 +6,12 @@
 All arrays are float32 with the layout ``(n_channels, n_samples)``. Every problem with an
 input (missing, empty, truncated or non-audio file, NaN samples, too many channels, a clip
 that is too short) raises :class:`stemprover.errors.StemproverError` with a one-line
-message that names the file. Writes are atomic: a temporary file in the destination folder
-is renamed over the target with ``os.replace``, so a failed write leaves nothing behind.
+message that names the file; an operating-system cause is said in the words of
+:func:`stemprover.errors.os_reason` ("permission denied", "no space left on device").
+Writes are atomic: a temporary file in the destination folder is renamed over the target
+(:func:`publish`: ``os.replace``, or a hard link that refuses an existing name), so a failed
+write leaves nothing behind, and :func:`remove_stale_temporaries` clears what a killed
+process left.
 """
 
 from __future__ import annotations
