@@ -34,7 +34,6 @@ from tqdm.auto import tqdm
 
 from stemprover.constants import ADAPTERS
 from stemprover.dsp.audio import (
-    STEM_FILE_SUFFIX,
     check_audio,
     is_silent,
     load_stems,
@@ -43,6 +42,7 @@ from stemprover.dsp.audio import (
 )
 from stemprover.errors import StemproverError
 from stemprover.inference.detectors import adapter_weights, detect
+from stemprover.inference.naming import is_stem_file, output_path
 from stemprover.inference.sampler import check_steps, sample_waves
 from stemprover.inference.segment import OverlapAdder, frame_energy, plan_segments
 from stemprover.inference.streaming import ArraySink, ArraySource, FileSink, FileSource, energy_hop
@@ -476,66 +476,10 @@ def check_rate(sample_rate: int, name: str) -> None:
         raise StemproverError(f"{name}: sample rate {sample_rate} Hz is outside 8-96 kHz")
 
 
-FILENAME_FIELDS = ("track", "stem", "folder", "ext")
-
-
-def output_path(
-    in_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    stem: str | None = None,
-    filename: str | None = None,
-) -> Path:
-    """Where the enhanced ``in_path`` goes.
-
-    Args:
-        in_path: The input file.
-        out_dir: The output folder.
-        stem: The stem taken from a ``.stem.mp4`` input.
-        filename: A template relative to ``out_dir`` with the fields ``{track}`` (the input's
-            name without its extension), ``{stem}`` (the stem taken from a ``.stem.mp4``;
-            the input's name for other files), ``{folder}`` (the input's folder name) and
-            ``{ext}`` ("wav"), e.g. ``"{track}/{stem}.{ext}"``. None: ``<name>.enhanced.wav``,
-            ``<name>.<stem>.enhanced.wav`` for a ``<name>.stem.mp4`` file.
-
-    Raises:
-        StemproverError: for a template with an unknown field, one that leaves ``out_dir``,
-            or one whose name does not end in ``.wav``.
-    """
-    name = Path(in_path).name
-    if _is_stem_file(in_path):
-        track = name[: -len(STEM_FILE_SUFFIX)]
-        default = track + (f".{stem}" if stem else "")
-    else:
-        track = default = Path(in_path).stem
-    if filename is None:
-        return Path(out_dir) / f"{default}.enhanced.wav"
-    fields = dict(track=track, stem=stem if stem and _is_stem_file(in_path) else track,
-                  folder=Path(os.path.abspath(in_path)).parent.name, ext="wav")
-    try:
-        relative = Path(filename.format(**fields))
-    except KeyError as err:
-        raise StemproverError(
-            f"--filename {filename!r}: unknown field {{{err.args[0]}}}; use "
-            f"{', '.join('{' + f + '}' for f in FILENAME_FIELDS)}") from None
-    except (ValueError, IndexError) as err:
-        raise StemproverError(f"--filename {filename!r}: {err}") from None
-    if relative.is_absolute() or ".." in relative.parts or not relative.name.strip("."):
-        raise StemproverError(f"--filename {filename!r}: must name a file inside the output "
-                              "folder")
-    if relative.suffix.lower() != ".wav":
-        raise StemproverError(f"--filename {filename!r}: outputs are WAV files; end it in "
-                              "'.{ext}' or '.wav'")
-    return Path(out_dir) / relative
-
-
-def _is_stem_file(path: str | os.PathLike) -> bool:
-    return Path(path).name.lower().endswith(STEM_FILE_SUFFIX)
-
-
 def open_source(path: str | os.PathLike, stem: str | None = None):
     """``(source, mixture_or_None)`` for a file; a ``.stem.mp4`` yields ``stem`` and its
     mixture (loaded whole: stem files hold five compressed streams)."""
-    if not _is_stem_file(path):
+    if not is_stem_file(path):
         return FileSource.open(path), None
     if stem is None:
         raise StemproverError(f"{path}: a .stem.mp4 file holds several stems; choose one with "
@@ -608,7 +552,8 @@ def enhance_file(
     if mixture is not None:
         mix = FileSource.open(mixture)
     with FileSink(target, source.sample_rate, source.n_channels, protect=protected,
-                  subtype=OUTPUT_FORMATS[output_format], cancel=cancel) as sink:
+                  subtype=OUTPUT_FORMATS[output_format], cancel=cancel,
+                  overwrite=overwrite) as sink:
         enhancer.run(source, sink, mix, name=Path(in_path).name)
         if sink.n_written != source.n_samples:
             raise StemproverError(f"{target}: wrote {sink.n_written} of {source.n_samples}")
