@@ -254,7 +254,8 @@ def test_rows_start_from_03s_base_unless_they_cannot(tmp_path):
 def test_models_own_bases_first_each_with_its_seconds_and_steps(monkeypatch, tmp_path):
     from stemprover.stages.ablations import training
 
-    rows = grid(AblationConfig(factors=["control", "representation", "steps"], steps=[2]))
+    rows = grid(AblationConfig(factors=["formulation", "control", "representation", "steps"],
+                               steps=[2]))
     calls = []
 
     def task(row, cfg, profile, work_dir, manifest):
@@ -263,10 +264,11 @@ def test_models_own_bases_first_each_with_its_seconds_and_steps(monkeypatch, tmp
 
     monkeypatch.setattr(training, "_row_task", task)
     folders, trained = training.train_models(rows, AblationConfig(), "smoke", tmp_path, tmp_path)
-    assert calls == ["representation=magnitude", "reference", "control=concat"]
+    assert calls == ["formulation=sdedit", "representation=magnitude", "reference",
+                     "formulation=regression", "control=concat"]
     by_name = {row.name: row for row in rows}
     assert folders[by_name["steps=2"].train_key] == tmp_path / "reference"
-    assert trained[by_name["control=concat"].train_key]["train_steps"] == 3
+    assert trained[by_name["control=concat"].train_key]["train_steps"] == 5
 
 
 def test_steps_reached_adds_the_last_step_of_each_phase(tmp_path):

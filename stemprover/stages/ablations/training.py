@@ -228,11 +228,6 @@ def _row_task(row: Row, cfg: AblationConfig, profile: str, work_dir: Path,
         return str(folder), {"train_seconds": spent, "train_steps": steps}
 
 
-EXPENSIVE_FIRST = ("formulation", "representation")
-"""Rows that pretrain a base of their own before their budget starts: started first, so that
-the workers finish together."""
-
-
 def train_models(rows: list[Row], cfg: AblationConfig, profile: str, work_dir: Path,
                  manifest: Path) -> tuple[dict[tuple, Path], dict[tuple, dict[str, float]]]:
     """Train every distinct model of ``rows`` in ``cfg.workers`` processes and save it.
@@ -247,7 +242,8 @@ def train_models(rows: list[Row], cfg: AblationConfig, profile: str, work_dir: P
     models: dict[tuple, Row] = {}
     for row in rows:
         models.setdefault(row.train_key, row)
-    todo = sorted(models.values(), key=lambda row: row.factor not in EXPENSIVE_FIRST)
+    # rows that pretrain a base of their own first start first, so the workers finish together
+    todo = sorted(models.values(), key=lambda row: not row.own_base)
     done: dict[tuple, tuple[str, dict[str, float]]] = {}
     bar = tqdm(total=len(todo), desc="ablation models", unit="model")
     if cfg.workers <= 1:
