@@ -182,7 +182,7 @@ def test_reference_gain_says_whether_the_target_is_reached():
         assert summary["reached_target"] is reached and summary["n_tracks"] == 4
 
 
-def _manifest(tmp_path, separators=("hpss", "openunmix")):
+def _manifest(tmp_path, separators=("hpss", "openunmix", "openunmix@50")):
     root = tmp_path / "02"
     pairs = []
     for separator in separators:
@@ -206,11 +206,11 @@ def test_training_pairs_leave_out_the_held_out_separators(tmp_path):
     source = _manifest(tmp_path)
     written = training_manifest(source, ["openunmix"], tmp_path / "work" / "pairs.json")
     train = PairDataset(written, "train")
-    assert [e["separator"] for e in train.entries] == ["hpss"]
+    assert [e["separator"] for e in train.entries] == ["hpss"]  # snapshots held out too
     assert float(train[0]["separated"][0]) == pytest.approx(0.1)  # files found from elsewhere
     assert json.loads(source.read_text())["pairs"][0]["file"].startswith("pairs/")  # untouched
     with pytest.raises(StemproverError, match="demucs not among the pairs' separators: hpss, "
-                                              "openunmix"):
+                                              "openunmix, openunmix@50"):
         training_manifest(source, ["demucs"], tmp_path / "x.json")
     with pytest.raises(StemproverError, match="no training pairs are left"):
         training_manifest(source, ["hpss", "openunmix"], tmp_path / "y.json")
@@ -221,7 +221,7 @@ def test_scoring_items_are_the_held_out_separators_valid_pairs(tmp_path):
 
     cfg = AblationConfig(manifest=str(_manifest(tmp_path)), heldout_separators=["openunmix"])
     items = heldout_pairs(cfg)
-    assert [item.track for item in items] == ["v0", "v1"]
+    assert [item.track for item in items] == ["v0", "v1", "v0", "v1"]
     assert all(float(item.separated[0]) == pytest.approx(0.2) for item in items)
     cfg.heldout_separators = ["repet"]
     with pytest.raises(StemproverError, match="no valid pairs of the held-out separator"):

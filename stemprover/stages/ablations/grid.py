@@ -47,8 +47,8 @@ class AblationConfig(Common):
     steps: list[int] = field(default_factory=lambda: [2, 4])  # inference-only rows
     projections: list[str] = field(default_factory=lambda: ["before", "after"])  # against none
     adapters: str = "general"  # the reference's adapter at inference, as 05
-    # separator labels of 02's pairs: left out of every row's training; their valid pairs
-    # are the scoring items
+    # separator labels of 02's pairs (a name holds out its snapshots, name@step, too): left
+    # out of every row's training; their valid pairs are the scoring items
     heldout_separators: list[str] = field(default_factory=lambda: ["openunmix"])
     max_items: int = 0  # scoring pairs, spread evenly over the held-out valid pairs; 0: all
     track_seconds: float = 1.0  # projection rows: excerpt of each corpus valid track, s

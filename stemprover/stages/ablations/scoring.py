@@ -30,6 +30,7 @@ from stemprover.project.inputs import input_path, require
 from stemprover.separators import get_separator
 from stemprover.stages.ablations.grid import AblationConfig, Row
 from stemprover.stages.ablations.table import clustered_bootstrap
+from stemprover.stages.ablations.training import is_heldout
 from stemprover.train.data import spread
 
 
@@ -49,7 +50,7 @@ def heldout_pairs(cfg: AblationConfig) -> list[PairItem]:
     manifest = require(cfg.manifest, "paired dataset", "02_paired_dataset")
     valid = PairDataset(manifest, "valid")
     chosen = [i for i, entry in enumerate(valid.entries)
-              if entry.get("separator") in cfg.heldout_separators]
+              if is_heldout(entry.get("separator", ""), cfg.heldout_separators)]
     if not chosen:
         raise StemproverError(f"{manifest}: no valid pairs of the held-out separator(s) "
                               f"{', '.join(cfg.heldout_separators)}")

@@ -55,6 +55,12 @@ PHASE_TERMS = ("complex", "phase_cosine", "inst_freq", "mrstft")
 """LossConfig weights set to zero when the phase-aware losses are off."""
 
 
+def is_heldout(label: str, heldout: list[str]) -> bool:
+    """Whether a pair's separator label is held out: named, or a snapshot (``name@step``) of
+    a named separator, which shares its architecture and its artifacts."""
+    return label in heldout or label.split("@")[0] in heldout
+
+
 def training_manifest(manifest: str | Path, heldout: list[str], out_path: Path) -> Path:
     """Write the pairs of every separator but ``heldout`` to ``out_path`` (a manifest whose
     files are absolute paths into 02's folder) and return it.
@@ -66,13 +72,13 @@ def training_manifest(manifest: str | Path, heldout: list[str], out_path: Path) 
     source = require(str(manifest), "paired dataset", "02_paired_dataset")
     data = read_manifest(source)
     labels = sorted({pair.get("separator", "") for pair in data["pairs"]})
-    unknown = [label for label in heldout if label not in labels]
+    unknown = [name for name in heldout if not any(is_heldout(label, [name]) for label in labels)]
     if not heldout or unknown:
         raise StemproverError(f"{source}: held-out separator(s) {', '.join(unknown) or '(none)'} "
                               f"not among the pairs' separators: {', '.join(labels)}")
     root = source.parent.resolve()
     kept = [pair | {"file": str(root / pair["file"])} for pair in data["pairs"]
-            if pair.get("separator") not in heldout]
+            if not is_heldout(pair.get("separator", ""), heldout)]
     if not any(pair["split"] == "train" for pair in kept):
         raise StemproverError(f"{source}: no training pairs are left without {', '.join(heldout)}")
     out_path = Path(out_path)
