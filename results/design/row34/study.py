@@ -52,12 +52,12 @@ def model_dir(name: str) -> Path:
 
 
 def train(name: str, minutes: float, harm: float, lr: float, batch_size: int, seed: int,
-          exclude: list[str]) -> None:
+          exclude: list[str], init: str = "released") -> None:
     seed_everything(seed)
     torch.set_num_threads(1)
     manifest = cache_dir("cpu", "row34", "pairs") / "manifest.json"
     data = PairDataset(manifest, "train", exclude_families=exclude)
-    model = load_model(model_dir("released"))
+    model = load_model(model_dir(init))
     freeze(model.unet)
     params = {f"lora.{k}": p for k, p in lora.adapter_parameters(model.unet, "general").items()}
     params.update(control_parameters(model))
@@ -154,6 +154,7 @@ def main() -> None:
     t.add_argument("--batch-size", type=int, default=12)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--exclude", nargs="*", default=[], help="separator families left out")
+    t.add_argument("--init", default="released", help="model to continue: released or a name")
     s = sub.add_parser("sweep")
     s.add_argument("names", nargs="+")
     s.add_argument("--n-tracks", type=int, default=6)
@@ -162,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "train":
         train(args.name, args.minutes, args.harm, args.lr, args.batch_size, args.seed,
-              args.exclude)
+              args.exclude, args.init)
     else:
         sweep(args.names, args.n_tracks, args.seconds, args.perceptual)
 
