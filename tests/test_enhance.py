@@ -88,7 +88,8 @@ def test_content_above_model_band_is_kept_from_input():
     t = np.arange(n) / rate
     low = 0.3 * np.sin(2 * np.pi * 1000 * t)
     high = 0.3 * np.sin(2 * np.pi * 12000 * t)  # above the 8 kHz Nyquist of a 16 kHz model
-    out = enhance((low + high)[None].astype(np.float32), rate, RegressionFake(gain=0.0))
+    out = enhance((low + high)[None].astype(np.float32), rate, RegressionFake(gain=0.0),
+                  max_drop_db=None)
     inner = slice(2000, n - 2000)  # resampler edge transients at the clip's ends
     # The model silenced its band; the band above it passes untouched.
     assert _rel_err(out[0, inner], high[inner]) < 0.02
@@ -205,7 +206,9 @@ def test_model_sees_training_level_so_output_follows_input_level():
     model = NoisyDiffusionFake()
     loud = enhance(audio, MODEL_RATE, model, steps=2)
     quiet = enhance(0.05 * audio, MODEL_RATE, model, steps=2)
-    np.testing.assert_allclose(quiet, 0.05 * loud, rtol=1e-3, atol=1e-4)  # float32 STFT
+    # float32 STFTs: rounding is relative to the largest sample (the fake's output is large)
+    np.testing.assert_allclose(quiet, 0.05 * loud, rtol=1e-3,
+                               atol=1e-5 * float(np.abs(0.05 * loud).max()))
 
 
 def test_auto_leaves_a_stem_without_artifacts_unchanged(monkeypatch):

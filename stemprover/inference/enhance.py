@@ -43,6 +43,7 @@ from stemprover.dsp.audio import (
 )
 from stemprover.errors import StemproverError
 from stemprover.inference.detectors import adapter_weights, detect
+from stemprover.inference.guard import MAX_DROP_DB, guard_change
 from stemprover.inference.sampler import check_steps, sample_waves
 from stemprover.inference.segment import OverlapAdder, frame_energy, plan_segments
 from stemprover.inference.streaming import ArraySink, ArraySource, FileSink, FileSource, energy_hop
@@ -84,6 +85,9 @@ class EnhanceOptions:
     tolerance: float = 0.125  # how far (fraction of a segment) a boundary may move earlier
     segment_seconds: float | None = None  # None: the model's training segment length
     use_cache: bool = True  # encode the condition once per segment (False: every step)
+    # Largest energy drop per octave band the model may cause (see inference.guard);
+    # None: no level guard, the model's change as it is (DC and mixture limits still hold).
+    max_drop_db: float | None = MAX_DROP_DB
     progress: bool = False
 
 
@@ -248,7 +252,7 @@ class Enhancer:
                 continue
             outs.append(None)
             mix = None
-            if use_mix:
+            if mixture is not None:
                 mix = resample(gain * to_channels(mixture.read(*plan[index]), n_channels), sr,
                                model_sr)
             work.append((position, index, segment, resample(gain * segment, sr, model_sr), mix))
@@ -283,13 +287,19 @@ class Enhancer:
             use_cache=opts.use_cache,
             forward=self.forward,
         ).float().cpu().numpy()
-        for k, (position, _, segment, resampled, _) in enumerate(work):
+        for k, (position, _, segment, resampled, mix) in enumerate(work):
             rows_k = slice(k * n_channels, (k + 1) * n_channels)
             enhanced = clean[rows_k, : resampled.shape[1]]
-            # Complementary crossover: the model's change, brought back to the input rate,
-            # scaled by the validated blend of the adapters in use.
-            change = fit_length(resample(enhanced - resampled, model_sr, sr), segment.shape[1])
-            change = change * alphas[rows_k, None]
+            # The model's change, scaled by the validated blend of the adapters in use and
+            # limited by the guard (DC, mixture consistency, level); then a complementary
+            # crossover: brought back to the input rate, it leaves the band above the
+            # model's Nyquist frequency as it was.
+            change = guard_change(
+                (enhanced - resampled) * alphas[rows_k, None], resampled,
+                None if mix is None else mix - resampled, n_fft=self.config.n_fft,
+                hop_length=self.config.hop_length, sample_rate=model_sr,
+                max_drop_db=opts.max_drop_db)
+            change = fit_length(resample(change, model_sr, sr), segment.shape[1])
             outs[position] = segment + change * silence_mask(segment, sr) / gain
         return outs
 
