@@ -253,3 +253,54 @@ def test_default_steps_are_the_models_own(monkeypatch, is_bridge, expected):
     enhance(_stereo(3000, MODEL_RATE), MODEL_RATE, model)
     enhance(_stereo(3000, MODEL_RATE), MODEL_RATE, model, steps=3)
     assert seen == [expected, 3]
+
+
+def _music(n_samples, sample_rate, seed=0, channels=2):
+    """Harmonic notes over a little noise, like the clips of the benchmark."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / sample_rate
+    pitch = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+    tone = sum(np.sin(2 * np.pi * k * pitch * t + rng.uniform(0, 6)) / k for k in range(1, 6))
+    audio = 0.2 * tone + 0.01 * rng.standard_normal((channels, n_samples))
+    return audio.astype(np.float32)
+
+
+def _level_db(out, audio):
+    return 10 * np.log10(np.sum(out.astype(np.float64) ** 2) / np.sum(audio.astype(np.float64) ** 2))
+
+
+def test_a_stem_equal_to_its_mixture_comes_back_unchanged():
+    audio = _music(20000, 22050)
+    out = enhance(audio, 22050, RegressionFake(gain=0.3), mixture=audio)  # shrinks -10 dB
+    assert abs(_level_db(out, audio)) < 0.1
+    np.testing.assert_allclose(out, audio, atol=1e-6)  # the residual is zero: nothing moves
+
+
+def test_the_change_stays_within_the_residual_of_the_mixture():
+    audio, other = _music(20000, 22050, seed=1), _music(20000, 22050, seed=2)
+    mixture = audio + 0.05 * other  # the rest of the song is 26 dB below the stem
+    out = enhance(audio, 22050, RegressionFake(gain=0.0), mixture=mixture, max_drop_db=None)
+    inner = slice(1000, -1000)  # filter edge effects at the clip's ends
+    change = np.sqrt(np.mean((out - audio)[:, inner] ** 2))
+    assert change < 2 * np.sqrt(np.mean((0.05 * other[:, inner]) ** 2))  # silenced otherwise
+
+
+def test_a_dc_offset_passes_through():
+    rate = 22050
+    audio = 0.4 + 0.05 * _music(rate, rate)
+    for model in (RegressionFake(gain=0.5), RegressionFake(gain=1.5)):
+        out = enhance(audio, rate, model)
+        np.testing.assert_allclose(out.mean(axis=1), audio.mean(axis=1), atol=2e-3)
+
+
+def test_the_level_guard_caps_each_bands_drop_and_leaves_rises():
+    rate = 22050
+    audio = _music(2 * rate, rate, seed=3)
+    unguarded = enhance(audio, rate, RegressionFake(gain=0.5), max_drop_db=None)
+    assert _level_db(unguarded, audio) < -6  # a compressed picture halved
+    shrunk = enhance(audio, rate, RegressionFake(gain=0.5))
+    assert -0.5 - 0.05 <= _level_db(shrunk, audio) < 0
+    raised = enhance(audio, rate, RegressionFake(gain=2.0))  # a rise is left alone
+    assert _level_db(raised, audio) > 6
+    np.testing.assert_allclose(
+        raised, enhance(audio, rate, RegressionFake(gain=2.0), max_drop_db=None), atol=1e-6)
