@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the inputs are the four stems of one song (their file names say "
                           "which: vocals, drums, bass, other) and --mixture is the song: a "
                           "Wiener filter first redistributes the mixture between them, then "
-                          "each is cleaned (files are read whole: ~1 GB per minute)")
+                          "each is cleaned (streamed in blocks: memory stays flat with length)")
     enh.add_argument("--stem", choices=STEM_CHOICES,
                      help="which stem to take from .stem.mp4 inputs (their mixture stream is "
                           "used as --mixture); a plain audio file is cleaned the same whatever "

@@ -586,8 +586,9 @@ def enhance_file(
         overwrite: Replace an existing output (False: refuse with an error).
         cancel: A ``threading.Event``; once set, the write stops with
             :class:`stemprover.inference.streaming.Cancelled` and leaves nothing behind.
-        audio: ``((C, n) array, sample_rate)`` enhanced in place of the file's content (the
-            stem after a mixture projection); ``in_path`` still names the output.
+        audio: ``((C, n) array or a source of :mod:`~stemprover.inference.streaming`,
+            sample_rate)`` enhanced in place of the file's content (the stem after a
+            mixture projection); ``in_path`` still names the output.
         **options: :class:`EnhanceOptions` fields.
 
     Returns:
@@ -606,8 +607,10 @@ def enhance_file(
         raise StemproverError(f"{target}: already exists; pass --overwrite to replace it")
     if audio is None:
         source, mix = open_source(in_path, stem)
-    else:
+    elif isinstance(audio[0], np.ndarray):
         source, mix = ArraySource(audio[0], int(audio[1]), str(in_path)), None
+    else:
+        source, mix = audio[0], None
     check_rate(source.sample_rate, str(in_path))
     minimum = enhancer.min_samples(source.sample_rate)
     if source.n_samples < minimum:

@@ -26,8 +26,11 @@ result equals the whole-file filter to float rounding, at block edges too.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -303,31 +306,53 @@ def stems_by_name(paths: list[str]) -> dict[str, str]:
     return {stem: files[0] for stem, files in found.items()}
 
 
+@dataclass
+class ProjectedStem(FileSource):
+    """A projected stem in a temporary WAV file, read like any file; the file lives as long
+    as this object (its folder is removed when the object is collected)."""
+
+    folder: Any = field(default=None, repr=False)
+
+
 def load_projected(
     paths: Mapping[str, str], mixture_path: str, min_samples: int = 1
-) -> tuple[dict[str, np.ndarray], int]:
-    """Load a song's four stem files and its mixture, and project the stems onto it.
+) -> tuple[dict[str, ProjectedStem], int]:
+    """Project a song's four stem files onto its mixture, streaming, into temporary files.
 
-    The files are read whole (the filter's statistics span the song): about 1 GB of memory
-    per minute of stereo audio at 44.1 kHz.
+    The filter runs in blocks (:func:`project_streams`): memory stays flat whatever the
+    song's length; the projected stems (32-bit float WAV, as long as the song) go to a
+    temporary folder that is removed with the returned objects.
 
     Returns:
-        ``(path -> projected (C, n) float32 stem, sample_rate)``.
+        ``(path -> projected stem, sample_rate)``; each stem is a source that
+        :func:`~stemprover.inference.enhance.enhance_file` reads in place of the file.
 
     Raises:
         StemproverError: for a file that cannot be read, holds bad samples, or differs from
             the mixture in rate, length or channels.
     """
-    mixture, rate = load_audio(mixture_path, min_samples=min_samples)
+    mixture = FileSource.open(mixture_path, min_samples=min_samples)
     stems = {}
     for stem, path in paths.items():
-        audio, stem_rate = load_audio(path, min_samples=min_samples)
-        if (stem_rate, audio.shape) != (rate, mixture.shape):
+        source = FileSource.open(path, min_samples=min_samples)
+        if (source.sample_rate, source.n_channels, source.n_samples) != (
+                mixture.sample_rate, mixture.n_channels, mixture.n_samples):
             raise StemproverError(
-                f"{path}: {audio.shape[0]} channel(s), {audio.shape[1]} samples at "
-                f"{stem_rate} Hz, but the mixture {mixture_path} has {mixture.shape[0]}, "
-                f"{mixture.shape[1]} at {rate} Hz; they must match"
+                f"{path}: {source.n_channels} channel(s), {source.n_samples} samples at "
+                f"{source.sample_rate} Hz, but the mixture {mixture_path} has "
+                f"{mixture.n_channels}, {mixture.n_samples} at {mixture.sample_rate} Hz; "
+                "they must match"
             )
-        stems[stem] = audio
-    projected = project(stems, rate, mixture)
-    return {paths[stem]: projected[stem] for stem in STEMS}, rate
+        stems[stem] = source
+    folder = tempfile.TemporaryDirectory(prefix="stemprover-projection-")
+    targets = {stem: Path(folder.name) / f"{stem}.wav" for stem in STEMS}
+    with contextlib.ExitStack() as stack:
+        sinks = {stem: stack.enter_context(FileSink(targets[stem], mixture.sample_rate,
+                                                    mixture.n_channels))
+                 for stem in STEMS}
+        project_streams(stems, mixture, sinks)
+    projected = {}
+    for stem in STEMS:
+        projected[paths[stem]] = ProjectedStem.open(targets[stem])
+        projected[paths[stem]].folder = folder
+    return projected, mixture.sample_rate
