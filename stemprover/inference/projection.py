@@ -115,21 +115,24 @@ def project_streams(stems: Mapping[str, Any], mixture: Any, sinks: Mapping[str, 
         for stem in STEMS:
             estimate = np.abs(frames.spectra(stems[stem], first, last)) * phase
             covariance[stem] = covariance[stem] + np.einsum(
-                "tfc,tfd->fcd", estimate, estimate.conj()).astype(np.complex128)
+                "tfc,tfd->fcd", estimate, estimate.conj(), dtype=np.complex128)
             weight[stem] = weight[stem] + _power(estimate).sum(axis=0, dtype=np.float64)
     scale = max(1.0, largest / SCALE_FACTOR)
-    spatial = {stem: ((covariance[stem] / scale**2)
-                      / (EPS + weight[stem] / scale**2)[:, None, None]).astype(np.complex64)
-               for stem in STEMS}
+    # The E-step runs in double precision: the covariances of panned sources are close to
+    # rank one, and their inverse would amplify float32 rounding (Open-Unmix recommends
+    # float64 for the same reason).
+    spatial = {stem: (covariance[stem] / scale**2)
+               / (EPS + weight[stem] / scale**2)[:, None, None] for stem in STEMS}
     # Pass 2: the Wiener filter of each block, with the song's spatial covariances.
     adders = {stem: frames.adder() for stem in STEMS}
     for first, last in blocks:
         mix = frames.spectra(mixture, first, last)
-        phase = _phase(mix)
-        power = {stem: _power(np.abs(frames.spectra(stems[stem], first, last)) * phase)
-                 / np.float32(scale**2) for stem in STEMS}
+        power = {stem: np.mean(np.abs(frames.spectra(stems[stem], first, last))
+                               .astype(np.float64) ** 2, axis=-1) / scale**2
+                 for stem in STEMS}  # |magnitude x phase|^2: the phase drops out
+        mix = mix.astype(np.complex128)
         n_channels = mix.shape[-1]
-        model = np.float32(np.sqrt(EPS)) * np.eye(n_channels, dtype=np.complex64)[None, None]
+        model = np.sqrt(EPS) * np.eye(n_channels, dtype=np.complex128)[None, None]
         for stem in STEMS:
             model = model + power[stem][..., None, None] * spatial[stem][None]
         whitened = np.einsum("tfcd,tfd->tfc", _inverse(model), mix)
