@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
     enh.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"),
                      default="auto", help="GPU precision (default: bfloat16 on CUDA)")
-    enh.add_argument("--compile", action="store_true", help="torch.compile the model")
+    enh.add_argument("--compile", action="store_true",
+                     help="torch.compile the model: compiling takes tens of seconds once per "
+                          "run (its messages go to the log), then each segment is faster; it "
+                          "pays off on a GPU for long runs (break-even duration: "
+                          "results/<profile>/07_performance/summary.json, "
+                          "compile_break_even_seconds)")
     enh.add_argument("--batch-size", type=int, default=8, help="segments x channels per call")
     enh.add_argument("-j", "--jobs", type=int, default=1,
                      help="files processed in parallel, each with its own copy of the model "

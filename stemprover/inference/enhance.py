@@ -21,6 +21,7 @@ derived from ``seed`` and its position, so results do not depend on the batch si
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -79,7 +80,9 @@ class EnhanceOptions:
     batch_size: int = 8  # segment-channels per model call
     device: str = "cpu"
     dtype: str = "auto"  # "auto": bfloat16 on CUDA, float32 on CPU
-    compile: bool = False  # torch.compile the denoiser (GPU; pays off on long files)
+    # torch.compile the denoiser: its compilation (tens of seconds) is paid once per process
+    # and pays off from the duration 07 records (compile_break_even_seconds)
+    compile: bool = False
     seed: int = 0
     overlap: float = 0.25  # shared fraction of a segment, cross-faded
     tolerance: float = 0.125  # how far (fraction of a segment) a boundary may move earlier
@@ -180,7 +183,7 @@ class Enhancer:
         self.forward = None
         self._detected: dict = {}  # last judged detection window (adapters="auto")
         if check.compile:
-            self.forward = torch.compile(self.model)
+            self.forward = QuietCompiled(torch.compile(self.model))
 
     @property
     def sample_rate(self) -> int:
@@ -331,6 +334,30 @@ class Enhancer:
             # nothing detected: an all-zero row, which leaves the segment unchanged
             matrix += [[float(weights.get(name, 0.0)) for name in ADAPTERS]] * n_channels
         return torch.tensor(matrix, dtype=torch.float32)
+
+
+class QuietCompiled:
+    """A ``torch.compile``-d model whose compiler messages go to the log, not the terminal.
+
+    Compilation happens at the first calls (and again for a new shape); torch's compiler
+    logs warnings about graph breaks, tensor-core precision and autotuning, and raises
+    Python warnings. They concern the compiler, not the user's audio: they are logged at
+    DEBUG level on the ``stemprover.compile`` logger (``TORCH_LOGS`` still overrides).
+    """
+
+    def __init__(self, compiled: Any):
+        self.compiled = compiled
+        self.log = logging.getLogger("stemprover.compile")
+        if "TORCH_LOGS" not in os.environ:
+            torch._logging.set_logs(all=logging.ERROR)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = self.compiled(*args, **kwargs)
+        for warning in caught:
+            self.log.debug("%s: %s", warning.category.__name__, warning.message)
+        return out
 
 
 NO_ARTIFACT = 0.05
