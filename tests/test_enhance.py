@@ -304,3 +304,15 @@ def test_the_level_guard_caps_each_bands_drop_and_leaves_rises():
     assert _level_db(raised, audio) > 6
     np.testing.assert_allclose(
         raised, enhance(audio, rate, RegressionFake(gain=2.0), max_drop_db=None), atol=1e-6)
+
+
+def test_a_compiled_model_keeps_the_compilers_messages_off_the_terminal(capfd):
+    from stemprover.inference.enhance import QuietCompiled
+
+    def scaled(x):
+        return x * float(x.sum().item())  # .item() breaks the graph: torch warns about it
+
+    compiled = QuietCompiled(torch.compile(scaled, backend="eager"))  # eager: no C++ build
+    x = torch.ones(3)
+    assert torch.equal(compiled(x), scaled(x))
+    assert "Graph break" not in capfd.readouterr().err
