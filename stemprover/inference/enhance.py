@@ -7,7 +7,10 @@
 The stem is cut into segments of the model's training length (:mod:`stemprover.inference.segment`,
 boundaries moved to quiet frames). Each segment is resampled to the model's rate with soxr,
 its channels go through the model as a batch (stereo = two items), and the result is
-brought back as ``input + resample_back(enhanced - resampled_input)``. That is a
+brought back as ``input + resample_back(change)``, where ``change`` is the model's change
+``enhanced - resampled_input`` times the validated blend, limited by
+:mod:`stemprover.inference.guard` (DC passes through; with a mixture, the change stays
+within the residual ``mixture - stem``; no octave band loses more than 0.5 dB). That is a
 complementary crossover at the model's Nyquist frequency: content above the model's band
 is kept from the input, and a model that changes nothing returns the input exactly.
 Segments that are digital silence are passed through, so silence stays silence. Outputs are

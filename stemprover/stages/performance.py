@@ -11,8 +11,13 @@ peak resident set size of the process, sampled every 10 ms by a thread (tracemal
 see torch's allocations). RSS never shrinks much once the allocator holds pages, so the
 duration sweep runs from short to long: a flat peak across it means memory does not grow
 with duration. HTDemucs (default size, random weights: the same cost as trained ones) is
-timed on the same clip and device, through ``demucs.apply.apply_model``, and the mixture
-projection of four stems (:mod:`stemprover.inference.projection`) on the same clip. Training
+timed through ``demucs.apply.apply_model`` on the separator clip, and on that same clip one
+stem's enhancement (``separator_cost_ratio``) and the command's four-stem path, the streamed
+mixture projection then the four stems (``four_stem_separator_ratio``). The projection alone
+is timed on the RTF clip, and its peak memory against song length in fresh processes
+(:mod:`stemprover.bench.memory`); start-up is timed in fresh processes
+(:mod:`stemprover.bench.startup`), and torch.compile's cost and saving give the duration from
+which ``--compile`` pays off. Training
 throughput (seconds of audio learned per wall-clock second, FLOPs per audio second) of each
 training stage is measured by :mod:`stemprover.bench.throughput` and written to ``training.csv``.
 """
