@@ -23,7 +23,10 @@ model's weights, keep that change to what a stem cleaner can justify:
    ``max_drop_db`` is the model's shrinkage toward the mean of its training targets, not
    cleaning: the cleaned band is scaled back up to ``-max_drop_db`` below the input in that
    band. A band the model raises (lost high frequencies restored) is left alone. Bands are
-   octaves at the model's rate, judged per segment and channel.
+   octaves at the model's rate, judged per channel over spans of ``LEVEL_SECONDS`` (about
+   the time over which the ear integrates loudness; short enough that segments, which are
+   cross-faded, keep the bound wherever their weight lies). A musical-noise blip lasts tens
+   of milliseconds and covers few bins, so removing it barely moves a span's band energy.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 MAX_DROP_DB = 0.5  # ~ removing bleed 10 dB below the stem (0.41 dB): more is shrinkage
+LEVEL_SECONDS = 0.25  # level is judged over spans this long: about the ear's loudness window
 LOWEST_BAND_HZ = 62.5  # the bins below are one band: an octave there holds one or two bins
 
 
@@ -97,13 +101,19 @@ def guard_change(
     before = spectrum(stem)
     after = before + delta
     floor = 10.0 ** (-max_drop_db / 10.0)
+    n_rows, _, n_frames = after.shape
+    span = max(1, int(round(LEVEL_SECONDS * sample_rate / hop_length)))
+    chunk = torch.arange(n_frames) // span  # the level span of each frame
+    n_chunks = int(chunk[-1]) + 1
     for lo, hi in octave_edges(delta.shape[1], sample_rate):
-        energy_in = before[:, lo:hi].abs().square().sum(dim=(1, 2))
-        energy_out = after[:, lo:hi].abs().square().sum(dim=(1, 2))
+        energy_in = torch.zeros(n_rows, n_chunks, dtype=torch.float64).index_add_(
+            1, chunk, before[:, lo:hi].abs().square().sum(dim=1))
+        energy_out = torch.zeros(n_rows, n_chunks, dtype=torch.float64).index_add_(
+            1, chunk, after[:, lo:hi].abs().square().sum(dim=1))
         low = energy_out < floor * energy_in
         if bool(low.any()):
             scale = torch.where(low, torch.sqrt(floor * energy_in / energy_out.clamp_min(1e-30)),
                                 1.0)
-            after[:, lo:hi] = after[:, lo:hi] * scale[:, None, None]
+            after[:, lo:hi] = after[:, lo:hi] * scale[:, None, chunk]
     guarded = torch.istft(after - before, n_fft, hop_length, window=window, length=n_samples)
     return guarded.numpy().astype(np.float32, copy=False)

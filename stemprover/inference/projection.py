@@ -135,13 +135,17 @@ def project_streams(stems: Mapping[str, Any], mixture: Any, sinks: Mapping[str, 
         model = np.sqrt(EPS) * np.eye(n_channels, dtype=np.complex128)[None, None]
         for stem in STEMS:
             model = model + power[stem][..., None, None] * spatial[stem][None]
-        whitened = np.einsum("tfcd,tfd->tfc", _inverse(model), mix)
+        whitened = _apply(_inverse(model), mix)
         for stem in STEMS:
-            filtered = power[stem][..., None] * np.einsum("fcd,tfd->tfc", spatial[stem],
-                                                          whitened)
+            filtered = power[stem][..., None] * _apply(spatial[stem][None], whitened)
             sinks[stem].write(adders[stem].add(filtered, first, last))
     for stem in STEMS:
         sinks[stem].write(adders[stem].finish())
+
+
+def _apply(matrices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``matrices (..., C, C)`` times ``vectors (..., C)``, term by term (C is 1 or 2)."""
+    return sum(matrices[..., :, k] * vectors[..., k, None] for k in range(vectors.shape[-1]))
 
 
 def _phase(mix: np.ndarray) -> np.ndarray:
