@@ -21,12 +21,13 @@ model's weights, keep that change to what a stem cleaner can justify:
    10 dB below the stem (9 to 12 dB SDR on MUSDB18-HQ), so removing their bleed and noise
    lowers a band's energy by at most about 0.4 dB. A band whose energy drops by more than
    ``max_drop_db`` is the model's shrinkage toward the mean of its training targets, not
-   cleaning: the cleaned band is scaled back up to ``-max_drop_db`` below the input in that
-   band. A band the model raises (lost high frequencies restored) is left alone. Bands are
-   octaves at the model's rate, judged per channel over spans of ``LEVEL_SECONDS`` (about
-   the time over which the ear integrates loudness; short enough that segments, which are
-   cross-faded, keep the bound wherever their weight lies). A musical-noise blip lasts tens
-   of milliseconds and covers few bins, so removing it barely moves a span's band energy.
+   cleaning: the cleaned band is scaled back up to ``RESTORE_SHARE * max_drop_db`` below
+   the input in that band. A band the model raises (lost high frequencies restored) is left
+   alone. Bands are octaves at the model's rate, judged per channel over spans of
+   ``LEVEL_SECONDS`` (about the time over which the ear integrates loudness; short enough
+   that segments, which are cross-faded, keep the bound wherever their weight lies). A
+   musical-noise blip lasts tens of milliseconds and covers few bins, so removing it barely
+   moves a span's band energy.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 MAX_DROP_DB = 0.5  # ~ removing bleed 10 dB below the stem (0.41 dB): more is shrinkage
+RESTORE_SHARE = 0.8  # a band over the bound comes back to 0.8 x 0.5 = 0.4 dB below its input
 LEVEL_SECONDS = 0.25  # level is judged over spans this long: about the ear's loudness window
 LOWEST_BAND_HZ = 62.5  # the bins below are one band: an octave there holds one or two bins
 
@@ -101,6 +103,10 @@ def guard_change(
     before = spectrum(stem)
     after = before + delta
     floor = 10.0 ** (-max_drop_db / 10.0)
+    # A rescaled spectrogram is not exactly the STFT of a signal: the inverse STFT spreads a
+    # little of the correction into neighbouring spans and bands. A band over the bound is
+    # restored to RESTORE_SHARE of it, which leaves room for that spread.
+    target = 10.0 ** (-RESTORE_SHARE * max_drop_db / 10.0)
     n_rows, _, n_frames = after.shape
     span = max(1, int(round(LEVEL_SECONDS * sample_rate / hop_length)))
     chunk = torch.arange(n_frames) // span  # the level span of each frame
@@ -112,7 +118,7 @@ def guard_change(
             1, chunk, after[:, lo:hi].abs().square().sum(dim=1))
         low = energy_out < floor * energy_in
         if bool(low.any()):
-            scale = torch.where(low, torch.sqrt(floor * energy_in / energy_out.clamp_min(1e-30)),
+            scale = torch.where(low, torch.sqrt(target * energy_in / energy_out.clamp_min(1e-30)),
                                 1.0)
             after[:, lo:hi] = after[:, lo:hi] * scale[:, None, chunk]
     guarded = torch.istft(after - before, n_fft, hop_length, window=window, length=n_samples)
