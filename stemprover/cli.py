@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the inputs are the four stems of one song (their file names say "
                           "which: vocals, drums, bass, other) and --mixture is the song: a "
                           "Wiener filter first redistributes the mixture between them, then "
-                          "each is cleaned (files are read whole: ~1 GB per minute)")
+                          "each is cleaned (streamed in blocks: memory stays flat with length)")
     enh.add_argument("--stem", choices=STEM_CHOICES,
                      help="which stem to take from .stem.mp4 inputs (their mixture stream is "
                           "used as --mixture); a plain audio file is cleaned the same whatever "
@@ -116,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
     enh.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"),
                      default="auto", help="GPU precision (default: bfloat16 on CUDA)")
-    enh.add_argument("--compile", action="store_true", help="torch.compile the model")
+    enh.add_argument("--compile", action="store_true",
+                     help="torch.compile the model: compiling takes tens of seconds once per "
+                          "run (its messages go to the log), then each segment is faster; it "
+                          "pays off on a GPU for long runs (break-even duration: "
+                          "results/<profile>/07_performance/summary.json, "
+                          "compile_break_even_seconds)")
     enh.add_argument("--batch-size", type=int, default=8, help="segments x channels per call")
     enh.add_argument("-j", "--jobs", type=int, default=1,
                      help="files processed in parallel, each with its own copy of the model "

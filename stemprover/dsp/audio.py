@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 import soundfile as sf
 import soxr
 
@@ -620,6 +619,8 @@ def loudness(audio: np.ndarray, sr: int) -> float:
     audio = np.asarray(audio, dtype=np.float64)
     if audio.ndim == 1:
         audio = audio[None, :]
+    import pyloudnorm  # scipy.signal: about a second, not needed by enhancement
+
     meter = pyloudnorm.Meter(int(sr))
     if audio.shape[-1] < int(round(meter.block_size * sr)):
         raise StemproverError(
