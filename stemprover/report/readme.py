@@ -129,7 +129,7 @@ def headline_markdown(data: PaperData) -> str:
     lines += ["", *decomposition_markdown(data)]
     found = targets(data)
     said = claims(data, found)
-    for name in ("spClaimHeadline", "spClaimRegression"):
+    for name in ("spClaimAbstract",):
         if said.get(name):
             lines += [tex_to_text(said[name]), ""]
     if lines[-1] == "":

@@ -10,7 +10,8 @@ pairs), ``real`` (the MUSDB18 excerpt shipped in stempeg) and ``musdb`` (a local
 test set, only when ``musdb_root`` is set).
 
 Systems: ``identity`` (the separator output), ``postfilter`` (classical Wiener post-filter),
-``regression`` (the U-Net of the same size trained without diffusion), ``stemprover@K``
+``regression`` (a U-Net trained without diffusion, its widths matched to StemProver's
+parameter count by 04), ``stemprover@K``
 for K sampling steps, ``bridge`` (StemProver's model alone at its own step count, without
 the mixture projection), and the oracles ``irm1`` and ``irm2`` as upper references. The
 learned systems (``regression`` and ``stemprover@K``) share one mixture projection

@@ -291,6 +291,7 @@ def claims(data: PaperData, found: list[Target]) -> Macros:
     m.add("main system", label)
     m.add("main testset", tset)
     m.add("claim headline", _headline_sentence(data, found, sisdr))
+    m.add("claim abstract", _abstract_sentence(data, found, sisdr))
     gains = {s: data.gain(t, s, main, sdr).mean for s in data.stems}
     losses = {s: v for s, v in gains.items() if finite(v) and v < 0}
     m.add(
@@ -634,7 +635,7 @@ def _steps_sentence(data: PaperData, sisdr: str | None) -> str:
         f"{fmt(v, 2, True)}~dB at {k} step{'s' if k > 1 else ''}" for k, v in gains.items()
     )
     best = max(gains, key=lambda k: gains[k] if finite(gains[k]) else -np.inf)
-    tail = f"{best} steps are best" if best > 1 else "1 step is best"
+    tail = (f"{best} steps have" if best > 1 else "1 step has") + " the highest mean"
     return f"The SI-SDR gain averaged over the stems is {listed}; {tail}."
 
 
@@ -1041,7 +1042,8 @@ def _analysis_sentence(data: PaperData, sisdr: str | None, phase: str | None) ->
         f"{fmt(abs(gain), 2)}~dB the SI-SDR of the separator output in this run."
     ]
     regression = data.stem_average_gain(t, "regression", sisdr).mean
-    if finite(regression) and regression > gain:
+    versus = data.stem_average_gain(t, main, sisdr, baseline="regression")
+    if finite(regression) and versus.verdict() == "opposite":
         parts.append(
             f"The regression U-Net, trained on the same pairs with the same losses, does better "
             f"({fmt(regression, 2, True)}~dB), so the pairs and losses carry a signal that the "
@@ -1071,3 +1073,58 @@ def _analysis_sentence(data: PaperData, sisdr: str | None, phase: str | None) ->
             "until that run is made."
         )
     return " ".join(parts)
+
+
+def _abstract_sentence(data: PaperData, found: list[Target], sisdr: str | None) -> str:
+    """The headline, the three parts on every test set and the two paired verdicts, briefly."""
+    headline = _headline_sentence(data, found, sisdr)
+    if sisdr is None or not finite(data.stem_average_gain(
+            data.main_testset, data.main_system, sisdr).mean):
+        return headline
+    text = headline.split(" Of this,")[0]
+    if projection(data) != "none" and {"postfilter", "bridge"} <= set(data.systems):
+        listed, verdicts = [], {}
+        for t in data.testsets:
+            system = data.best_system(t)
+            gains = [data.stem_average_gain(t, name, sisdr).mean
+                     for name in ("postfilter", "bridge", system)]
+            n, tracks, _ = data.counts(t)
+            one = " (one track)" if tracks == 1 else ""
+            listed.append(f"{fmt(gains[0], 2, True)}, {fmt(gains[1], 2, True)} and "
+                          f"{fmt(gains[2], 2, True)}~dB on the {escape(rio.testset_label(t))} "
+                          f"set{one}")
+            over = data.stem_average_gain(t, system, sisdr, baseline="postfilter")
+            verdicts.setdefault(over.verdict(), []).append(escape(rio.testset_label(t)))
+        text += (" The mixture projection alone (a Wiener filter), the model alone and the two "
+                 "in cascade gain " + "; ".join(listed) + ".")
+        shown, behind = verdicts.get("shown", []), verdicts.get("opposite", [])
+        text += (f" The cascade beats the projection alone with a resolved paired test on "
+                 f"{_and(shown) if shown else 'none of these sets'}")
+        text += (f", and the projection alone beats it on {_and(behind)}." if behind else ".")
+    if "regression" in data.systems:
+        d = data.stem_average_gain(data.main_testset, data.main_system, sisdr,
+                                   baseline="regression")
+        if finite(d.mean):
+            text += (" Against a regression U-Net behind the same projection"
+                     f"{_size_brief(data)}, " + _compare(d, "StemProver", "the regression U-Net")
+                     + ".")
+    return text
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _size_brief(data: PaperData) -> str:
+    """`` (N against StemProver's M parameters)`` from 04's record, or 07's trainable counts."""
+    sizes = model_sizes(data)
+    if sizes is not None:
+        return (f" ({fmt(int(sizes['regression']['parameters']))} against StemProver's "
+                f"{fmt(int(sizes['stemprover']['parameters']))} parameters)")
+    kinds = ((data.summary or {}).get("training") or {}).get("kinds") or {}
+    theirs = (kinds.get("regression") or {}).get("trainable_parameters")
+    ours = (kinds.get("control_lora") or {}).get("trainable_parameters")
+    if theirs and ours:
+        return (f" ({fmt(int(theirs))} trained parameters against the {fmt(int(ours))} "
+                "StemProver trains on its frozen base)")
+    return ""

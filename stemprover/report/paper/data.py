@@ -202,8 +202,10 @@ class PaperData:
                 n_tracks = int(r["n_tracks"]) if "n_tracks" in r and finite(r["n_tracks"]) else 0
                 n_seps = (int(r["n_separators"])
                           if "n_separators" in r and finite(r["n_separators"]) else 0)
-                return Gain(float(r.mean_diff), float(r.ci_low), float(r.ci_high), int(r.n), p,
-                            n_tracks, n_seps)
+                low, high = float(r.ci_low), float(r.ci_high)
+                if n_tracks == 1 or int(r.n) == 1:  # one excerpt bounds nothing
+                    low = high = NAN
+                return Gain(float(r.mean_diff), low, high, int(r.n), p, n_tracks, n_seps)
         return Gain(
             self.mean(testset, stem, system, metric) - self.mean(testset, stem, baseline, metric)
         )

@@ -87,8 +87,10 @@ def gains(data: PaperData) -> str:
     for t in data.testsets:
         groups.append(len(rows))
         system = data.best_system(t)
+        _, tracks, separators = data.counts(t)
+        size = f" ({tracks} $\\times$ {separators})" if tracks and separators else ""
         for stem in data.stems:
-            row = [escape(rio.testset_label(t)), fmt(data.best_steps(t)), escape(stem)]
+            row = [escape(rio.testset_label(t)) + size, fmt(data.best_steps(t)), escape(stem)]
             p = NAN
             for m in metrics:
                 g = data.gain(t, stem, system, m)
