@@ -13,7 +13,8 @@ separator column is ``<family>:severity=<s>``, and the identity system's SI-SDR 
 input quality) and ``musdb`` (a local MUSDB18 test set, only when ``musdb_root`` is set).
 
 Systems: ``identity`` (the separator output), ``postfilter`` (classical Wiener post-filter),
-``regression`` (the U-Net of the same size trained without diffusion), ``stemprover@K``
+``regression`` (a U-Net trained without diffusion, its widths matched to StemProver's
+parameter count by 04), ``stemprover@K``
 for K sampling steps, ``bridge`` (StemProver's model alone at its own step count, without
 the mixture projection), and the oracles ``irm1`` and ``irm2`` as upper references. The
 learned systems (``regression`` and ``stemprover@K``) share one mixture projection
@@ -22,9 +23,21 @@ learned systems (``regression`` and ``stemprover@K``) share one mixture projecti
 Files written to ``out_dir``:
 
 * ``per_track.csv``: ``testset, stem, system, track, separator, metric, value``;
-* ``aggregate.csv``: exactly ``testset, stem, system, metric, mean, ci_low, ci_high, n``
-  (bootstrap 95% CI, :func:`stemprover.metrics.stats.aggregate`);
-* ``significance.csv``: paired test of every system against ``identity``;
+* ``aggregate.csv``: ``testset, stem, system, metric, mean, ci_low, ci_high, n`` (the
+  contract), then ``n_tracks, n_separators`` (:func:`stemprover.metrics.stats.aggregate`).
+  ``n`` counts items, an item being one excerpt separated by one separator (its ``track`` is
+  ``<excerpt>@<separator>``); ``n_tracks`` counts the distinct excerpts and ``n_separators``
+  the distinct separators. The 95% CI is a cluster bootstrap over excerpts (the items of one
+  excerpt are resampled together), empty where ``n_tracks`` is 1;
+* ``significance.csv``: paired tests, one row per (testset, stem, system, baseline, metric),
+  columns :data:`stemprover.metrics.stats.SIGNIFICANCE_COLUMNS`. ``baseline`` names the system
+  the row is compared with: ``identity`` for every system, and for each ``stemprover@K`` also
+  ``postfilter`` (the projection alone), ``regression`` and ``bridge`` (the model alone), see
+  :func:`system_pairs`. ``mean_diff`` is system minus baseline over the items, ``ci_low`` /
+  ``ci_high`` its cluster-bootstrap 95% CI (empty with one excerpt), ``p_value`` the Wilcoxon
+  signed-rank test on the excerpts' mean differences, ``p_fdr`` its Benjamini-Hochberg
+  adjustment over the whole file, and ``better`` +1 / -1 only when the CI excludes 0 and
+  ``p_fdr`` < 0.05 (0 otherwise);
 * ``phase_bands.csv``: mean phase deviation per octave band (radians);
 * ``examples/*.flac``: short 16-bit clips; ``spectrograms.npz``: see :func:`save_spectrograms`;
 * ``evaluation.json``: config, counts and seconds per system.
@@ -343,11 +356,23 @@ def evaluate_items(
     result = EvaluationResult(
         per_track,
         aggregate(per_track, n_resamples=cfg.n_bootstrap, seed=cfg.seed),
-        significance(per_track, "identity", n_resamples=cfg.n_bootstrap, seed=cfg.seed),
+        significance(per_track, "identity", n_resamples=cfg.n_bootstrap, seed=cfg.seed,
+                     pairs=system_pairs(list(systems))),
         phase_bands,
         seconds,
     )
     return result, kept
+
+
+PAIRED_BASELINES = ("postfilter", "regression", "bridge")
+"""What each StemProver system is also tested against, beside the separator output: the
+projection alone, the regression U-Net behind the same projection, and the model alone."""
+
+
+def system_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """``(system, baseline)`` pairs of ``significance.csv`` beyond the tests against identity."""
+    ours = [n for n in names if n.startswith("stemprover@")]
+    return [(s, b) for s in ours for b in PAIRED_BASELINES if b in names]
 
 
 def build_items(cfg: EvaluationConfig) -> list[TestItem]:
@@ -406,7 +431,7 @@ def featured_system(names: list[str]) -> str:
 
 def headline(sig: pd.DataFrame, metrics: tuple[str, ...] = ("si_sdr", "sdr")) -> pd.DataFrame:
     """Gain of every system over identity, per test set and stem, for the headline metrics."""
-    rows = sig[sig["metric"].isin(metrics)]
+    rows = sig[sig["metric"].isin(metrics) & (sig["baseline"] == "identity")]
     columns = ["testset", "stem", "system", "metric", "mean_diff", "ci_low", "ci_high", "n"]
     return rows[columns + ["p_fdr"]].reset_index(drop=True)
 

@@ -48,6 +48,7 @@ from stemprover.model import (
 )
 from stemprover.model import adapters as lora
 from stemprover.model.adapters import adapter_report, control_parameters
+from stemprover.model.regression import matched_config, model_sizes
 from stemprover.model.serialize import read_meta
 from stemprover.model.unet import freeze
 from stemprover.project.inputs import require, resolve_inputs
@@ -321,6 +322,12 @@ def regression_config_from_base(cfg: LoraTrainConfig, base) -> dict:
     return overrides
 
 
+def regression_model_config(cfg: LoraTrainConfig, mcfg):
+    """The regression U-Net's ModelConfig: ``mcfg`` with widths matched to StemProver's
+    parameter count (``cfg.regression_size == "matched"``), or ``mcfg`` itself."""
+    return matched_config(mcfg) if cfg.regression_size == "matched" else mcfg
+
+
 def train_regression(
     cfg: LoraTrainConfig,
     profile: str,
@@ -347,7 +354,7 @@ def train_regression(
         if mcfg.mode != "pixel":
             raise StemproverError("the regression baseline runs in pixel mode; set model.mode=pixel")
         torch.manual_seed(cfg.seed)
-        model = RegressionModel(mcfg)
+        model = RegressionModel(regression_model_config(cfg, mcfg))
         accelerator = make_accelerator(cfg.mixed_precision)
         loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
         params = dict(model.named_parameters())
@@ -364,6 +371,9 @@ def train_regression(
         if not accelerator.is_main_process:
             return model
         model.save_pretrained(out_dir / "weights" / "regression")
+        reference = StemProverModel(mcfg, with_control=True)
+        reference.add_adapters(ADAPTERS)
+        update_run(out_dir, model_sizes=model_sizes(reference, model))
         last = [r for r in CsvLog(out_dir / "train_log.csv").rows() if r["phase"] == "regression"]
         if last:
             kept = kept_steps(CsvLog(out_dir / "budget_curve.csv")).get("regression")

@@ -67,6 +67,10 @@ class LoraTrainConfig(Common):
     general_share: float = 0.0  # general phase: share of pairs conditioned on `general`, not their type
     regression: bool = True  # also train the regression baseline with the same budget
     parallel_regression: bool = False  # train it in a second process, beside the branch (a core each)
+    # the regression U-Net's widths: "matched" scales them until its parameters are within 5 %
+    # of StemProver's (frozen base + branch + adapters), so the comparison is at equal size;
+    # "profile" keeps the profile's widths (a U-Net the size of StemProver's base alone)
+    regression_size: Literal["matched", "profile"] = "matched"
     n_valid: int = 8  # held-out pairs for validation SI-SDR and phase deviation
     valid_steps: int = 4  # sampling steps used in validation
     valid_strength: float = 1.0  # bridge: start at the separated stem (SDEdit: noise level)
