@@ -230,3 +230,42 @@ def test_input_quality_histogram_counts_identity_apart(tmp_path):
         "per_split", "per_stem", "per_artifact", "per_adapter", "per_separator", "per_severity")},
         "n_pairs": 4, "segment_seconds": 0.1, "sample_rate": SR, "total_seconds": 0.4,
         "n_tracks": 1})
+
+
+def test_sweep_items_hold_every_severity_and_refuse_a_family_seen_in_training(tmp_path, monkeypatch):
+    import json
+
+    from stemprover.data.testsets import make_item, separator_name
+    from stemprover.stages import evaluation
+
+    def fake_corpus(corpus, testset, n_tracks, seconds, split="test"):
+        song = {s: v for s, v in _song_arrays().items()}
+        return [make_item(testset, f"song{k}", song, SR, excerpt_seconds=1.0) for k in range(2)]
+
+    monkeypatch.setattr(evaluation, "corpus_items", fake_corpus)
+    (tmp_path / "corpus").mkdir()
+    cfg = EvaluationConfig(sample_rate=SR, testsets=["quality_sweep"], n_tracks=2,
+                           corpus_dir=str(tmp_path / "corpus"), sweep_severities=[0.1, 0.9])
+    items = evaluation.build_items(cfg)
+    assert sorted(i.key for i in items) == sorted(
+        f"song{k}@bandsplit:severity={s}" for k in range(2) for s in ("0.1", "0.9"))
+    mild, severe = (np.mean([si_sdr(i.separated[s], i.clean[s]) for i in items
+                             if i.separator.endswith(f"={level}") for s in STEMS])
+                    for level in ("0.1", "0.9"))
+    assert mild > severe + 5.0
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"pairs": [{"separator": "bandsplit"}, {"separator": "hpss"}]}))
+    with pytest.raises(StemproverError, match="held out"):
+        evaluation.build_items(EvaluationConfig(**{**cfg.__dict__, "manifest": str(manifest)}))
+    assert [separator_name(x) for x in ("degraded_bleed_0.6", "zoo-0.1-3", "openunmix@50",
+                                        "hpss")] == ["degraded", "zoo", "openunmix", "hpss"]
+
+
+def _song_arrays():
+    rng = np.random.default_rng(0)
+    t = np.arange(SR) / SR
+    waves = {"vocals": np.sin(2 * np.pi * 440 * t), "drums": rng.standard_normal(t.size) * 0.2,
+             "bass": np.sin(2 * np.pi * 82 * t), "other": np.sin(2 * np.pi * 1500 * t) * 0.3}
+    song = {s: np.stack([w, w]).astype(np.float32) for s, w in waves.items()}
+    song["mixture"] = sum(song[s] for s in STEMS)
+    return song

@@ -240,4 +240,13 @@ def separators_in_pairs(manifest_file: str | Path) -> set[str] | None:
     except (OSError, StemproverError, ValueError):
         return None
     labels = {str(p.get("separator", "")) for p in manifest.get("pairs", [])}
-    return {"degraded" if label.startswith("degraded") else label for label in labels}
+    return {separator_name(label) for label in labels}
+
+
+def separator_name(label: str) -> str:
+    """The registered separator behind a pair label: ``degraded_bleed_0.6`` -> ``degraded``,
+    ``zoo-0.1-3`` -> ``zoo``, ``openunmix@50`` (a training snapshot) -> ``openunmix``."""
+    for prefix in ("degraded", "zoo"):
+        if label.startswith(prefix):
+            return prefix
+    return label.split("@")[0]

@@ -395,6 +395,11 @@ def build_items(cfg: EvaluationConfig) -> list[TestItem]:
             specs = [resolve_separator(s, cfg.separator_weights) for s in specs]
             items += separate_items(base, specs, get_separator, sr)
     sweep = sweep_specs(cfg)
+    if {"quality_sweep", "real_sweep"} & set(cfg.testsets):
+        seen = separators_in_pairs(cfg.manifest)
+        if seen is not None and cfg.sweep_family in seen:
+            raise StemproverError(f"the quality sweep's family {cfg.sweep_family!r} made "
+                                  "training pairs: it would not be held out")
     if "quality_sweep" in cfg.testsets:
         if not corpus.is_dir():
             raise StemproverError(f"no corpus at {corpus}: run 01_phase_analysis first")
@@ -412,8 +417,9 @@ def build_items(cfg: EvaluationConfig) -> list[TestItem]:
     if cfg.musdb_root:
         tracks = musdb_tracks(cfg.musdb_root, subset=cfg.musdb_subset)
         real += real_items(tracks, "musdb", seconds, cfg.musdb_max_tracks)
-    specs = [resolve_separator(s, cfg.separator_weights) for s in cfg.real_separators]
-    items += separate_items(real, specs, get_separator, sr)
+    if real:
+        specs = [resolve_separator(s, cfg.separator_weights) for s in cfg.real_separators]
+        items += separate_items(real, specs, get_separator, sr)
     return items
 
 
@@ -462,9 +468,6 @@ def run_evaluation(
         save_spectrograms(kept, cfg, out_dir / "spectrograms.npz", enhanced)
     seen = separators_in_pairs(cfg.manifest)
     cross = sorted({parse_separator(s)[0] for s in cfg.cross_separators})
-    if seen is not None and "quality_sweep" in cfg.testsets and cfg.sweep_family in seen:
-        raise StemproverError(f"the quality sweep's family {cfg.sweep_family!r} made training "
-                              "pairs: it would not be held out")
     summary = {
         "config": to_dict(cfg),
         "separators_in_training_pairs": None if seen is None else sorted(seen),
