@@ -28,11 +28,22 @@ def _song(seconds=1.0, seed=0):
     return sources, separated, sum(sources.values())
 
 
+@pytest.fixture
+def ungated(monkeypatch):
+    """The projection's Wiener filter without its gate, as Open-Unmix applies it."""
+    from functools import partial
+
+    from stemprover.inference import projection
+    from stemprover.inference.postfilter import PostfilterConfig
+
+    monkeypatch.setattr(projection, "PostfilterConfig", partial(PostfilterConfig, gate_scale=0))
+
+
 def _snr(estimate, reference):
     return 10 * np.log10(np.sum(reference**2) / np.sum((estimate - reference) ** 2))
 
 
-def test_an_identity_model_then_projection_is_the_wiener_post_filter():
+def test_an_identity_model_then_projection_is_the_wiener_post_filter(ungated):
     _, separated, mixture = _song()
     cleaned = enhance_stems(separated, SR, RegressionFake(), mixture=mixture)
     expected = postfilter(separated, SR, mixture=mixture)
@@ -41,14 +52,14 @@ def test_an_identity_model_then_projection_is_the_wiener_post_filter():
     assert _snr(sum(cleaned.values()), mixture) > 30  # the stems sum back to the mixture
 
 
-def test_projection_removes_bleed_that_the_model_left():
+def test_projection_removes_bleed_that_the_model_left(ungated):
     sources, separated, mixture = _song()
     cleaned = enhance_stems(separated, SR, RegressionFake(), mixture=mixture, projection="both")
     for stem in STEMS:
         assert _snr(cleaned[stem], sources[stem]) > _snr(separated[stem], sources[stem]) + 6
 
 
-def test_no_projection_is_the_model_alone_and_the_order_matters():
+def test_no_projection_is_the_model_alone_and_the_order_matters(ungated):
     from stemprover.inference.enhance import Enhancer
 
     _, separated, mixture = _song()
@@ -94,7 +105,7 @@ def test_project_keeps_shapes_and_dtype():
 @pytest.mark.parametrize("channels,n_samples,block_frames", [(2, 16000, 7), (2, 16000, 1),
                                                               (1, 9001, 16), (2, 300, 4)])
 def test_the_streamed_projection_equals_open_unmix_on_the_whole_song(channels, n_samples,
-                                                                       block_frames):
+                                                                       block_frames, ungated):
     from stemprover.inference.projection import project_streams
     from stemprover.inference.streaming import ArraySink, ArraySource
 
@@ -143,3 +154,30 @@ def test_load_projected_streams_files_into_temporary_ones(tmp_path):
     del projected, source
     gc.collect()
     assert not folder.exists()
+
+
+def test_the_projection_changes_stems_in_proportion_to_their_inconsistency_with_the_mixture():
+    from stemprover.inference.postfilter import PostfilterConfig
+    from stemprover.inference.projection import gate_share
+
+    sources, separated, mixture = _song()
+    # stems that sum to the mixture (here: each takes a share of its neighbour and gives the
+    # same share away) are left as they are, however poor
+    swapped = {s: 0.7 * sources[s] + 0.3 * sources[STEMS[(i + 1) % 4]]
+               for i, s in enumerate(STEMS)}
+    swapped[STEMS[0]] = swapped[STEMS[0]] + mixture - sum(swapped.values())
+    unchanged = project(swapped, SR, mixture)
+    for stem in STEMS:
+        np.testing.assert_allclose(unchanged[stem], swapped[stem], atol=1e-5)
+    # a fifth of the gate scale: a fifth of the Wiener change
+    light = {s: sources[s] + 0.1 * sources[STEMS[(i + 1) % 4]] for i, s in enumerate(STEMS)}
+    residual = np.sum((mixture - sum(light.values())) ** 2) / np.sum(mixture**2)
+    scale = 5 * residual
+    gated = project(light, SR, mixture, PostfilterConfig(gate_scale=scale))
+    full = project(light, SR, mixture, PostfilterConfig(gate_scale=0))
+    for stem in STEMS:
+        np.testing.assert_allclose(gated[stem], light[stem] + 0.2 * (full[stem] - light[stem]),
+                                   atol=2e-4)
+    assert gate_share(1.0, 10.0, 0.3) == pytest.approx(1 / 3)
+    assert gate_share(5.0, 10.0, 0.3) == 1.0 and gate_share(1.0, 10.0, 0.0) == 1.0
+    assert gate_share(0.0, 0.0, 0.3) == 1.0

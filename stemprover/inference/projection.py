@@ -15,6 +15,15 @@ Open-Unmix), or both (``both``). Design study row 33 chose ``before`` on the val
 single stem against the rest of the mixture (one source and a residual) lost on every test
 set there, so a projection needs all four stems.
 
+The filter rebuilds every stem from the mixture with the mixture's phase and the stems'
+power ratios, which caps a stem at about the oracle Wiener mask's quality: a stem that is
+already better (a modern separator's, or one whose estimates already sum to the mixture) comes
+out worse. So the change is gated by the stems' inconsistency with the mixture, the energy of
+``mixture - sum(stems)`` over the mixture's: a share ``min(1, inconsistency / gate_scale)``
+of the Wiener change is applied (:class:`~stemprover.inference.postfilter.PostfilterConfig`).
+Stems that sum to the mixture are left as they are; bleed, which makes them sum to more, gets
+the whole filter (design study row 34).
+
 Long songs are projected in blocks of STFT frames (:func:`project_streams`), so memory stays
 flat with duration. Open-Unmix's filter with one EM iteration is local in time except for
 two statistics over the whole song: each source's spatial covariance per frequency (a sum
@@ -104,19 +113,26 @@ def project_streams(stems: Mapping[str, Any], mixture: Any, sinks: Mapping[str, 
     frames = _Frames(n_fft, hop, mixture.n_samples)
     blocks = [(t, min(t + block_frames, frames.n_frames))
               for t in range(0, frames.n_frames, block_frames)]
-    # Pass 1: each source's weighted spatial covariance (a sum over frames) and the scale.
+    # Pass 1: each source's weighted spatial covariance (a sum over frames), the scale, and
+    # the energies of the mixture and of its residual after the stems (the gate).
     covariance = {stem: 0.0 for stem in STEMS}
     weight = {stem: 0.0 for stem in STEMS}
-    largest = 0.0
+    largest, mixture_energy, residual_energy = 0.0, 0.0, 0.0
     for first, last in blocks:
         mix = frames.spectra(mixture, first, last)  # (T, F, C)
         largest = max(largest, float(np.abs(mix).max(initial=0.0)))
         phase = _phase(mix)
+        residual = mix.astype(np.complex128)
         for stem in STEMS:
-            estimate = np.abs(frames.spectra(stems[stem], first, last)) * phase
+            spectra = frames.spectra(stems[stem], first, last)
+            residual = residual - spectra
+            estimate = np.abs(spectra) * phase
             covariance[stem] = covariance[stem] + np.einsum(
                 "tfc,tfd->fcd", estimate, estimate.conj(), dtype=np.complex128)
             weight[stem] = weight[stem] + _power(estimate).sum(axis=0, dtype=np.float64)
+        mixture_energy += float(np.sum(np.abs(mix.astype(np.complex128)) ** 2))
+        residual_energy += float(np.sum(np.abs(residual) ** 2))
+    share = gate_share(residual_energy, mixture_energy, cfg.gate_scale)
     scale = max(1.0, largest / SCALE_FACTOR)
     # The E-step runs in double precision: the covariances of panned sources are close to
     # rank one, and their inverse would amplify float32 rounding (Open-Unmix recommends
@@ -138,9 +154,21 @@ def project_streams(stems: Mapping[str, Any], mixture: Any, sinks: Mapping[str, 
         whitened = _apply(_inverse(model), mix)
         for stem in STEMS:
             filtered = power[stem][..., None] * _apply(spatial[stem][None], whitened)
+            if share < 1.0:
+                own = frames.spectra(stems[stem], first, last)
+                filtered = own + share * (filtered - own)
             sinks[stem].write(adders[stem].add(filtered, first, last))
     for stem in STEMS:
         sinks[stem].write(adders[stem].finish())
+
+
+def gate_share(residual_energy: float, mixture_energy: float, gate_scale: float) -> float:
+    """The share of the Wiener change applied: the stems' inconsistency with the mixture
+    (residual energy over the mixture's) over ``gate_scale``, at most 1; 1 when ungated
+    (``gate_scale`` 0) or when the mixture is silent."""
+    if gate_scale <= 0 or mixture_energy <= 0:
+        return 1.0
+    return min(1.0, residual_energy / mixture_energy / gate_scale)
 
 
 def _apply(matrices: np.ndarray, vectors: np.ndarray) -> np.ndarray:
