@@ -186,15 +186,10 @@ def cluster_means(values: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     return frame.groupby("cluster", sort=True)["value"].mean().to_numpy()
 
 
-def paired_test(
-    system: Sequence[float] | np.ndarray,
-    baseline: Sequence[float] | np.ndarray,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    key: object = "",
-    clusters: Sequence[object] | np.ndarray | None = None,
-) -> dict[str, float]:
+def paired_test(system: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray,
+                confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0,
+                key: object = "", clusters: Sequence[object] | np.ndarray | None = None,
+                ) -> dict[str, float]:
     """Paired comparison of two systems measured on the same items.
 
     Args:
