@@ -566,18 +566,18 @@ def test_ablation_sentence_reads_each_row_against_its_versus_row(root):
     macros = claims.claims(data.load("cpu"), [])
     text = macros["spClaimAblations"]
     # projection=before is +0.40 against projection=none, not +2.40 against the reference
-    assert ("The interval excludes zero for 3 of them: 1 lowers SI-SDR (formulation = sdedit "
-            "(\\ensuremath{-}0.75~dB)) and 2 raise it (projection = before (+0.40~dB), "
-            "steps = 4 (+0.20~dB))." in text)
+    assert ("The interval excludes zero for 3 of them: 1 lowers SI-SDR, formulation = sdedit "
+            "(\\ensuremath{-}0.75~dB); 2 raise it, projection = before (+0.40~dB), "
+            "steps = 4 (+0.20~dB)." in text)
     assert "+2.40" not in text and "+2.00" not in text
     assert "The other 2 differ by less than this budget resolves" in text
     assert "control = concat" not in text and "projection = after" not in text
     assert "Each of the 5 one-factor changes" in text  # projection=none is a partner, no change
-    assert "the projection rows: projection = none" in text
+    assert "the projection rows with projection = none: the reference model" in text
     # the reference's gain and target come from summary.json
     assert ("raises SI-SDR by 1.20~dB (paired 95\\% CI of the change [+0.80, +1.60]~dB), "
             "reaching the +1.00~dB the grid asks of its reference; 3 of the 3 rows paired "
-            "with it beat the separator output." in text)
+            "with the reference beat the separator output." in text)
     assert "projection = none" in macros["spAblationColumnNote"]
     build.generate("cpu")
     table = (root / "paper/tables/ablations.tex").read_text()

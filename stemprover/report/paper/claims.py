@@ -1066,8 +1066,8 @@ def _reference_gain(data: PaperData, ref, rows, changes) -> str:
     summary = ablation_summary(data)
     baseline = rows[rows["group"] == "baseline"]
     base = float(baseline["mean"].iloc[0]) if not baseline.empty else NAN
-    gain, low, high = (float(summary.get(k, NAN)) for k in ("reference_gain_db", "ci_low",
-                                                             "ci_high"))
+    gain, low, high = (_number(summary.get(k)) for k in ("reference_gain_db", "ci_low",
+                                                          "ci_high"))
     if not finite(gain) and finite(base):
         gain = float(ref["mean"]) - base
         first = baseline.iloc[0]
@@ -1081,18 +1081,27 @@ def _reference_gain(data: PaperData, ref, rows, changes) -> str:
              f"{fmt(abs(gain), 2)}~dB")
     if finite(low) and finite(high):
         text += f" (paired 95\\% CI of the change {interval(low, high)}~dB)"
-    target = summary.get("target_db",
-                         (data.params.get("06_ablations") or {}).get("target_gain_db"))
-    if target is not None and finite(float(target)):
-        reached = bool(summary.get("reached_target", gain >= float(target)))
+    target = _number(summary.get("target_db",
+                                 (data.params.get("06_ablations") or {}).get("target_gain_db")))
+    if finite(target):
+        reached = bool(summary.get("reached_target", gain >= target))
         text += (f", {'reaching' if reached else 'short of'} the "
-                 f"{fmt(float(target), 2, True)}~dB the grid asks of its reference")
+                 f"{fmt(target, 2, True)}~dB the grid asks of its reference")
     if not finite(base):
         return text + "."
     same_items = changes[changes["versus"] == "reference"] if "versus" in changes else changes
     better_rows = int((same_items["mean"] > base).sum())
-    which = "changed rows" if len(same_items) == len(changes) else "rows paired with it"
+    which = ("changed rows" if len(same_items) == len(changes)
+             else "rows paired with the reference")
     return text + f"; {better_rows} of the {len(same_items)} {which} beat the separator output."
+
+
+def _number(value) -> float:
+    """``value`` as a float, NaN where it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return NAN
 
 
 def _ci_verdicts(changes, reference_mean: float) -> str:
@@ -1121,31 +1130,33 @@ def _ci_verdicts(changes, reference_mean: float) -> str:
 def _resolved_changes(changes) -> str:
     """06's verdicts: how many changes their paired interval resolves, and which way each
     resolved one points; the table gives every other row."""
-    others = sorted({v for v in changes["versus"] if v != "reference"})
+    versus = changes["versus"] if "versus" in changes else ["reference"] * len(changes)
+    others = sorted({v for v in versus if v != "reference"})
     partners = "the reference"
     if others:
         named = ", ".join(escape(v.replace("=", " = ").replace("_", " ")) for v in others)
-        partners += f" (the projection rows: {named}, the reference model on the same items)"
+        partners += f" (the projection rows with {named}: the reference model on their items)"
     text = (f" Each of the {len(changes)} one-factor changes is paired item by item with "
             f"{partners}, with a 95\\% confidence interval over tracks.")
     resolved = changes[changes["resolved"]]
     if resolved.empty:
         return text + (" None of the differences is resolved with this budget: every interval "
                        "contains zero (Table~\\ref{tab:ablations}).")
+    given = resolved["direction"] if "direction" in resolved else [""] * len(resolved)
     direction = [d if d else ("higher" if x > 0 else "lower" if x < 0 else "equal")
-                 for d, x in zip(resolved["direction"], resolved["delta"])]
+                 for d, x in zip(given, resolved["delta"])]
     lower = resolved[[d == "lower" for d in direction]]
     higher = resolved[[d == "higher" for d in direction]][::-1]
     parts = []
     if len(lower):
-        parts.append(f"{len(lower)} {'lowers' if len(lower) == 1 else 'lower'} SI-SDR ("
-                     + ", ".join(_delta_name(r) for r in lower.itertuples()) + ")")
+        parts.append(f"{len(lower)} {'lowers' if len(lower) == 1 else 'lower'} SI-SDR, "
+                     + ", ".join(_delta_name(r) for r in lower.itertuples()))
     if len(higher):
-        parts.append(f"{len(higher)} {'raises' if len(higher) == 1 else 'raise'} it ("
-                     + ", ".join(_delta_name(r) for r in higher.itertuples()) + ")")
+        parts.append(f"{len(higher)} {'raises' if len(higher) == 1 else 'raise'} it, "
+                     + ", ".join(_delta_name(r) for r in higher.itertuples()))
     rest = len(changes) - len(resolved)
-    text += (f" The interval excludes zero for {len(resolved)} of them: "
-             + " and ".join(parts) + ".")
+    text += (f" The interval excludes zero for {len(resolved)} of them"
+             + (": " + "; ".join(parts) if parts else "") + ".")
     if rest:
         text += (f" The other {rest} {'differs' if rest == 1 else 'differ'} by less than this "
                  "budget resolves (Table~\\ref{tab:ablations}).")
