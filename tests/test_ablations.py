@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 
 from stemprover.errors import StemproverError
-from stemprover.metrics.stats import bootstrap_ci
+from stemprover.metrics.stats import bootstrap_ci, cluster_bootstrap_ci, paired_test
 from stemprover.stages.ablations import (
     FACTORS,
     TABLE_COLUMNS,
     AblationConfig,
-    clustered_bootstrap,
-    clustered_paired_test,
     grid,
     items_table,
     reference_gain,
@@ -75,28 +73,28 @@ def test_bootstrap_over_tracks_keeps_the_items_of_one_track_together():
     # two tracks, five identical items each: only two independent values
     values = [0.0] * 5 + [10.0] * 5
     tracks = ["a"] * 5 + ["b"] * 5
-    mean, low, high, n = clustered_bootstrap(values, tracks, n_resamples=2000)
-    assert (mean, n) == (5.0, 10)
+    mean, low, high, n, n_tracks = cluster_bootstrap_ci(values, tracks, n_resamples=2000)
+    assert (mean, n, n_tracks) == (5.0, 10, 2)
     assert low == 0.0 and high == 10.0  # resamples of two tracks: means 0, 5 or 10
     _, naive_low, naive_high, _ = bootstrap_ci(values, n_resamples=2000)
     assert naive_low > 1.0 and naive_high < 9.0  # items taken as independent: too narrow
     # one track gives a mean but no interval
-    mean, low, high, n = clustered_bootstrap([1.0, 2.0, 3.0], ["a"] * 3)
+    mean, low, high, n, _ = cluster_bootstrap_ci([1.0, 2.0, 3.0], ["a"] * 3)
     assert mean == 2.0 and np.isnan(low) and np.isnan(high) and n == 3
-    with pytest.raises(StemproverError, match="cluster labels"):
-        clustered_bootstrap([1.0, 2.0], ["a"])
+    with pytest.raises(ValueError, match="2 values but 1 clusters"):
+        cluster_bootstrap_ci([1.0, 2.0], ["a"])
 
 
 def test_paired_test_over_tracks():
     tracks = [t for t in "abcdef" for _ in range(4)]
     base = np.linspace(-10, 10, 24)
-    shifted = clustered_paired_test(base + 0.5, base, tracks, n_resamples=500)
+    shifted = paired_test(base + 0.5, base, n_resamples=500, clusters=tracks)
     assert shifted["mean_diff"] == pytest.approx(0.5)
     assert shifted["ci_low"] == pytest.approx(0.5) and shifted["ci_high"] == pytest.approx(0.5)
-    assert shifted["n_clusters"] == 6 and shifted["p_value"] < 0.05
+    assert shifted["n_tracks"] == 6 and shifted["p_value"] < 0.05
     # each track's items cancel: a zero difference, whatever the items do
     noise = np.tile([0.3, -0.3, 0.1, -0.1], 6)
-    cancel = clustered_paired_test(base + noise, base, tracks, n_resamples=500)
+    cancel = paired_test(base + noise, base, n_resamples=500, clusters=tracks)
     assert cancel["mean_diff"] == pytest.approx(0.0, abs=1e-12)
     assert cancel["ci_low"] == pytest.approx(0.0, abs=1e-12) and cancel["p_value"] == 1.0
 

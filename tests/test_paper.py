@@ -527,6 +527,107 @@ def test_ablation_sentence_uses_the_paired_interval_when_the_grid_has_one(root):
     assert lines["reference"].endswith(" &  \\\\")
 
 
+def _write_grid_with_versus(root, summary):
+    """A grid in 06's current contract: the projection rows are paired with projection=none
+    on other items (their means are far from the reference's, their differences small)."""
+    res = root / "results/cpu/06_ablations"
+    names = ["identity", "reference", "formulation=sdedit", "control=concat", "steps=4",
+             "projection=none", "projection=before", "projection=after"]
+    nan = np.nan
+    pd.DataFrame({
+        "name": names,
+        "factor": [n.split("=")[0] if "=" in n else ("baseline" if n == "identity" else n)
+                   for n in names],
+        "setting": ["separator output", "reference", "sdedit", "concat", "4", "none", "before",
+                    "after"],
+        "si_sdr": [-0.2, 1.0, 0.25, 0.9, 1.2, 3.0, 3.4, 2.9],
+        "si_sdr_ci_low": [-0.5, 0.5, 0.0, 0.4, 0.7, 2.0, 2.4, 1.9],
+        "si_sdr_ci_high": [0.1, 1.5, 0.5, 1.4, 1.7, 4.0, 4.4, 3.9],
+        "phase_dev": 0.5, "lsd": 2.0, "n": 8, "train_seconds": 3.0,
+        "delta_si_sdr": [-1.2, nan, -0.75, -0.1, 0.2, nan, 0.4, -0.1],
+        "delta_ci_low": [-1.6, nan, -0.9, -0.3, 0.1, nan, 0.1, -0.3],
+        "delta_ci_high": [-0.8, nan, -0.6, 0.1, 0.3, nan, 0.7, 0.1],
+        "delta_p_value": [0.01, nan, 0.01, 0.4, 0.02, nan, 0.03, 0.5],
+        "versus": ["reference", "", "reference", "reference", "reference", "",
+                   "projection=none", "projection=none"],
+        "items": ["pairs"] * 5 + ["tracks"] * 3,
+        "train_steps": 30, "n_tracks": 4,
+        "resolved": [True, False, True, False, True, False, True, False],
+        "direction": ["lower", "", "lower", "lower", "higher", "", "higher", "lower"],
+    }).to_csv(res / "ablations.csv", index=False)
+    if summary is not None:
+        (res / "summary.json").write_text(json.dumps(summary))
+
+
+def test_ablation_sentence_reads_each_row_against_its_versus_row(root):
+    fx.write_results(root, "cpu")
+    _write_grid_with_versus(root, {"reference_gain_db": 1.2, "ci_low": 0.8, "ci_high": 1.6,
+                                   "target_db": 1.0, "reached_target": True})
+    macros = claims.claims(data.load("cpu"), [])
+    text = macros["spClaimAblations"]
+    # projection=before is +0.40 against projection=none, not +2.40 against the reference
+    assert ("The interval excludes zero for 3 of them: 1 lowers SI-SDR, formulation = sdedit "
+            "(\\ensuremath{-}0.75~dB); 2 raise it, projection = before (+0.40~dB), "
+            "steps = 4 (+0.20~dB)." in text)
+    assert "+2.40" not in text and "+2.00" not in text
+    assert "The other 2 differ by less than this budget resolves" in text
+    assert "control = concat" not in text and "projection = after" not in text
+    assert "Each of the 5 one-factor changes" in text  # projection=none is a partner, no change
+    assert "the projection rows with projection = none: the reference model" in text
+    # the reference's gain and target come from summary.json
+    assert ("raises SI-SDR by 1.20~dB (paired 95\\% CI of the change [+0.80, +1.60]~dB), "
+            "reaching the +1.00~dB the grid asks of its reference; 3 of the 3 rows paired "
+            "with the reference beat the separator output." in text)
+    assert "projection = none" in macros["spAblationColumnNote"]
+    build.generate("cpu")
+    table = (root / "paper/tables/ablations.tex").read_text()
+    lines = {line.split(" & ")[1]: line for line in table.splitlines() if " & " in line}
+    assert lines["before"].endswith("+0.40 [+0.10, +0.70] vs.\\ none \\\\")
+    assert lines["4"].endswith("+0.20 [+0.10, +0.30] \\\\")
+    assert lines["none"].endswith(" &  \\\\") and lines["reference"].endswith(" &  \\\\")
+
+
+def test_ablation_sentence_says_when_the_reference_misses_its_target(root):
+    fx.write_results(root, "cpu")
+    _write_grid_with_versus(root, {"reference_gain_db": 0.6, "ci_low": 0.1, "ci_high": 1.1,
+                                   "target_db": 1.0, "reached_target": False})
+    text = claims.claims(data.load("cpu"), [])["spClaimAblations"]
+    assert ("raises SI-SDR by 0.60~dB (paired 95\\% CI of the change [+0.10, +1.10]~dB), "
+            "short of the +1.00~dB the grid asks of its reference" in text)
+    # without summary.json: the baseline row's paired difference and the profile's target
+    (root / "results/cpu/06_ablations/summary.json").unlink()
+    text = claims.claims(data.load("cpu"), [])["spClaimAblations"]
+    assert ("raises SI-SDR by 1.20~dB (paired 95\\% CI of the change [+0.80, +1.60]~dB), "
+            "reaching the +1.00~dB" in text)
+
+
+def test_ablation_sentence_when_no_change_is_resolved(root):
+    fx.write_results(root, "cpu")
+    _write_grid_with_versus(root, None)
+    path = root / "results/cpu/06_ablations/ablations.csv"
+    table = pd.read_csv(path)
+    table["resolved"] = False
+    table.to_csv(path, index=False)
+    text = claims.claims(data.load("cpu"), [])["spClaimAblations"]
+    assert "None of the differences is resolved with this budget" in text
+    assert "excludes zero" not in text
+
+
+def test_ablation_sentence_counts_long_verdicts_instead_of_listing_them(root):
+    res = fx.write_results(root, "cpu")
+    path = res / "06_ablations" / "ablations.csv"
+    table = pd.read_csv(path)
+    extra = table[table["name"] == "lora_rank=8"].iloc[[0, 0, 0]].assign(
+        name=["steps=2", "steps=4", "steps=8"], factor="steps", setting=["2", "4", "8"])
+    pd.concat([table, extra]).to_csv(path, index=False)
+    text = claims.claims(data.load("cpu"), [])["spClaimAblations"]
+    # five rows within their own CI (the two ranks and three step counts): counted, not named
+    assert ("so the difference is not resolved with this budget: 5 rows "
+            "(Table~\\ref{tab:ablations})." in text)
+    assert "steps = 8," not in text
+    assert "differ by more than their confidence interval: formulation = sdedit" in text
+
+
 def test_ablation_column_note_without_paired_columns(root):
     fx.write_results(root, "cpu")
     note = claims.claims(data.load("cpu"), [])["spAblationColumnNote"]

@@ -130,6 +130,14 @@ def test_one_excerpt_has_no_interval():
     assert np.isnan(test["ci_low"]) and np.isnan(test["p_value"])
 
 
+def test_clusters_whose_items_cancel_show_no_difference():
+    # every excerpt's items differ, but each excerpt's mean difference is exactly zero
+    test = stats.paired_test([1.0, -1.0, 2.0, -2.0, 0.5, -0.5], np.zeros(6),
+                             clusters=["a", "a", "b", "b", "c", "c"])
+    assert test["mean_diff"] == 0.0 and test["n_tracks"] == 3
+    assert (test["wilcoxon_stat"], test["p_value"]) == (0.0, 1.0)
+
+
 def _clustered_per_track():
     """3 excerpts x 2 separators; "good" gains 2 dB on every item, "close" 0.05 dB +- noise."""
     rng = np.random.default_rng(8)

@@ -16,6 +16,7 @@ alone (``bridge``) and the two in cascade (``stemprover@K``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -869,13 +870,35 @@ def _data_sentence(data: PaperData) -> str:
     return text + "."
 
 
+def _ablation_frame(table):
+    """:func:`rio.ablation_table_frame` by SI-SDR, with 06's ``versus``, ``resolved`` and
+    ``direction`` where the table has them (tables written before them lack them)."""
+    rows = rio.ablation_table_frame(table, "si_sdr")
+    if len(rows) != len(table):  # a long table (one line per metric): no such columns
+        return rows
+    if "versus" in table.columns:
+        rows["versus"] = [v if isinstance(v, str) else "" for v in table["versus"]]
+    if "resolved" in table.columns:
+        rows["resolved"] = [str(v).strip().lower() == "true" for v in table["resolved"]]
+    if "direction" in table.columns:
+        rows["direction"] = [v if isinstance(v, str) else "" for v in table["direction"]]
+    return rows
+
+
 def _ablation_rows(data: PaperData):
-    """(reference row, changed rows with ``delta``) by SI-SDR, or None without a usable grid."""
+    """(reference row, changed rows with ``delta``) by SI-SDR, or None without a usable grid.
+
+    ``delta`` is the row's paired difference from the row it is paired with (``versus``: the
+    reference, or ``projection=none`` for the projection rows, on other items). A table
+    written before ``versus`` existed without a paired difference falls back to the row's
+    mean minus the reference's; in a table with ``versus``, a row paired with nothing (such
+    as ``projection=none``, the reference model on the track-level items) is no change.
+    """
     table = data.ablations
     if table is None or table.empty:
         return None
     try:
-        rows = rio.ablation_table_frame(table, "si_sdr")
+        rows = _ablation_frame(table)
     except StemproverError:
         return None
     is_ref = rows["group"] == "reference"
@@ -883,8 +906,25 @@ def _ablation_rows(data: PaperData):
         return None
     ref = rows[is_ref].iloc[0]
     changes = rows[~is_ref & (rows["group"] != "baseline")]
-    changes = changes.assign(delta=lambda t: t["mean"] - ref["mean"])
+    delta = changes["delta_si_sdr"].astype(float)
+    if "versus" in changes.columns:
+        changes = changes[changes["versus"] != ""]
+        delta = delta[changes.index]
+    else:
+        delta = delta.where(np.isfinite(delta), changes["mean"] - ref["mean"])
+    changes = changes.assign(delta=delta)
     return ref, changes[np.isfinite(changes["delta"])]
+
+
+def ablation_summary(data: PaperData) -> dict:
+    """06's ``summary.json`` (the reference's gain over the separator output and whether it
+    reached its target), or ``{}`` where the run wrote none or it cannot be read."""
+    path = repo_root() / "results" / data.profile / "06_ablations" / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def is_paired(row) -> bool:
@@ -958,11 +998,20 @@ OWN_CI_VERDICTS = {
 """The same for a table without paired intervals: each row against its own interval."""
 
 
+MAX_NAMED_ROWS = 3
+"""Verdicts over more rows than this give their count; the ablation table names them."""
+
+
 def _ablation_column_note(data: PaperData) -> str:
     """What the last column of the ablation table gives, for the caption."""
     table = data.ablations
     if table is not None and rio.has_paired(table):
-        return ("the row's SI-SDR minus the reference's, item by item, with its paired "
+        partner = ("the reference's (for the projection rows, that of the reference model on "
+                   "the same track-level items, projection = none)"
+                   if "versus" in table.columns and (table["versus"].astype(str)
+                                                     == "projection=none").any()
+                   else "the reference's")
+        return (f"the row's SI-SDR minus {partner}, item by item, with its paired "
                 "bootstrap 95\\% CI (an interval that contains zero: a difference this budget "
                 "does not resolve)")
     return ("whether the row's SI-SDR differs from the reference's by less than the row's own "
@@ -970,64 +1019,147 @@ def _ablation_column_note(data: PaperData) -> str:
 
 
 def _ablation_sentence(data: PaperData) -> str:
-    """Each one-factor change against the reference row, by SI-SDR, largest effects named,
-    and for every row whether it differs from the reference by less than its own CI."""
+    """The reference row, its gain over the separator output (and whether it reached the
+    grid's target), then the one-factor changes against the rows they are paired with."""
     table = data.ablations
     if table is None or table.empty:
         return "The ablation grid was not run for this profile."
     try:
-        rio.ablation_table_frame(table, "si_sdr")
+        rows = _ablation_frame(table)
     except StemproverError:  # a malformed table is reported in the text, not raised
         return "The ablation table of this run has no SI-SDR column."
     found = _ablation_rows(data)
     if found is None:
         return ""
     ref, changes = found
-    rows = rio.ablation_table_frame(table, "si_sdr")
-    baseline = rows[rows["group"] == "baseline"]  # the separator output on the same items
     changes = changes.sort_values("delta")
     if changes.empty:
         return ""
+    text = (f"The reference setting reaches {fmt(float(ref['mean']), 2)}~dB SI-SDR on the "
+            "validation items.")
+    if "resolved" in changes.columns:
+        return text + _reference_gain(data, ref, rows, changes) + _resolved_changes(changes)
+    return text + _largest_changes(changes) + _reference_gain(data, ref, rows, changes) + \
+        _ci_verdicts(changes, float(ref["mean"]))
 
-    def named(row) -> str:
-        return f"{_row_name(row)} ({fmt(row.delta, 2, True)}~dB)"
 
+def _delta_name(row) -> str:
+    return f"{_row_name(row)} ({fmt(float(row.delta), 2, True)}~dB)"
+
+
+def _largest_changes(changes) -> str:
+    """How many changes lower and raise SI-SDR, the three largest of each named."""
     worse, better = changes[changes.delta < 0], changes[changes.delta > 0][::-1]
-    text = (
-        f"The reference setting reaches {fmt(float(ref['mean']), 2)}~dB SI-SDR on the validation "
-        f"items. Of the {len(changes)} one-factor changes, {len(worse)} {'lowers' if len(worse) == 1 else 'lower'} it"
-    )
+    text = (f" Of the {len(changes)} one-factor changes, {len(worse)} "
+            f"{'lowers' if len(worse) == 1 else 'lower'} it")
     if len(worse):
-        text += ", most of all " + ", ".join(named(r) for r in worse.head(3).itertuples())
+        text += ", most of all " + ", ".join(_delta_name(r) for r in worse.head(3).itertuples())
     text += f", and {len(better)} {'raises' if len(better) == 1 else 'raise'} it"
     if len(better):
-        text += ", most of all " + ", ".join(named(r) for r in better.head(3).itertuples())
-    text += "."
-    if not baseline.empty and finite(float(baseline["mean"].iloc[0])):
-        base = float(baseline["mean"].iloc[0])
-        diff = float(ref["mean"]) - base
-        text += (
-            f" The separator output itself scores {fmt(base, 2)}~dB on the same items, so the "
-            f"reference setting {'raises' if diff >= 0 else 'lowers'} SI-SDR by "
-            f"{fmt(abs(diff), 2)}~dB"
-        )
+        text += ", most of all " + ", ".join(_delta_name(r) for r in better.head(3).itertuples())
+    return text + "."
+
+
+def _reference_gain(data: PaperData, ref, rows, changes) -> str:
+    """The reference against the separator output on the same items (06's summary.json where
+    the run wrote one, else the table's baseline row) and whether it reached its target."""
+    summary = ablation_summary(data)
+    baseline = rows[rows["group"] == "baseline"]
+    base = float(baseline["mean"].iloc[0]) if not baseline.empty else NAN
+    gain, low, high = (_number(summary.get(k)) for k in ("reference_gain_db", "ci_low",
+                                                          "ci_high"))
+    if not finite(gain) and finite(base):
+        gain = float(ref["mean"]) - base
         first = baseline.iloc[0]
         if is_paired(first):  # stored as the separator output minus the reference
-            change = interval(-float(first["delta_ci_high"]), -float(first["delta_ci_low"]))
-            text += f" (paired 95\\% CI of the change {change}~dB)"
-        better_rows = int((changes["mean"] > base).sum())
-        text += f"; {better_rows} of the {len(changes)} changed rows beat the separator output."
+            low, high = -float(first["delta_ci_high"]), -float(first["delta_ci_low"])
+    if not finite(gain):
+        return ""
+    text = (f" The separator output itself scores {fmt(base, 2)}~dB on the same items, so the "
+            if finite(base) else " Against the separator output on the same items, ")
+    text += (f"reference setting {'raises' if gain >= 0 else 'lowers'} SI-SDR by "
+             f"{fmt(abs(gain), 2)}~dB")
+    if finite(low) and finite(high):
+        text += f" (paired 95\\% CI of the change {interval(low, high)}~dB)"
+    target = _number(summary.get("target_db",
+                                 (data.params.get("06_ablations") or {}).get("target_gain_db")))
+    if finite(target):
+        reached = bool(summary.get("reached_target", gain >= target))
+        text += (f", {'reaching' if reached else 'short of'} the "
+                 f"{fmt(target, 2, True)}~dB the grid asks of its reference")
+    if not finite(base):
+        return text + "."
+    same_items = changes[changes["versus"] == "reference"] if "versus" in changes else changes
+    better_rows = int((same_items["mean"] > base).sum())
+    which = ("changed rows" if len(same_items) == len(changes)
+             else "rows paired with the reference")
+    return text + f"; {better_rows} of the {len(same_items)} {which} beat the separator output."
+
+
+def _number(value) -> float:
+    """``value`` as a float, NaN where it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return NAN
+
+
+def _ci_verdicts(changes, reference_mean: float) -> str:
+    """Which rows' differences from the reference are resolved, for a table without 06's
+    ``resolved`` column: by the paired interval where every row has one, else by each row's
+    own interval."""
     verdicts = {True: [], False: [], None: []}
     for row in changes.itertuples():
-        verdicts[within_ci(row._asdict(), float(ref["mean"]))].append(_row_name(row))
+        verdicts[within_ci(row._asdict(), reference_mean)].append(_row_name(row))
     paired = bool(changes.apply(is_paired, axis=1).all())
+    text = ""
     if paired:
         text += (" Every row is scored on the same items, so each difference from the "
                  "reference has a paired 95\\% confidence interval (bootstrap over items).")
     phrases = PAIRED_VERDICTS if paired else OWN_CI_VERDICTS
     for verdict, phrase in phrases.items():
-        if verdicts[verdict]:
-            text += f" {phrase}{', '.join(verdicts[verdict])}."
+        names = verdicts[verdict]
+        if len(names) > MAX_NAMED_ROWS:  # the table lists them
+            names = [("every row" if len(names) == len(changes) else f"{len(names)} rows")
+                     + " (Table~\\ref{tab:ablations})"]
+        if names:
+            text += f" {phrase}{', '.join(names)}."
+    return text
+
+
+def _resolved_changes(changes) -> str:
+    """06's verdicts: how many changes their paired interval resolves, and which way each
+    resolved one points; the table gives every other row."""
+    versus = changes["versus"] if "versus" in changes else ["reference"] * len(changes)
+    others = sorted({v for v in versus if v != "reference"})
+    partners = "the reference"
+    if others:
+        named = ", ".join(escape(v.replace("=", " = ").replace("_", " ")) for v in others)
+        partners += f" (the projection rows with {named}: the reference model on their items)"
+    text = (f" Each of the {len(changes)} one-factor changes is paired item by item with "
+            f"{partners}, with a 95\\% confidence interval over tracks.")
+    resolved = changes[changes["resolved"]]
+    if resolved.empty:
+        return text + (" None of the differences is resolved with this budget: every interval "
+                       "contains zero (Table~\\ref{tab:ablations}).")
+    given = resolved["direction"] if "direction" in resolved else [""] * len(resolved)
+    direction = [d if d else ("higher" if x > 0 else "lower" if x < 0 else "equal")
+                 for d, x in zip(given, resolved["delta"])]
+    lower = resolved[[d == "lower" for d in direction]]
+    higher = resolved[[d == "higher" for d in direction]][::-1]
+    parts = []
+    if len(lower):
+        parts.append(f"{len(lower)} {'lowers' if len(lower) == 1 else 'lower'} SI-SDR, "
+                     + ", ".join(_delta_name(r) for r in lower.itertuples()))
+    if len(higher):
+        parts.append(f"{len(higher)} {'raises' if len(higher) == 1 else 'raise'} it, "
+                     + ", ".join(_delta_name(r) for r in higher.itertuples()))
+    rest = len(changes) - len(resolved)
+    text += (f" The interval excludes zero for {len(resolved)} of them"
+             + (": " + "; ".join(parts) if parts else "") + ".")
+    if rest:
+        text += (f" The other {rest} {'differs' if rest == 1 else 'differ'} by less than this "
+                 "budget resolves (Table~\\ref{tab:ablations}).")
     return text
 
 

@@ -187,17 +187,27 @@ def _reference_si_sdr(table, factor: str) -> float | None:
 
 
 def _versus_reference(r: dict, factor: str, reference: float) -> str:
-    """The row's paired difference from the reference with its 95% CI; for a table without
-    one, whether the row's SI-SDR differs from the reference by less than its own 95% CI."""
+    """The row's paired difference from the row it is paired with (``versus``: the reference,
+    or another row, which the cell then names) with its 95% CI; for a table without one,
+    whether the row's SI-SDR differs from the reference by less than its own 95% CI. A row of
+    a table with ``versus`` that is paired with nothing gets no cell: its items differ from
+    the reference's."""
+    versus = r.get("versus", "reference")
+    versus = versus if isinstance(versus, str) else ""
+    if not versus:
+        return ""
     bounds = {"ci_low": r.get("si_sdr_ci_low", NAN), "ci_high": r.get("si_sdr_ci_high", NAN),
               "delta_ci_low": r.get("delta_ci_low", NAN),
               "delta_ci_high": r.get("delta_ci_high", NAN)}
     bounds = {k: float(v) for k, v in bounds.items()}
     if r[factor] == "reference" or (r[factor] == "baseline" and not is_paired(bounds)):
         return ""
+    if versus != "reference" and not is_paired(bounds):
+        return "no paired CI"
     if is_paired(bounds):  # the difference itself, with its paired interval
+        partner = "" if versus == "reference" else f" vs.\\ {escape(versus.split('=')[-1])}"
         return (f"{fmt(float(r.get('delta_si_sdr', NAN)), 2, True)} "
-                f"{interval(bounds['delta_ci_low'], bounds['delta_ci_high'])}")
+                f"{interval(bounds['delta_ci_low'], bounds['delta_ci_high'])}{partner}")
     return {True: "within CI", False: "outside CI", None: "no CI"}[within_ci(bounds, reference)]
 
 

@@ -68,8 +68,6 @@ from stemprover.stages.ablations.table import (
     PAIRED_COLUMNS,
     SCORE_COLUMNS,
     TABLE_COLUMNS,
-    clustered_bootstrap,
-    clustered_paired_test,
     items_table,
     run_grid,
     with_paired,
@@ -77,7 +75,6 @@ from stemprover.stages.ablations.table import (
 
 __all__ = [
     "FACTORS", "ITEM_COLUMNS", "PAIRED_COLUMNS", "SCORE_COLUMNS", "TABLE_COLUMNS",
-    "AblationConfig", "Row", "clustered_bootstrap", "clustered_paired_test", "grid",
-    "items_table", "reference_gain", "row_budget", "rows_json", "run_ablations", "run_grid",
+    "AblationConfig", "Row", "grid", "items_table", "reference_gain", "row_budget", "rows_json", "run_ablations", "run_grid",
     "with_paired",
 ]

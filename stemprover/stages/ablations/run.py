@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stemprover.metrics.stats import paired_test
 from stemprover.model import load_model
 from stemprover.project.inputs import resolve_inputs
 from stemprover.project.paths import cache_dir
@@ -24,7 +25,6 @@ from stemprover.stages.ablations.scoring import (
 )
 from stemprover.stages.ablations.table import (
     SCORE_COLUMNS,
-    clustered_paired_test,
     items_table,
     run_grid,
     with_paired,
@@ -42,11 +42,11 @@ def rows_json(rows: list[Row]) -> str:
 def reference_gain(items: dict[str, dict[str, list]], cfg: AblationConfig) -> dict:
     """The reference minus the separator output on the held-out pairs, with its interval over
     tracks, and whether the mean reaches ``cfg.target_gain_db``."""
-    test = clustered_paired_test(items[REFERENCE]["si_sdr"], items[IDENTITY]["si_sdr"],
-                                 items[REFERENCE]["track"], cfg.n_bootstrap, cfg.seed,
-                                 ("ablation", "reference_gain"))
+    test = paired_test(items[REFERENCE]["si_sdr"], items[IDENTITY]["si_sdr"],
+                       n_resamples=cfg.n_bootstrap, seed=cfg.seed,
+                       key=("ablation", "reference_gain"), clusters=items[REFERENCE]["track"])
     return {"reference_gain_db": test["mean_diff"], "ci_low": test["ci_low"],
-            "ci_high": test["ci_high"], "n_items": test["n"], "n_tracks": test["n_clusters"],
+            "ci_high": test["ci_high"], "n_items": test["n"], "n_tracks": test["n_tracks"],
             "target_db": cfg.target_gain_db,
             "reached_target": bool(test["mean_diff"] >= cfg.target_gain_db)}
 

@@ -26,10 +26,10 @@ from stemprover.errors import StemproverError
 from stemprover.inference.enhance import EnhanceOptions, Enhancer, enhance
 from stemprover.inference.projection import enhance_stems
 from stemprover.metrics.signal import lsd, si_sdr
+from stemprover.metrics.stats import cluster_bootstrap_ci
 from stemprover.project.inputs import input_path, require
 from stemprover.separators import get_separator
 from stemprover.stages.ablations.grid import AblationConfig, Row
-from stemprover.stages.ablations.table import clustered_bootstrap
 from stemprover.stages.ablations.training import is_heldout
 from stemprover.train.data import spread
 
@@ -81,8 +81,8 @@ def score_outputs(pairs: list[tuple[np.ndarray, np.ndarray]], tracks: list[str],
     ``tracks`` names the track of each pair."""
     stft_cfg = StftConfig(n_fft=cfg.n_fft, hop_length=cfg.hop_length)
     values = [si_sdr(est, ref) for est, ref in pairs]
-    mean, low, high, n = clustered_bootstrap(values, tracks, n_resamples=cfg.n_bootstrap,
-                                             seed=cfg.seed, key="si_sdr")
+    mean, low, high, n, _ = cluster_bootstrap_ci(values, tracks, n_resamples=cfg.n_bootstrap,
+                                                 seed=cfg.seed, key="si_sdr")
     phase = [mean_phase_deviation(e, r, cfg.sample_rate, stft_cfg) for e, r in pairs]
     return {
         "si_sdr": mean,

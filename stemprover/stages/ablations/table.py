@@ -3,23 +3,23 @@
     table = run_grid(rows, train_fn, evaluate_fn)   # train each distinct model once, score all
 
 Items that come from one track are not independent, so every interval here is a bootstrap
-over tracks (:func:`clustered_bootstrap`): whole tracks are drawn with replacement and the
-mean is taken over the items they hold.
+over tracks (:func:`stemprover.metrics.stats.cluster_bootstrap_ci` with the tracks as
+clusters): whole tracks are drawn with replacement and the mean is taken over the items they
+hold.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 from tqdm.auto import tqdm
 
 from stemprover.errors import StemproverError
-from stemprover.project.seed import rng_for
+from stemprover.metrics.stats import paired_test
 from stemprover.stages.ablations.grid import Row
 
 SCORE_COLUMNS = ("si_sdr", "si_sdr_ci_low", "si_sdr_ci_high", "phase_dev", "lsd", "n")
@@ -40,88 +40,6 @@ TrainFn = Callable[[Row], Any]
 """Trains (or loads) the model of a row (only its ``model`` and ``train`` parts matter)."""
 EvaluateFn = Callable[[Any, Row], dict[str, Any]]
 """Scores a model with a row's ``infer`` settings on the row's items."""
-
-
-def clustered_bootstrap(
-    values: Sequence[float] | np.ndarray,
-    clusters: Sequence[Any],
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
-    key: object = "",
-) -> tuple[float, float, float, int]:
-    """Mean of ``values`` and its percentile-bootstrap interval, resampling whole clusters.
-
-    Each resample draws as many clusters as there are, with replacement, and takes the mean
-    over all the items of the drawn clusters; items of one cluster (e.g. the segments and
-    stems of one track) therefore move together.
-
-    Args:
-        values: Per-item values; NaNs are dropped with their cluster labels.
-        clusters: Per-item cluster labels, same length.
-        confidence: Two-sided coverage.
-        n_resamples: Bootstrap resamples.
-        seed, key: The generator is ``rng_for(seed, "cluster_bootstrap", key)``.
-
-    Returns:
-        ``(mean, ci_low, ci_high, n_items)``; the interval is NaN with fewer than two
-        clusters (one track gives a mean but says nothing of the spread between tracks).
-    """
-    sample = np.asarray(values, dtype=np.float64).ravel()
-    labels = np.asarray(list(clusters), dtype=object)
-    if labels.shape != sample.shape:
-        raise StemproverError(f"{sample.size} values but {labels.size} cluster labels")
-    keep = np.isfinite(sample)
-    sample, labels = sample[keep], labels[keep]
-    n = int(sample.size)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    mean = float(sample.mean())
-    names, index = np.unique(labels.astype(str), return_inverse=True)
-    if names.size < 2:
-        return mean, float("nan"), float("nan"), n
-    sums = np.bincount(index, weights=sample)
-    counts = np.bincount(index).astype(np.float64)
-    draws = rng_for(seed, "cluster_bootstrap", key).integers(0, names.size,
-                                                             (n_resamples, names.size))
-    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return mean, float(low), float(high), n
-
-
-def clustered_paired_test(
-    system: Sequence[float],
-    baseline: Sequence[float],
-    clusters: Sequence[Any],
-    n_resamples: int = 2000,
-    seed: int = 0,
-    key: object = "",
-) -> dict[str, float]:
-    """Paired difference ``system - baseline`` on the same items, with intervals over clusters.
-
-    Returns:
-        ``mean_diff``, ``ci_low``, ``ci_high`` (:func:`clustered_bootstrap` of the
-        differences), ``n`` (items where both are finite), ``n_clusters`` and ``p_value``:
-        the two-sided Wilcoxon signed-rank test of the clusters' mean differences (1.0 when
-        all are zero, NaN with fewer than two clusters).
-    """
-    a = np.asarray(system, dtype=np.float64).ravel()
-    b = np.asarray(baseline, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise StemproverError(f"{a.size} item scores against {b.size} of the row paired with")
-    diff = a - b
-    labels = np.asarray(list(clusters), dtype=object)
-    mean, low, high, n = clustered_bootstrap(diff, labels, 0.95, n_resamples, seed, key)
-    keep = np.isfinite(diff)
-    frame = pd.DataFrame({"diff": diff[keep], "cluster": labels[keep].astype(str)})
-    by_cluster = frame.groupby("cluster")["diff"].mean().to_numpy()
-    p_value = float("nan")
-    if by_cluster.size >= 2:
-        p_value = 1.0 if np.all(by_cluster == 0.0) else float(
-            sps.wilcoxon(by_cluster, zero_method="wilcox").pvalue)
-    return {"mean_diff": mean, "ci_low": low, "ci_high": high, "n": n,
-            "n_clusters": int(by_cluster.size), "p_value": p_value}
 
 
 def run_grid(
@@ -193,8 +111,8 @@ def with_paired(table: pd.DataFrame, items: dict[str, dict[str, list]],
         if len(own["si_sdr"]) != len(base["si_sdr"]) or own["track"] != base["track"]:
             raise StemproverError(f"ablation row {name}: {len(own['si_sdr'])} item scores, "
                                   f"but {versus} has {len(base['si_sdr'])} on other items")
-        test = clustered_paired_test(own["si_sdr"], base["si_sdr"], own["track"],
-                                     n_resamples, seed, ("ablation", name))
+        test = paired_test(own["si_sdr"], base["si_sdr"], n_resamples=n_resamples, seed=seed,
+                           key=("ablation", name), clusters=own["track"])
         table.loc[i, list(PAIRED_COLUMNS)] = [test["mean_diff"], test["ci_low"],
                                               test["ci_high"], test["p_value"]]
         low, high = test["ci_low"], test["ci_high"]
