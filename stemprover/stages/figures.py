@@ -165,8 +165,13 @@ def _value_scale(ax, values, which: str = "y") -> str:
     return "linear"
 
 
+CHECKED: set[str] = set()
+"""Names of the figures whose axes :func:`_save` checked in this process (for the manifest)."""
+
+
 def _save(fig, out_dir: Path, name: str) -> Path:
     check_log_axes(fig, name)
+    CHECKED.add(name)
     path = out_dir / f"{name}.pdf"
     tmp = path.with_suffix(".tmp.pdf")
     # A fixed creation date keeps the committed PDFs byte-stable across reruns.
@@ -597,6 +602,7 @@ def draw_all(profile: str, cfg: FiguresConfig | None = None, only=None) -> dict[
     for name, producer in PRODUCERS.items():
         if only and name not in only:
             continue
+        CHECKED.discard(name)
         try:
             path, inputs = producer(profile, cfg, out_dir)
         except FigureAbsent as exc:
@@ -615,6 +621,7 @@ def draw_all(profile: str, cfg: FiguresConfig | None = None, only=None) -> dict[
         manifest["figures"][name] = {
             "file": str(path.relative_to(root)),
             "inputs": sorted({str(p.relative_to(root)) for p in inputs}),
+            "log_axes": "checked" if name in CHECKED else "not checked",
         }
     target = results_dir(profile, STAGE) / "manifest.json"
     target.write_text(json.dumps(manifest, indent=2) + "\n")

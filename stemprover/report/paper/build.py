@@ -204,26 +204,29 @@ def check_tree(profile: str) -> str:
 
 _OVERFULL = re.compile(r"Overfull \\hbox \(([\d.]+)pt too wide\) (in paragraph|in alignment|"
                        r"detected) at lines? (\d+)(?:--(\d+))?")
-_FILE = re.compile(r"\((\.{0,2}/[^\s()]+\.tex)|\)")
+_PAREN = re.compile(r"\(([^\s()]*)|\)")
+_PATH = re.compile(r"\.{0,2}/[^\s()]+")
 
 
 def overfull_boxes(log: str) -> list[tuple[float, str, str, int, int]]:
     """Every overfull hbox of a LaTeX log: ``(points, kind, file, first line, last line)``.
 
-    The file is the one open at the warning, followed through the log's ``(file`` and ``)``.
+    The file is the innermost one open at the warning: TeX writes ``(path`` when it opens a
+    file and ``)`` when it closes it; other parentheses of the log are matched as they come.
     """
     found, stack, position = [], [], 0
     for match in _OVERFULL.finditer(log):
-        for token in _FILE.finditer(log, position, match.start()):
-            if token.group(1):
-                stack.append(token.group(1))
-            elif stack:
-                stack.pop()
+        for token in _PAREN.finditer(log, position, match.start()):
+            if token.group(0) == ")":
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(token.group(1) if _PATH.fullmatch(token.group(1)) else None)
         position = match.end()
         first = int(match.group(3))
         last = int(match.group(4) or first)
-        found.append((float(match.group(1)), match.group(2), stack[-1] if stack else "",
-                      first, last))
+        name = next((f for f in reversed(stack) if f), "")
+        found.append((float(match.group(1)), match.group(2), name, first, last))
     return found
 
 
