@@ -185,3 +185,8 @@ def test_built_smoke_paper_pages_render_to_png():
     for page in pages:  # every page carries ink: no blank page from a lost float
         low, high = Image.open(page).convert("L").getextrema()
         assert low < 128 <= high, page.name
+
+
+def test_a_tree_outside_git_is_not_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMPROVER_ROOT", str(tmp_path))
+    assert build.tree_state() == ""

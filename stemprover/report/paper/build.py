@@ -172,8 +172,8 @@ def _ablations_paired(profile: str) -> bool:
 
 
 def tree_state(paths: tuple[str, ...] = (*CODE_PATHS, *PAPER_SOURCES)) -> str:
-    """``""`` when ``paths`` match the last commit, else the commit they were changed from
-    (``+dirty``); untracked files under them count as changes."""
+    """``""`` when ``paths`` match the last commit (or the tree is no git checkout), else the
+    commit they were changed from (``+dirty``); untracked files under them count as changes."""
     root = repo_root()
     try:
         changed = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=root,
@@ -181,7 +181,7 @@ def tree_state(paths: tuple[str, ...] = (*CODE_PATHS, *PAPER_SOURCES)) -> str:
         head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root,
                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown+dirty"  # no git: nothing says which code built the paper
+        return ""  # not a git checkout (an archive): the title page names the commit unknown
     return f"{head}+dirty" if changed else ""
 
 
