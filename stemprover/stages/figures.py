@@ -147,9 +147,10 @@ def _readable_log_axis(ax, which: str = "y") -> None:
     axis.set_minor_locator(NullLocator())
 
 
-def _value_scale(ax, values, which: str = "y") -> str:
-    """Log for positive data spanning at least a factor of 4 (with readable ticks), symlog
-    for data that reach zero or below and span decades, linear otherwise; returns the scale."""
+def _value_scale(ax, values, which: str = "y", robust: bool = False) -> str:
+    """Log for positive data spanning at least a factor of 4 (with readable ticks), linear
+    otherwise; returns the scale. ``robust`` limits a linear axis to the 1st-99th percentile
+    of the data (plus a margin), so that a few stray spikes do not flatten the curves."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     setter = getattr(ax, f"set_{which}scale")
@@ -157,11 +158,11 @@ def _value_scale(ax, values, which: str = "y") -> str:
         setter("log")
         _readable_log_axis(ax, which)
         return "log"
-    nonzero = np.abs(values[values != 0])
-    if nonzero.size and nonzero.max() / nonzero.min() >= 100:
-        setter("symlog", linthresh=float(np.percentile(nonzero, 10)))
-        return "symlog"
     setter("linear")
+    if robust and values.size:
+        low, high = np.percentile(values, [1, 99])
+        margin = 0.1 * (high - low) or 0.1 * max(abs(high), 1e-6)
+        getattr(ax, f"set_{which}lim")(low - margin, high + margin)
     return "linear"
 
 
@@ -447,9 +448,10 @@ def training_curves(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Pa
             inputs.append(path)
             drawn.append(table["loss"].to_numpy(dtype=float))
         # Losses with an SNR term go negative: a log axis would drop them.
-        _value_scale(ax, np.concatenate(drawn) if drawn else [], "y")
+        scale = _value_scale(ax, np.concatenate(drawn) if drawn else [], "y", robust=True)
+        title = stage.split("_", 1)[1].replace("_", " ")
+        ax.set_title(title + (" (1st-99th percentile)" if scale == "linear" else ""))
         ax.set_xlabel("step")
-        ax.set_title(stage.split("_", 1)[1].replace("_", " "))
         ax.legend(fontsize=6.5)
     axes[0, 0].set_ylabel("training loss")
     return _save(fig, out_dir, "training_curves"), inputs
