@@ -56,20 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enh.add_argument("inputs", nargs="*", metavar="IN",
                      help="separated stem files (wav, flac, ogg, aiff, mp3; or .stem.mp4), or "
-                          "folders searched for them")
+                          "folders searched for them (leaving out this command's own "
+                          "outputs, *.enhanced.wav); a pipe (/dev/stdin, a FIFO) is refused, "
+                          "as files are read more than once: save it to a file first")
     enh.add_argument("--from-list", metavar="FILE", default=None,
                      help="also the files named in FILE, one per line (# starts a comment)")
     enh.add_argument("--skip-existing", action="store_true",
                      help="leave inputs whose output already exists (outputs are written "
-                          "whole or not at all): a rerun finishes an interrupted catalogue")
-    enh.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+                          "whole or not at all): a rerun finishes an interrupted catalogue; "
+                          "with --preview, an output that has no PNG yet gets it, drawn "
+                          "from the output as it is")
+    enh.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                     help="output folder (an empty name is refused); temporary files that "
+                          "an earlier run left there when it was killed are removed")
     enh.add_argument("--mixture", metavar="MIX",
                      help="the mixture the stems were separated from (same rate and length)")
     enh.add_argument("--project", action="store_true",
                      help="the inputs are the four stems of one song (their file names say "
                           "which: vocals, drums, bass, other) and --mixture is the song: a "
                           "Wiener filter first redistributes the mixture between them, then "
-                          "each is cleaned (files are read whole: ~1 GB per minute)")
+                          "each is cleaned (streamed in blocks: memory stays flat with length)")
     enh.add_argument("--stem", choices=STEM_CHOICES,
                      help="which stem to take from .stem.mp4 inputs (their mixture stream is "
                           "used as --mixture); a plain audio file is cleaned the same whatever "
@@ -95,9 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "extension), {stem} (the --stem of a .stem.mp4, else the input "
                           "name), {folder} (the input's folder name) and {ext} (wav); e.g. "
                           "'{folder}/{track}.{ext}' (default: {track}.enhanced.wav, and "
-                          "{track}.{stem}.enhanced.wav for a .stem.mp4)")
+                          "{track}.{stem}.enhanced.wav for a .stem.mp4); only these fields, "
+                          "as they are: no attribute, index or format spec")
     enh.add_argument("--overwrite", action="store_true",
-                     help="replace outputs that exist already (inputs are never replaced)")
+                     help="replace outputs that exist already (inputs are never replaced); "
+                          "without it an output is never replaced, not even one another "
+                          "process wrote while this one was working")
     enh.add_argument("--preview", action="store_true",
                      help="also write a PNG next to each output (its name with .png): the "
                           "spectrograms of the input and the output, and the change between "
@@ -107,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: auto)")
     enh.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"),
                      default="auto", help="GPU precision (default: bfloat16 on CUDA)")
-    enh.add_argument("--compile", action="store_true", help="torch.compile the model")
+    enh.add_argument("--compile", action="store_true",
+                     help="torch.compile the model: compiling takes tens of seconds once per "
+                          "run (its messages go to the log), then each segment is faster; it "
+                          "pays off on a GPU for long runs (break-even duration: "
+                          "results/<profile>/07_performance/summary.json, "
+                          "compile_break_even_seconds)")
     enh.add_argument("--batch-size", type=int, default=8, help="segments x channels per call")
     enh.add_argument("-j", "--jobs", type=int, default=1,
                      help="files processed in parallel, each with its own copy of the model "
@@ -160,13 +174,13 @@ def _error(message: object) -> None:
 def _check_outputs(inputs: list[str], out_dir: Path, stem: str | None,
                    filename: str | None) -> dict[str, Path]:
     from stemprover.errors import StemproverError
-    from stemprover.inference.enhance import output_path
+    from stemprover.inference.naming import output_path
 
     targets: dict[str, Path] = {}
-    seen: dict[Path, str] = {}
+    seen: dict[str, str] = {}
     for path in inputs:
         target = output_path(path, out_dir, stem=stem, filename=filename)
-        key = target.resolve()
+        key = os.path.realpath(target)
         if key in seen:
             raise StemproverError(
                 f"{path}: would write the same output as {seen[key]} ({target.name})"
@@ -176,12 +190,26 @@ def _check_outputs(inputs: list[str], out_dir: Path, stem: str | None,
     return targets
 
 
+def _exists(path: Path) -> bool:
+    """Whether anything has the name ``path``; an error other than its absence (no
+    permission to look, a link loop above it) is raised as a one-line StemproverError."""
+    from stemprover.errors import os_error
+
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as err:
+        raise os_error(err, path) from None
+    return True
+
+
 def _missing_folders(folders) -> list[Path]:
     """The folders in ``folders`` and above them that do not exist yet, deepest first."""
     missing: set[Path] = set()
     for folder in folders:
         folder = Path(os.path.abspath(folder))
-        while not folder.exists() and folder != folder.parent:
+        while not _exists(folder) and folder != folder.parent:
             missing.add(folder)
             folder = folder.parent
     return sorted(missing, key=lambda p: len(p.parts), reverse=True)
@@ -196,9 +224,13 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[str]:
-    """Inputs whose file exists and whose output may be written; reports the others."""
-    from stemprover.dsp.audio import check_path
-    from stemprover.errors import StemproverError
+    """Inputs whose file exists and whose output may be written; reports the others.
+
+    With --skip-existing, an input whose output exists but whose --preview PNG does not
+    goes to ``args.preview_only``: its PNG is drawn without enhancing it again.
+    """
+    from stemprover.dsp.audio import check_path, same_path
+    from stemprover.errors import StemproverError, os_error
 
     usable = []
     for path in args.inputs:
@@ -209,38 +241,92 @@ def _usable_inputs(args: argparse.Namespace, targets: dict[str, Path]) -> list[s
                 from stemprover.report.clip_plots import preview_path
 
                 written.append(preview_path(targets[path]))
-            if args.skip_existing and all(target.exists() for target in written):
-                _say(f"{args.tag}{path} -> {targets[path]}: exists, skipped")
-                args.skipped += 1
+            present = [_exists(target) for target in written]
+            if args.skip_existing and present[0]:
+                if all(present):
+                    _say(f"{args.tag}{path} -> {targets[path]}: exists, skipped")
+                    args.skipped += 1
+                else:
+                    args.preview_only.append(path)
                 continue
-            for target in written:
-                if not args.overwrite and target.exists() and not any(
-                        target.resolve() == Path(p).resolve() for p in args.all_inputs):
+            for target, exists in zip(written, present):
+                if not args.overwrite and exists and not any(
+                        same_path(target, p) for p in args.all_inputs):
+                    if args.skip_existing:  # a PNG without its output: not ours to replace
+                        raise StemproverError(
+                            f"{target}: already exists but {targets[path].name} does not; "
+                            "remove it, or pass --overwrite without --skip-existing")
                     raise StemproverError(
                         f"{target}: already exists; pass --overwrite to replace it")
         except StemproverError as err:
             _error(err)
             continue
         except OSError as err:  # a name too long, a folder we may not enter
-            _error(f"{path}: {err.strerror}")
+            _error(os_error(err, err.filename or path))
             continue
         usable.append(path)
     return usable
 
 
+def _draw_previews(args: argparse.Namespace, paths: list[str], targets: dict[str, Path]) -> int:
+    """The --preview PNGs of outputs that exist already; returns the number that failed."""
+    from stemprover.errors import StemproverError, os_error
+    from stemprover.report.clip_plots import write_preview
+
+    failed = 0
+    for path in paths:
+        try:
+            preview = write_preview(path, targets[path], args.stem)
+        except StemproverError as err:
+            _error(err)
+            failed += 1
+            continue
+        except OSError as err:
+            _error(os_error(err, err.filename or path))
+            failed += 1
+            continue
+        _say(f"{args.tag}{path} -> {preview}: preview (the output existed, kept as it is)")
+    return failed
+
+
+def _remove_stale_temporaries(args: argparse.Namespace, out_dir: Path,
+                              targets: dict[str, Path], started: float) -> None:
+    """Remove what a killed run left in the folders this run writes to (see
+    :func:`stemprover.dsp.audio.remove_stale_temporaries`)."""
+    from stemprover.dsp.audio import remove_stale_temporaries
+
+    folders = dict.fromkeys([out_dir, *(targets[p].parent for p in args.inputs)])
+    for folder in folders:
+        for path in remove_stale_temporaries(folder, started):
+            _note(f"{path}: removed, a temporary file left by a run that was killed")
+
+
 def run_enhance(args: argparse.Namespace) -> int:
+    import stat
+
     from stemprover.dsp.audio import STEM_FILE_SUFFIX, check_path
-    from stemprover.errors import StemproverError
+    from stemprover.errors import StemproverError, os_error
     from stemprover.inference.catalogue import expand_inputs, process_share
     from stemprover.inference.enhance import EnhanceOptions, parse_adapters
+    from stemprover.inference.naming import check_template, output_path
     from stemprover.inference.sampler import check_steps
 
+    started = time.time()  # temporary files older than this are no run's in progress
     # Everything that can be checked without the model is checked before it is loaded.
     if args.skip_existing and args.overwrite:
         raise StemproverError("--skip-existing and --overwrite exclude each other")
-    args.all_inputs = expand_inputs(args.inputs, args.from_list)
+    if not args.output:
+        raise StemproverError("-o '': the output folder name is empty; write -o . for the "
+                              "current folder")
+    if args.filename is not None:
+        check_template(args.filename)
+    out_dir = Path(args.output)
+    args.all_inputs = expand_inputs(
+        args.inputs, args.from_list,
+        output_of=lambda path: output_path(path, out_dir, args.stem, args.filename))
     args.inputs, rank, n_proc = process_share(args.all_inputs)
     args.skipped = 0
+    args.preview_only = []
     args.tag = f"[{rank + 1}/{n_proc}] " if n_proc > 1 else ""  # whose line, under a launch
     if n_proc > 1:
         _say(f"{args.tag}{len(args.inputs)} of {len(args.all_inputs)} files")
@@ -275,13 +361,19 @@ def run_enhance(args: argparse.Namespace) -> int:
         if n_proc > 1:
             raise StemproverError("--project needs all four stems in one process")
         args.stem_files = stems_by_name(args.all_inputs)
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise StemproverError(f"{out_dir}: output path exists and is not a folder")
+    try:
+        if not stat.S_ISDIR(os.stat(out_dir).st_mode):
+            raise StemproverError(f"{out_dir}: output path exists and is not a folder")
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # made when the first output is written
+    except OSError as err:
+        raise os_error(err, out_dir) from None
     targets = _check_outputs(args.all_inputs, out_dir, args.stem, args.filename)
+    _remove_stale_temporaries(args, out_dir, targets, started)
     device = _pick_device(args.device)
     inputs = _usable_inputs(args, targets)
-    failures = len(args.inputs) - len(inputs) - args.skipped
+    failures = len(args.inputs) - len(inputs) - args.skipped - len(args.preview_only)
+    failures += _draw_previews(args, args.preview_only, targets)
     if not inputs:
         return 1 if failures else 0
     created = _missing_folders([out_dir, *(targets[p].parent for p in inputs)])
@@ -306,7 +398,7 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
     from concurrent.futures import ThreadPoolExecutor
 
     from stemprover.dsp.audio import sound_info
-    from stemprover.errors import StemproverError
+    from stemprover.errors import StemproverError, os_error
     from stemprover.inference.enhance import Enhancer, enhance_file
     from stemprover.project.runtime import cpu_threads
     from stemprover.report.clip_plots import write_preview
@@ -338,7 +430,7 @@ def _enhance_all(args: argparse.Namespace, inputs: list[str], out_dir: Path, opt
             _error(err)
             return False
         except OSError as err:  # the last resort: name the file, never a traceback
-            _error(f"{err.filename or path}: {err.strerror or err}")
+            _error(os_error(err, err.filename or path))
             return False
         finally:
             enhancers.put(enhancer)
@@ -457,7 +549,7 @@ def analysis_stft(sample_rate: int):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``stemprover`` and ``python -m stemprover``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from stemprover.errors import StemproverError, Terminated, signals_raise
+    from stemprover.errors import StemproverError, Terminated, os_error, signals_raise
 
     with signals_raise():
         try:
@@ -478,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
             # point stdout at /dev/null so that the flush at exit does not fail again.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
+            return 1
+        except OSError as err:  # the last resort: one line naming the path, no traceback
+            _error(os_error(err))
             return 1
 
 

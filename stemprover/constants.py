@@ -13,3 +13,6 @@ SPLITS = ("train", "valid", "test")
 
 CORPUS_SAMPLE_RATE = 44100
 """Rendered corpus and real stems are stereo at 44.1 kHz; the profile sets the model rate."""
+
+FAMILIES = ("degraded", "zoo", "classical", "neural")
+"""Separator families of the training pairs: the unit that leave-one-out validation holds out."""

@@ -123,3 +123,42 @@ def test_two_processes_clean_every_file_once_and_a_rerun_finishes_the_rest(tiny_
     assert redone == ["song0.wav", "song6.wav"]
     assert sum("exists, skipped" in line for line in lines) == 5
     assert written(out) == sorted(f"{p.stem}.enhanced.wav" for p in files)
+
+
+def test_a_scan_leaves_out_the_commands_own_outputs(tmp_path):
+    from stemprover.inference.naming import output_path
+
+    folder = tmp_path / "d"
+    catalogue(folder, n=2)
+    own = folder / "album0" / "song0.enhanced.wav"
+    own.write_bytes((folder / "album0" / "song0.wav").read_bytes())
+    renamed = folder / "album1" / "song1.clean.wav"  # an output under a --filename template
+    renamed.write_bytes((folder / "album1" / "song1.wav").read_bytes())
+    originals = [str(folder / "album0" / "song0.wav"), str(folder / "album1" / "song1.wav")]
+    assert expand_inputs([str(folder)]) == sorted(originals + [str(renamed)])
+    assert expand_inputs([str(folder)], output_of=lambda p: output_path(
+        p, folder, filename="{folder}/{track}.clean.wav")) == originals
+    # named on its own, a file is cleaned whatever its name
+    assert expand_inputs([str(own)]) == [str(own)]
+    outputs_only = tmp_path / "done"
+    outputs_only.mkdir()
+    own.rename(outputs_only / own.name)
+    with pytest.raises(StemproverError, match="no audio files in this folder besides 1 output"):
+        expand_inputs([str(outputs_only)])
+
+
+def test_a_folder_that_cannot_be_read_is_one_error(tmp_path, monkeypatch):
+    import errno
+
+    catalogue(tmp_path / "in", n=2)
+
+    def walk(top, onerror=None, **kwargs):
+        onerror(PermissionError(errno.EACCES, "Permission denied", str(top)))
+        return iter(())
+
+    monkeypatch.setattr(os, "walk", walk)
+    with pytest.raises(StemproverError, match=r"in: permission denied$"):
+        expand_inputs([str(tmp_path / "in")])
+    with pytest.raises(StemproverError, match=r"--from-list .*todo.txt: is a directory$"):
+        (tmp_path / "todo.txt").mkdir()
+        expand_inputs([], from_list=str(tmp_path / "todo.txt"))

@@ -133,3 +133,64 @@ def test_enhance_validation_properties(tiny_model, case):
             lines = err.getvalue().strip().splitlines()
             assert lines and all(line.startswith("stemprover: ") for line in lines), lines
         assert {path: _digest(path) for path in inputs} == before
+
+
+@st.composite
+def music_cases(draw) -> dict:
+    return dict(
+        rate=draw(st.sampled_from((16000, 22050, 44100, 48000))),
+        channels=draw(st.sampled_from((1, 2))),
+        seconds=draw(st.floats(0.3, 1.5)),
+        seed=draw(st.integers(0, 10_000)),
+        mixture=draw(st.sampled_from(("none", "stem", "song"))),
+        shrink=draw(st.floats(0.1, 0.9)),
+    )
+
+
+def _music(rate: int, n_samples: int, channels: int, seed: int) -> np.ndarray:
+    """Harmonic notes (a new random pitch every 250 ms) over a little noise, ``(n, C)``."""
+    rng = np.random.default_rng(seed)
+    note = rate // 4
+    pitch = np.repeat(110.0 * 2 ** (rng.integers(0, 36, n_samples // note + 1) / 12), note)
+    phase = 2 * np.pi * np.cumsum(pitch[:n_samples]) / rate
+    tone = sum(np.sin(k * phase) / k for k in range(1, 6))
+    audio = 0.2 * tone[:, None] + 0.005 * rng.standard_normal((n_samples, channels))
+    return audio.astype(np.float32)
+
+
+@settings(max_examples=30, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=music_cases())
+def test_enhance_keeps_the_level_of_music_like_inputs(tiny_model, case):
+    """A model that shrinks its input by any factor (as an over-cautious one does) leaves
+    the output within 0.5 dB of the input, and a stem equal to its mixture unchanged."""
+    import contextlib
+    import io
+
+    import stemprover.inference.enhance as enhance_module
+    from tests.test_enhance import RegressionFake
+
+    n_samples = int(case["seconds"] * case["rate"])
+    audio = _music(case["rate"], n_samples, case["channels"], case["seed"])
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(enhance_module, "load_model",
+                      lambda folder: RegressionFake(gain=case["shrink"]))
+        folder = Path(tmp)
+        src = folder / "in.wav"
+        sf.write(src, audio, case["rate"], subtype="FLOAT")
+        args = ["enhance", str(src), "-o", str(folder / "out"), "--model", str(tiny_model),
+                "--device", "cpu", "-q"]
+        if case["mixture"] != "none":
+            other = _music(case["rate"], n_samples, case["channels"], case["seed"] + 1)
+            mixture = audio if case["mixture"] == "stem" else audio + 0.3 * other
+            sf.write(folder / "mix.wav", mixture, case["rate"], subtype="FLOAT")
+            args += ["--mixture", str(folder / "mix.wav")]
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            assert main(args) == 0, err.getvalue()
+        out, _ = sf.read(folder / "out" / "in.enhanced.wav", dtype="float64", always_2d=True)
+    level_db = 10 * np.log10(np.sum(out**2) / np.sum(audio.astype(np.float64) ** 2))
+    if case["mixture"] == "stem":  # the residual is zero: nothing belongs to another source
+        assert abs(level_db) < 0.1, level_db
+    else:
+        assert abs(level_db) <= 0.5, level_db

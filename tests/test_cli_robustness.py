@@ -5,8 +5,11 @@ Each test reproduces one reported defect with the tiny 16 kHz model of ``test_cl
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -494,3 +497,371 @@ def test_silence_mask():
     assert (mask[0, 300:600] == 0).all() and (mask[1] == 1).all()
     assert (mask[0, :280] == 1).all() and (mask[0, 620:] == 1).all()
     assert 0 < mask[0, 290] < 1 and np.all(np.diff(mask[0, 280:300]) <= 0)
+
+
+# 10. operating-system errors, each in one line that names the path ------------------------
+
+def _without_privileges(command: list[str]) -> list[str] | None:
+    """``command`` run so that file permissions apply: as root, without the capabilities
+    that bypass them (setpriv, else capsh); None where neither tool exists."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv"):
+        return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+    if shutil.which("capsh"):
+        return ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c",
+                " ".join(map(shlex.quote, command))]
+    return None
+
+
+@pytest.mark.parametrize("case", ["input_in_folder", "folder_as_input", "output_in_folder",
+                                  "analyze"])
+def test_permission_denied_is_one_line_naming_the_path(tiny_model, tmp_path, case):
+    good = _write(tmp_path / "good.wav", _tone(0.3, RATE))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _write(locked / "a.wav", _tone(0.3, RATE))
+    args = {
+        "input_in_folder": ["enhance", str(locked / "a.wav"), "-o", str(tmp_path / "out")],
+        "folder_as_input": ["enhance", str(locked), "-o", str(tmp_path / "out")],
+        "output_in_folder": ["enhance", str(good), "-o", str(locked / "out")],
+        "analyze": ["analyze", str(locked / "a.wav"), "--reference", str(good)],
+    }[case]
+    if case != "analyze":
+        args += ["--model", str(tiny_model), "--device", "cpu", "-q"]
+    command = _without_privileges([sys.executable, "-m", "stemprover", *args])
+    if command is None:
+        pytest.skip("running as root, and neither setpriv nor capsh can drop its privileges")
+    locked.chmod(0o600)  # readable, but not to be entered (no x bit)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(REPO)))
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("stemprover: ")]
+    assert len(lines) == 1, result.stderr
+    assert "locked" in lines[0] and lines[0].endswith("permission denied"), lines[0]
+    assert not (tmp_path / "out").exists() and sorted(os.listdir(locked)) == ["a.wav"]
+
+
+@pytest.mark.parametrize("code,phrase", [
+    (errno.EACCES, "permission denied"), (errno.EPERM, "permission denied"),
+    (errno.ENOSPC, "no space left on device"), (errno.ELOOP, "too many levels of symbolic links"),
+    (errno.ENOENT, "no such file"), (errno.EISDIR, "is a directory"),
+    (errno.EDQUOT, "disk quota exceeded"), (errno.EROFS, "read-only file system"),
+    (errno.ENAMETOOLONG, "file name too long"), (errno.EXDEV, "invalid cross-device link"),
+])
+def test_os_errors_have_one_phrase(code, phrase):
+    from stemprover.errors import os_error, os_reason
+
+    err = OSError(code, os.strerror(code), "some/file.wav")
+    assert os_reason(err) == os_reason(code) == phrase
+    assert str(os_error(err)) == f"some/file.wav: {phrase}"
+    assert str(os_error(err, "other.wav", "cannot write")) == f"other.wav: cannot write ({phrase})"
+
+
+def test_reading_maps_os_errors(tmp_path, monkeypatch):
+    """Whatever fails while a file is checked or read, the message is the same phrase."""
+    from stemprover.dsp import audio
+    from stemprover.errors import StemproverError
+
+    src = _write(tmp_path / "v.wav", _tone(0.3, RATE))
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(audio, "open", denied, raising=False)  # the check's trial open
+    with pytest.raises(StemproverError, match=r"v\.wav: permission denied$"):
+        audio.load_audio(src)
+    monkeypatch.undo()
+    monkeypatch.setattr(audio, "open_sound", denied)  # soundfile's own open
+    with pytest.raises(StemproverError, match=r"v\.wav: permission denied$"):
+        audio.sound_info(src)
+
+
+def test_writing_maps_os_errors(tmp_path, monkeypatch, capsys, tiny_model):
+    src = _write(tmp_path / "v.wav", _tone(0.3, RATE))
+    opened = sf.SoundFile
+
+    def denied(path, mode="r", *args, **kwargs):
+        if "w" not in mode:
+            return opened(path, mode, *args, **kwargs)
+        raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+    monkeypatch.setattr(sf, "SoundFile", denied)
+    assert _enhance(tiny_model, src, "-o", tmp_path / "out") == 1
+    assert _error_line(capsys).endswith("v.enhanced.wav: cannot write (permission denied)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_full_disk_says_so(tiny_model, tmp_path, capsys, monkeypatch):
+    """libsndfile only says "System error."; the cause is in its log (/dev/full here)."""
+    from stemprover.dsp import audio
+    from stemprover.inference import streaming
+
+    made = []
+
+    def on_full_disk(path):
+        tmp = audio.temporary_file(path)
+        tmp.unlink()
+        tmp.symlink_to("/dev/full")  # removing it later removes the link, not the device
+        made.append(tmp)
+        return tmp
+
+    monkeypatch.setattr(streaming, "temporary_file", on_full_disk)
+    src = _write(tmp_path / "v.wav", _tone(0.3, RATE))
+    assert _enhance(tiny_model, src, "-o", tmp_path / "out") == 1
+    line = _error_line(capsys)
+    assert line.endswith("out/v.enhanced.wav: cannot write (no space left on device)"), line
+    assert made and not os.path.lexists(made[0]) and os.path.exists("/dev/full")
+    assert not (tmp_path / "out").exists()  # the folder it made is removed again
+
+
+def test_disk_that_fills_while_writing(tiny_model, tmp_path):
+    """A 64 KiB file system (tmpfs in a mount namespace) fills up in the middle of the
+    output: one line saying so, and nothing left in it."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare to mount a small file system")
+    small = tmp_path / "small"
+    small.mkdir()
+    src = _write(tmp_path / "v.wav", _tone(1.0, RATE))  # 128 KiB of float32 output
+    script = ('mount -t tmpfs -o size=64k tmpfs "$1" || exit 99; "$2" -m stemprover enhance '
+              '"$3" -o "$1/out" --model "$4" --device cpu -q; code=$?; echo LEFT; '
+              'ls -A "$1/out" 2>/dev/null; exit $code')
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(small),
+                             sys.executable, str(src), str(tiny_model)],
+                            capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if result.returncode == 99 or "unshare:" in result.stderr:
+        pytest.skip(f"cannot mount a small file system here: {result.stderr.strip()[:200]}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        "out/v.enhanced.wav: cannot write (no space left on device)"), result.stderr
+    assert result.stdout.split("LEFT")[1].split() == []
+
+
+def test_symbolic_link_loop(tiny_model, tmp_path, capsys):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop.name)
+    ref = _write(tmp_path / "ref.wav", _tone(0.3, RATE))
+    assert _enhance(tiny_model, loop, "-o", tmp_path / "out") == 1
+    assert _error_line(capsys).endswith("loop.wav: too many levels of symbolic links")
+    assert main(["analyze", str(loop), "--reference", str(ref)]) == 1
+    assert _error_line(capsys).endswith("loop.wav: too many levels of symbolic links")
+    assert main(["enhance", str(ref), "-o", str(tmp_path / "o"), "--mixture", str(loop),
+                 "--model", str(tmp_path / "no_model")]) == 1
+    assert "too many levels of symbolic links" in _error_line(capsys)
+    looped = tmp_path / "folder"  # found by a folder scan, it gets its own line too
+    looped.mkdir()
+    (looped / "x.wav").symlink_to("x.wav")
+    shutil.copy(ref, looped / "y.wav")
+    assert _enhance(tiny_model, looped, "-o", tmp_path / "out2") == 1
+    assert _error_line(capsys).endswith("x.wav: too many levels of symbolic links")
+    assert [p.name for p in (tmp_path / "out2").iterdir()] == ["y.enhanced.wav"]
+
+
+def test_a_pipe_is_refused_as_a_pipe(tiny_model, tmp_path, capsys):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)  # nothing writes to it: reading it would wait for ever
+    assert _enhance(tiny_model, fifo, "-o", tmp_path / "out") == 1
+    assert "pipe.wav: is a pipe, not a file" in _error_line(capsys)
+    ref = _write(tmp_path / "ref.wav", _tone(0.3, RATE))
+    result = _run("analyze", "/dev/stdin", "--reference", str(ref), input="RIFF", timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == ("stemprover: error: /dev/stdin: is a pipe, not a file; "
+                                     "save what it carries to a file first")
+
+
+def test_help_says_pipes_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["enhance", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a pipe (/dev/stdin, a FIFO) is refused" in text
+
+
+# 11. names, and outputs that must not be replaced ------------------------------------------
+
+@pytest.mark.parametrize("template", ["{track.upper}.wav", "{track[0]}.wav", "{track!r}.wav",
+                                      "{track:>20}.wav", "{track.__class__}.wav", "{0}.wav",
+                                      "{}.wav", "{track}.wav}", "{track"])
+def test_filename_accepts_only_its_plain_fields(tmp_path, capsys, template):
+    src = _write(tmp_path / "v.wav", _tone(0.3, RATE))
+    # no model folder: the template must be refused before anything is loaded
+    assert _enhance(tmp_path / "no_model", src, "-o", tmp_path / "out", "--filename",
+                    template) == 1
+    line = _error_line(capsys)
+    assert line.startswith(f"stemprover: error: --filename {template!r}: "), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_that_appears_while_writing_is_not_replaced(tiny_model, tmp_path, capsys,
+                                                           monkeypatch):
+    """Another process writes the same name meanwhile (``vocals.wav`` and ``b/vocals.wav``
+    into one folder): the second to finish fails instead of replacing the first."""
+    from stemprover.inference import enhance
+
+    src = _write(tmp_path / "vocals.wav", _tone(0.3, RATE))
+    target = tmp_path / "out" / "vocals.enhanced.wav"
+    run = enhance.Enhancer.run
+
+    def with_a_rival(self, source, sink, *args, **kwargs):
+        run(self, source, sink, *args, **kwargs)
+        target.write_bytes(b"the other process's output")
+
+    monkeypatch.setattr(enhance.Enhancer, "run", with_a_rival)
+    assert _enhance(tiny_model, src, "-o", tmp_path / "out") == 1
+    line = _error_line(capsys)
+    assert "vocals.enhanced.wav: already exists" in line and "--overwrite" in line
+    assert target.read_bytes() == b"the other process's output"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["vocals.enhanced.wav"]
+    assert _enhance(tiny_model, src, "-o", tmp_path / "out", "--overwrite") == 0
+    assert sf.read(target)[0].shape == (int(0.3 * RATE), 2)
+
+
+def test_exclusive_publish_without_hard_links(tmp_path, monkeypatch):
+    """Where the file system has no hard links, the name is checked just before the rename."""
+    from stemprover.dsp.audio import publish, temporary_file
+
+    def no_links(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "x.wav"
+    tmp = temporary_file(target)
+    tmp.write_bytes(b"new")
+    publish(tmp, target, replace=False)
+    assert target.read_bytes() == b"new" and not tmp.exists()
+    tmp = temporary_file(target)
+    tmp.write_bytes(b"newer")
+    with pytest.raises(FileExistsError):
+        publish(tmp, target, replace=False)
+    assert target.read_bytes() == b"new" and tmp.read_bytes() == b"newer"
+
+
+def test_two_inputs_with_one_output_are_refused_before_any_work(tmp_path, capsys):
+    a = _write(tmp_path / "vocals.wav", _tone(0.3, RATE))
+    (tmp_path / "b").mkdir()
+    b = _write(tmp_path / "b" / "vocals.wav", _tone(0.3, RATE))
+    assert _enhance(tmp_path / "no_model", a, b, "-o", tmp_path / "out") == 1
+    assert "would write the same output" in _error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_skip_existing_draws_the_missing_previews(tiny_model, tmp_path, capsys):
+    src = _write(tmp_path / "vocals.wav", _tone(0.5, RATE))
+    out = tmp_path / "out"
+    assert _enhance(tiny_model, src, "-o", out) == 0
+    wav = out / "vocals.enhanced.wav"
+    before = (wav.read_bytes(), wav.stat().st_mtime_ns)
+    capsys.readouterr()
+    # no model at all: the existing output is drawn, not made again
+    assert _enhance(tmp_path / "no_model", src, "-o", out, "--skip-existing", "--preview") == 0
+    assert (out / "vocals.enhanced.png").read_bytes().startswith(b"\x89PNG")
+    assert (wav.read_bytes(), wav.stat().st_mtime_ns) == before
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "vocals.enhanced.png: preview" in lines[0]
+    assert _enhance(tmp_path / "no_model", src, "-o", out, "--skip-existing", "--preview") == 0
+    assert "exists, skipped" in capsys.readouterr().out
+
+
+def test_a_preview_without_its_output_says_what_to_do(tiny_model, tmp_path, capsys):
+    src = _write(tmp_path / "vocals.wav", _tone(0.5, RATE))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "vocals.enhanced.png").write_bytes(b"an old picture")
+    assert _enhance(tiny_model, src, "-o", out, "--skip-existing", "--preview") == 1
+    line = _error_line(capsys)
+    assert "vocals.enhanced.png: already exists but vocals.enhanced.wav does not" in line
+    assert "remove it" in line
+
+
+@pytest.mark.parametrize("template", [None, "{track}.clean.wav"])
+def test_a_folder_cleaned_into_itself_twice(tiny_model, tmp_path, capsys, template):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    _write(folder / "a.wav", _tone(0.3, RATE))
+    naming = [] if template is None else ["--filename", template]
+    output = "a.enhanced.wav" if template is None else "a.clean.wav"
+    assert _enhance(tiny_model, folder, "-o", folder, *naming) == 0
+    made = (folder / output).read_bytes()
+    assert _enhance(tiny_model, folder, "-o", folder, *naming, "--skip-existing") == 0
+    assert sorted(os.listdir(folder)) == sorted(["a.wav", output])
+    assert (folder / output).read_bytes() == made
+    capsys.readouterr()
+    assert _enhance(tiny_model, folder, "-o", folder, *naming) == 1  # a.wav's output exists
+    assert f"{output}: already exists" in _error_line(capsys)
+    assert sorted(os.listdir(folder)) == sorted(["a.wav", output])
+
+
+def test_empty_output_folder_name_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    src = _write(tmp_path / "v.wav", _tone(0.3, RATE))
+    assert _enhance(tmp_path / "no_model", src, "-o", "") == 1
+    assert "output folder name is empty" in _error_line(capsys)
+    assert os.listdir(tmp_path) == ["v.wav"]
+
+
+def _hold_lock(path: Path) -> int:
+    descriptor = os.open(path, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return descriptor
+
+
+def test_stale_temporary_files_are_removed_and_nothing_else(tmp_path):
+    from stemprover.dsp import audio
+    from stemprover.dsp.audio import remove_stale_temporaries, temporary_file
+
+    folder = tmp_path / "out"
+    stale = temporary_file(folder / "a.enhanced.wav")
+    audio._unlock(stale)  # as if its process had died
+    live = temporary_file(folder / "b.enhanced.wav")  # held by this process
+    busy = folder / ".c.enhanced.wav.abcd1234.stemprover.tmp"  # held by another "process"
+    busy.write_bytes(b"")
+    held = _hold_lock(busy)
+    newer = folder / ".d.enhanced.wav.efgh5678.stemprover.tmp"
+    newer.write_bytes(b"")
+    others = [folder / ".e.wav.ijkl9012.tmp", folder / "f.stemprover.tmp",
+              folder / ".g.wav.mnop3456.stemprover.tmp.keep", folder / "h.wav"]
+    for path in others:
+        path.write_bytes(b"not ours")
+    old = time.time() - 3600
+    for path in (stale, live, busy, *others):
+        os.utime(path, (old, old))
+    started = time.time() - 60  # newer was made after the run started
+    os.utime(newer, (started + 1, started + 1))
+    try:
+        assert remove_stale_temporaries(folder, started) == [stale]
+    finally:
+        os.close(held)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        p.name for p in (live, busy, newer, *others))
+    audio._unlock(live)
+
+
+def test_a_rerun_removes_what_a_killed_run_left(tiny_model, tmp_path):
+    rng = np.random.default_rng(0)
+    long = _write(tmp_path / "long.wav", (0.1 * rng.standard_normal((2, RATE * 120)))
+                  .astype(np.float32))
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "stemprover", "enhance", str(long), "-o",
+                             str(out), "--model", str(tiny_model), "-q"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL: no cleanup runs
+    proc.communicate(timeout=60)
+    left = list(out.iterdir())
+    assert len(left) == 1 and left[0].name.endswith(".stemprover.tmp")
+    mine = out / "keep.tmp"
+    mine.write_text("a file of the user's")
+    time.sleep(0.05)
+    short = _write(tmp_path / "short.wav", _tone(0.3, RATE))
+    result = _run("enhance", str(short), "-o", str(out), "--model", str(tiny_model), "-q")
+    assert result.returncode == 0, result.stderr
+    assert f"{left[0]}: removed, a temporary file left by a run that was killed" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["keep.tmp", "short.enhanced.wav"]

@@ -18,7 +18,7 @@ from stemprover.data.testsets import (
     separate_items,
 )
 from stemprover.errors import StemproverError
-from stemprover.metrics.stats import AGGREGATE_COLUMNS
+from stemprover.metrics.stats import AGGREGATE_COLUMNS, AGGREGATE_EXTRA
 from stemprover.stages.evaluation import (
     EvaluationConfig,
     evaluate_items,
@@ -26,6 +26,7 @@ from stemprover.stages.evaluation import (
     headline,
     make_systems,
     run_evaluation,
+    system_pairs,
 )
 
 SR = 8000
@@ -125,8 +126,8 @@ def test_scores_match_the_known_snr_and_tables_have_the_contract_columns():
     assert np.all(np.abs(sdr - 10.0) < 1.0)
     assert {"sdr", "sir", "sar", "lsd", "pesq", "stoi"} <= set(table.metric)
     assert table[(table.metric == "pesq") & (table.stem == "bass")].empty  # speech metrics: vocals
-    assert tuple(result.aggregate.columns) == AGGREGATE_COLUMNS
-    assert set(result.aggregate["n"]) == {2}
+    assert tuple(result.aggregate.columns) == (*AGGREGATE_COLUMNS, *AGGREGATE_EXTRA)
+    assert set(result.aggregate["n"]) == {2} and set(result.aggregate["n_tracks"]) == {2}
     sig = result.significance
     gain = sig[(sig.system == "stemprover@4") & (sig.metric == "si_sdr")]["mean_diff"]
     assert len(gain) == 2 and np.all(gain > 2.0)  # half the noise: about +6 dB
@@ -134,6 +135,24 @@ def test_scores_match_the_known_snr_and_tables_have_the_contract_columns():
     assert list(kept) == ["synthetic"] and kept["synthetic"][0].track == "t1"
     head = headline(sig)
     assert set(head.metric) == {"si_sdr", "sdr"} and "identity" not in set(head.system)
+
+
+def test_one_excerpt_under_two_separators_is_one_track_and_systems_are_paired():
+    # the same excerpt t0 separated twice: 2 items, 1 excerpt, so no interval anywhere
+    items = [replace(_item(0, 10.0), separator=name) for name in ("hpss", "fake")]
+    systems = {"identity": SYSTEMS["identity"], "postfilter": SYSTEMS["near_perfect"],
+               "stemprover@4": SYSTEMS["stemprover@4"]}
+    assert system_pairs(list(systems)) == [("stemprover@4", "postfilter")]
+    result, _ = evaluate_items(items, systems, _cfg(stems=["vocals"]))
+    agg = result.aggregate[result.aggregate["n"] > 0]  # metrics undefined here have no items
+    assert set(agg["n"]) == {2} and set(agg["n_tracks"]) == {1} and set(agg["n_separators"]) == {2}
+    assert agg["ci_low"].isna().all() and agg["ci_high"].isna().all()
+    sig = result.significance
+    pair = sig[(sig.baseline == "postfilter") & (sig.metric == "si_sdr")].iloc[0]
+    assert pair["system"] == "stemprover@4" and pair["mean_diff"] < -20.0  # 60 dB against 6
+    assert pair["n"] == 2 and pair["n_tracks"] == 1 and np.isnan(pair["ci_low"])
+    assert (sig["better"] == 0).all()  # one excerpt resolves nothing
+    assert set(headline(sig)["system"]) == {"postfilter", "stemprover@4"}  # against identity
 
 
 def test_run_evaluation_writes_small_examples_and_spectrograms(tmp_path):
@@ -146,7 +165,7 @@ def test_run_evaluation_writes_small_examples_and_spectrograms(tmp_path):
     for name in ("per_track.csv", "aggregate.csv", "significance.csv", "phase_bands.csv"):
         assert (tmp_path / name).stat().st_size > 0
     agg = pd.read_csv(tmp_path / "aggregate.csv")
-    assert list(agg.columns) == list(AGGREGATE_COLUMNS)
+    assert list(agg.columns) == [*AGGREGATE_COLUMNS, *AGGREGATE_EXTRA]
     assert set(agg.testset) == {"synthetic", "real"}
     clips = sorted((tmp_path / "examples").glob("*.flac"))
     assert len(clips) == 2 * 4  # mixture, identity, stemprover@4, clean for each test set

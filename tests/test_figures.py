@@ -190,22 +190,6 @@ def write_quality_sweep(path, excerpts=("a", "b", "c")):
     pd.concat([table, sweep], ignore_index=True).to_csv(path, index=False)
 
 
-def test_gain_by_input_bin_pairs_items_and_bootstraps_over_excerpts(tmp_path):
-    from stemprover.report.sweep_bins import gain_by_input_bin
-
-    path = tmp_path / "per_track.csv"
-    write_quality_sweep(path)
-    table = gain_by_input_bin(pd.read_csv(path), ["stemprover@1", "bridge", "absent"],
-                              edges=[0.0, 6.0, 12.0, 18.0])
-    assert set(table["system"]) == {"stemprover@1", "bridge"}
-    row = table[(table.system == "stemprover@1") & (table.stem == "vocals")
-                & (table.bin_low == 6.0)].iloc[0]
-    assert row["n"] == 3 and row["bin_high"] == 12.0  # one item per excerpt in [6, 12)
-    assert row["mean"] == pytest.approx(2.0)
-    assert row["ci_low"] < 2.0 < row["ci_high"]  # the excerpts differ by +-0.5 dB
-    assert len(table) == 2 * 2 * 3  # systems x stems x filled bins
-
-
 def test_gain_vs_input_plots_each_bin_and_a_zero_line(root, monkeypatch):
     fx.write_results(root, "cpu")
     write_quality_sweep(root / "results/cpu/05_evaluation/per_track.csv")

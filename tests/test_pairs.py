@@ -80,8 +80,9 @@ def test_manifest_counts_layout_and_content(built):
     assert {p["split"] for p in pairs} == {"train", "valid"}
     assert {p["severity"] for p in pairs if p["artifact"] == "mixed"} == {1.0}
     for p in pairs:
-        assert set(p) == {"file", "track", "stem", "separator", "artifact", "severity",
-                          "offset", "channel", "split"}
+        assert set(p) == {"file", "track", "stem", "separator", "family", "artifact",
+                          "severity", "offset", "channel", "split"}
+        assert p["family"] == ("classical" if p["separator"] == "hpss" else "degraded")
     entry = next(p for p in pairs if p["track"] == "c" and p["stem"] == "bass"
                  and p["offset"] == 4000 and p["channel"] == 1 and p["artifact"] == "bleed")
     with np.load(manifest_path.parent / entry["file"]) as data:

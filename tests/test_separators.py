@@ -190,3 +190,28 @@ def test_finding_names_the_damaged_bands():
     assert "largest phase deviation in 1.0 kHz-4.0 kHz (1.30 rad" in text
     assert "loses most energy in 4.0 kHz-8.0 kHz (-12.0 dB)" in text
     assert "detector most above IRM2: hf_loss (+0.50)" in text
+
+
+def test_training_snapshots_are_weaker_separators_of_the_same_architecture(song, tmp_path):
+    from stemprover.data.pairs import PairsConfig, separator_family, separator_jobs
+    from stemprover.separators.training import snapshot_path
+
+    audio, _, root = song
+    out = tmp_path / "openunmix.pt"
+    train_neural_separator("openunmix", root / "corpus", out, steps=3, sample_rate=SR,
+                           batch_size=1, segment_seconds=1.0, size="tiny", progress=False,
+                           snapshot_steps=(1,))
+    early = snapshot_path(out, "openunmix", 1)
+    assert early.name == "openunmix@1.pt"
+    assert torch.load(early, weights_only=True)["steps"] == 1
+    assert torch.load(out, weights_only=True)["steps"] == 3
+    separated = get_separator("openunmix", checkpoint=early).separate(audio["mixture"], SR)
+    assert separated["vocals"].shape == audio["mixture"].shape
+    cfg = PairsConfig(artifacts=[], blind_separators=["openunmix@1"],
+                      weights_dir=str(tmp_path))
+    [(label, kwargs, artifact, _)] = separator_jobs(cfg, "t")
+    assert (label, kwargs["name"], kwargs["checkpoint"]) == ("openunmix@1", "openunmix", str(early))
+    assert separator_family(label) == "neural" and artifact == "mixed"
+    with pytest.raises(StemproverError, match="snapshot_steps"):
+        train_neural_separator("openunmix", root / "corpus", out, steps=3, sample_rate=SR,
+                               snapshot_steps=(3,))

@@ -75,12 +75,20 @@ def test_benchmark_summary_keeps_the_contract_and_adds_training(smoke_table):
                                   "peak_mem_mb": [100.0, 100.0]}),
         "training": smoke_table,
     }
+    extra = {"separator_cost_ratio_same_clip": 0.3, "four_stem_separator_ratio": 0.45,
+             "four_stem": {"time_s": 9.0}, "startup": {"startup_seconds": 3.5},
+             "compile": {"break_even_seconds": 40.0}, "projection_memory": [{"minutes": 1.0}]}
     summary = benchmark.summarise(cfg, tables, separator_rtf=2.0, device="cpu",
-                                  model_path=Path("models/default"), projection_rtf=0.02)
+                                  model_path=Path("models/default"), projection_rtf=0.02,
+                                  extra=extra)
     assert {"device", "rtf", "peak_mem_mb", "separator_cost_ratio"} <= set(summary)
-    assert summary["separator_cost_ratio"] == pytest.approx(0.25)  # one step: 0.5 / 2.0
+    assert summary["separator_cost_ratio"] == 0.3  # timed on the separator's own clip
     assert summary["separator_cost_ratio_steps"] == 1
-    assert summary["separator_cost_ratios"] == {"1": 0.25, "4": 1.0}
+    assert summary["separator_cost_ratios"] == {"1": 0.25, "4": 1.0}  # RTF over RTF
+    assert summary["four_stem_separator_ratio"] == 0.45
+    assert summary["startup_seconds"] == 3.5
+    assert summary["compile_break_even_seconds"] == 40.0
+    assert summary["projection_memory"] == [{"minutes": 1.0}]
     assert summary["projection_rtf"] == 0.02
     assert set(summary["training"]["kinds"]) == set(throughput.KINDS)
     assert summary["training"]["audio_s_per_s"] == pytest.approx(min(
@@ -100,3 +108,26 @@ def test_projection_is_timed_on_four_stems_of_the_clip(tmp_path):
     clip = write_test_clip(tmp_path / "clip.wav", 1.0)
     seconds = benchmark.time_projection(clip)
     assert 0 < seconds < 60
+
+
+def test_the_four_stem_path_is_timed_as_the_command_runs_it(tmp_path):
+    from stemprover.bench.clips import write_test_clip
+    from stemprover.inference.enhance import Enhancer
+    from tests.test_enhance import RegressionFake
+
+    clip = write_test_clip(tmp_path / "clip.wav", 0.5)
+    row = benchmark.time_four_stems(Enhancer(RegressionFake()), clip, "cpu", tmp_path / "song")
+    assert row["audio_seconds"] == pytest.approx(0.5)
+    assert 0 < row["projection_s"] < row["time_s"] and row["peak_mem_mb"] > 0
+    assert sorted(p.name for p in (tmp_path / "song").iterdir()) == [
+        "song_bass.wav", "song_drums.wav", "song_mixture.wav", "song_other.wav",
+        "song_vocals.wav"]
+
+
+def test_the_projection_memory_probe_writes_a_song_and_projects_it(tmp_path):
+    from stemprover.bench.memory import measure_projection
+
+    row = measure_projection(0.3, tmp_path / "song")
+    assert row["audio_seconds"] == 0.3 and row["time_s"] > 0
+    assert row["peak_mem_mb"] >= row["baseline_mem_mb"] > 0
+    assert row["input_mb"] == pytest.approx(5 * 0.3 * 44100 * 2 * 2 / 2**20, rel=0.01)

@@ -126,6 +126,9 @@ def test_regression_and_validation(base_dir, lora_run, tmp_path):
         lora_cfg(), "smoke", train=pairs, base=base_dir, out_dir=tmp_path, progress=False
     )
     assert regression.config.image_scale == 4.0
+    sizes = json.loads((tmp_path / "run.json").read_text())["model_sizes"]
+    assert sizes["regression"]["parameters"] == sum(p.numel() for p in regression.parameters())
+    assert abs(sizes["regression"]["parameters"] / sizes["stemprover"]["parameters"] - 1) <= 0.05
     log = pd.read_csv(tmp_path / "train_log.csv")
     assert len(log) == lora_cfg().total_steps and set(log["phase"]) == {"regression"}
     table = evaluate_on_pairs(

@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from stemprover.errors import StemproverError
 from stemprover.model import RegressionModel, StemProverModel, model_config
 from stemprover.model.adapters import adapter_parameters, control_parameters
+from stemprover.model.regression import matched_config
 from stemprover.model.unet import freeze
 from stemprover.project.config import build, stage_params
 from stemprover.project.seed import seed_everything
@@ -100,7 +101,7 @@ def training_setup(profile: str, kind: str, device: str = "cpu",
                   *adapter_parameters(model.unet, "general").values(),
                   model.artifact_embedding.table]
     else:
-        model = RegressionModel(mcfg)
+        model = RegressionModel(matched_config(mcfg) if cfg.regression_size == "matched" else mcfg)
         params = list(model.parameters())
     model.to(device).train()
     for p in params:

@@ -47,7 +47,7 @@ from stemprover.project.paths import repo_root
 from stemprover.project.seed import rng_for
 from stemprover.separators import get_separator
 
-PAIRS_VERSION = 2  # bumped whenever pair building changes, so cached pairs are rebuilt
+PAIRS_VERSION = 3  # bumped whenever pair building changes, so cached pairs are rebuilt
 BLIND_SEVERITY = 1.0  # severity recorded for classical/neural separators (unknown, real)
 SILENCE_DB = -60.0  # a clean segment quieter than this (RMS, dBFS) is skipped
 
@@ -81,6 +81,12 @@ class PairsConfig:
     # "before": pairs hold the separated stems after the mixture projection (what 05 feeds
     # the model with projection "before"); "none": the separator output itself
     projection: str = "none"
+    # the parametric zoo (stemprover.separators.zoo): draws per track, each at its own
+    # severity u ** zoo_severity_power (u uniform in [0, 1]: a power above 1 favours mild,
+    # realistic damage); a share of the draws is the clean stem itself, whose target is its input
+    zoo_draws: int = 0
+    zoo_severity_power: float = 2.0
+    identity_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:
@@ -88,6 +94,10 @@ class PairsConfig:
         if self.projection not in ("none", "before"):
             raise StemproverError(
                 f"PairsConfig.projection must be 'none' or 'before', got {self.projection!r}")
+        if self.zoo_draws < 0 or self.zoo_severity_power <= 0:
+            raise StemproverError("PairsConfig.zoo_draws must be >= 0 and zoo_severity_power > 0")
+        if not 0.0 <= self.identity_share <= 1.0:
+            raise StemproverError("PairsConfig.identity_share must lie in [0, 1]")
         if self.segment_seconds <= 0:
             raise StemproverError("PairsConfig.segment_seconds must be positive")
         bad = sorted(set(self.artifacts) - set(ARTIFACTS))
@@ -108,6 +118,11 @@ def adapter_for(artifact: str) -> str:
     return artifact if artifact in ADAPTERS else "general"
 
 
+def pair_family(entry: dict[str, Any]) -> str:
+    """The separator family of a manifest entry (older manifests lack the field)."""
+    return entry.get("family") or separator_family(str(entry["separator"]))
+
+
 def segment_offsets(n_samples: int, segment_samples: int, overlap: float) -> list[int]:
     """Start samples of full segments with the given overlap (none if the clip is shorter)."""
     hop = max(1, int(round(segment_samples * (1.0 - overlap))))
@@ -125,14 +140,33 @@ def separator_jobs(cfg: PairsConfig, track: str) -> list[tuple[str, dict[str, An
             jobs.append((f"degraded_{artifact}_{severity:g}", {"name": "degraded", **kwargs},
                          artifact, float(severity)))
     for name in cfg.blind_separators:
-        kwargs: dict[str, Any] = {"name": name}
-        if name in ("htdemucs", "openunmix"):
+        # "openunmix@150": the checkpoint 01 saved at that training step (a weaker separator)
+        kwargs: dict[str, Any] = {"name": name.split("@")[0]}
+        if kwargs["name"] in ("htdemucs", "openunmix"):
             path = repo_root() / cfg.weights_dir / f"{name}.pt"
             if not path.is_file():
                 raise StemproverError(f"{path}: no trained {name} (run 01_phase_analysis first)")
             kwargs["checkpoint"] = str(path)
         jobs.append((name, kwargs, "mixed", BLIND_SEVERITY))
+    rng = rng_for(cfg.seed, "pairs", track, "zoo")
+    for _ in range(cfg.zoo_draws):
+        identity = rng.random() < cfg.identity_share
+        severity = 0.0 if identity else round(float(rng.random() ** cfg.zoo_severity_power), 4)
+        seed = int(rng.integers(1 << 31))
+        jobs.append((f"zoo-{severity:g}-{seed}", {"name": "zoo", "severity": severity,
+                                                  "seed": seed}, "mixed", severity))
     return jobs
+
+
+def separator_family(label: str) -> str:
+    """The family (one of :data:`~stemprover.constants.FAMILIES`) of a pair's separator label."""
+    if label.startswith("degraded"):
+        return "degraded"
+    if label.startswith("zoo"):
+        return "zoo"
+    if label.split("@")[0] in ("htdemucs", "openunmix"):
+        return "neural"
+    return "classical"
 
 
 def sounding_units(
@@ -227,7 +261,8 @@ def build_pairs(
                           clean=clean[channel, window], mixture=mixture[channel, window])
                 entries.append({
                     "file": rel.as_posix(), "track": track_dir.name, "stem": stem,
-                    "separator": label, "artifact": artifact, "severity": severity,
+                    "separator": label, "family": separator_family(label),
+                    "artifact": artifact, "severity": severity,
                     "offset": int(offset), "channel": channel, "split": split,
                 })
     manifest = {
@@ -268,6 +303,9 @@ class PairDataset(torch.utils.data.Dataset):
         split: ``train``, ``valid`` or ``test``.
         stems: keep only these stems (None: all).
         artifacts: keep only these artifact labels, incl. ``"mixed"`` (None: all).
+        families: keep only the pairs of these separator families (None: all), see
+            :func:`separator_family`.
+        exclude_families: drop the pairs of these families (leave-one-family-out).
 
     Items: ``{"separated", "clean", "mixture"}`` float32 tensors ``(segment_samples,)``,
     ``"adapter"`` (int index into :data:`~stemprover.constants.ADAPTERS`) and
@@ -280,6 +318,8 @@ class PairDataset(torch.utils.data.Dataset):
         split: str,
         stems: list[str] | None = None,
         artifacts: list[str] | None = None,
+        families: list[str] | None = None,
+        exclude_families: list[str] | tuple[str, ...] = (),
     ):
         self.root = Path(manifest_path).parent
         manifest = read_manifest(manifest_path)
@@ -290,6 +330,8 @@ class PairDataset(torch.utils.data.Dataset):
             if e["split"] == split
             and (stems is None or e["stem"] in stems)
             and (artifacts is None or e["artifact"] in artifacts)
+            and (families is None or pair_family(e) in families)
+            and pair_family(e) not in exclude_families
         ]  # fmt: skip
 
     def __len__(self) -> int:

@@ -6,27 +6,34 @@
 All arrays are float32 with the layout ``(n_channels, n_samples)``. Every problem with an
 input (missing, empty, truncated or non-audio file, NaN samples, too many channels, a clip
 that is too short) raises :class:`stemprover.errors.StemproverError` with a one-line
-message that names the file. Writes are atomic: a temporary file in the destination folder
-is renamed over the target with ``os.replace``, so a failed write leaves nothing behind.
+message that names the file; an operating-system cause is said in the words of
+:func:`stemprover.errors.os_reason` ("permission denied", "no space left on device").
+Writes are atomic: a temporary file in the destination folder is renamed over the target
+(:func:`publish`: ``os.replace``, or a hard link that refuses an existing name), so a failed
+write leaves nothing behind, and :func:`remove_stale_temporaries` clears what a killed
+process left.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import os
 import re
 import shutil
+import stat
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 import soundfile as sf
 import soxr
 
-from stemprover.errors import StemproverError, signals_held
+from stemprover.errors import StemproverError, errno_of_text, os_error, os_reason, signals_held
 
 STEM_FILE_SUFFIX = ".stem.mp4"
 STEM_NAMES = ("mixture", "drums", "bass", "other", "vocals")
@@ -86,15 +93,65 @@ def check_audio(
 
 
 def check_path(path: Path) -> None:
-    """Raise StemproverError unless ``path`` is an existing, non-empty, readable file."""
-    if not path.exists():
-        raise StemproverError(f"{path}: no such file")
-    if path.is_dir():
+    """Raise StemproverError unless ``path`` is an existing, non-empty, readable file.
+
+    A pipe (``/dev/stdin`` fed by another program, a FIFO), a device or a socket is refused:
+    a file is read more than once (checked, scanned, then enhanced), a pipe only once.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as err:  # missing, a symbolic link loop, a folder we may not enter
+        raise os_error(err, path) from None
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
         raise StemproverError(f"{path}: is a directory, expected an audio file")
-    if path.stat().st_size == 0:
+    if stat.S_ISFIFO(mode):
+        raise StemproverError(f"{path}: is a pipe, not a file; save what it carries to a "
+                              "file first")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise StemproverError(f"{path}: is a device, not a file")
+    if stat.S_ISSOCK(mode):
+        raise StemproverError(f"{path}: is a socket, not a file")
+    if info.st_size == 0:
         raise StemproverError(f"{path}: empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise StemproverError(f"{path}: permission denied")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise os_error(err, path) from None
+
+
+SFE_SYSTEM = 2
+"""libsndfile's error code for a failed system call; its cause is in ``sf_strerror``."""
+
+
+def sound_error_reason(err: Exception, handle: sf.SoundFile | None = None) -> str:
+    """Why soundfile failed, in the words of :func:`stemprover.errors.os_reason` where the
+    cause is a system call (libsndfile itself only says "System error.").
+
+    Args:
+        err: What soundfile raised.
+        handle: The open file it was working on; None after a failed open.
+    """
+    if isinstance(err, OSError):
+        return os_reason(err)
+    if getattr(err, "code", None) == SFE_SYSTEM:
+        try:  # sf_strerror keeps the system's message ("System error : No space left ...")
+            cdata = handle._file if handle is not None else sf._ffi.NULL
+            detail = sf._ffi.string(sf._snd.sf_strerror(cdata)).decode(errors="replace")
+        except (AttributeError, TypeError):
+            detail = ""
+        cause = detail.rpartition(":")[2]
+        code = errno_of_text(cause)
+        if code is not None:
+            return os_reason(code)
+        if cause.strip():
+            return cause.strip().rstrip(".").lower()
+    return str(err).split(":")[-1].strip() or type(err).__name__
+
+
+def _is_system_error(err: Exception) -> bool:
+    return getattr(err, "code", None) == SFE_SYSTEM
 
 
 _DATA_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -190,12 +247,18 @@ def sound_info(path: PathLike) -> SoundInfo:
         with open_sound(path) as handle:
             info = SoundInfo(int(handle.samplerate), int(handle.channels), int(handle.frames),
                              handle.format, handle.extra_info)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        reason = str(err).split(":")[-1].strip() or type(err).__name__
-        raise StemproverError(f"{path}: not a readable audio file ({reason})") from err
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as err:
+        raise _read_failure(path, err) from err
     if _header_promises_more_data(info.extra_info):
         raise StemproverError(f"{path}: truncated audio file (header and size disagree)")
     return info
+
+
+def _read_failure(path: Path, err: Exception) -> StemproverError:
+    """A failed read: the system's cause (permission, I/O error), or not audio at all."""
+    if isinstance(err, OSError) or _is_system_error(err):
+        return StemproverError(f"{path}: {sound_error_reason(err)}")
+    return StemproverError(f"{path}: not a readable audio file ({sound_error_reason(err)})")
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
@@ -204,11 +267,8 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
         with open_sound(path) as handle:
             data = handle.read(dtype="float32", always_2d=True)
             sample_rate = handle.samplerate
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
-        reason = str(err).split(":")[-1].strip() or type(err).__name__
-        raise StemproverError(
-            f"{path}: not a readable audio file ({reason})"
-        ) from err
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as err:
+        raise _read_failure(path, err) from err
     if info.frames > 0 and data.shape[0] < info.frames:
         raise StemproverError(
             f"{path}: truncated audio file ({data.shape[0]} of {info.frames} samples read)"
@@ -303,6 +363,11 @@ def _last_line(err: Exception, path: Path) -> str:
     return reason[:160]
 
 
+def same_path(first: PathLike, second: PathLike) -> bool:
+    """Whether two names lead to one file (links followed; a link loop is its own name)."""
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
 def save_audio(
     path: PathLike,
     audio: np.ndarray,
@@ -329,7 +394,7 @@ def save_audio(
     """
     path = Path(path)
     for protected in protect:
-        if path.resolve() == Path(protected).resolve():
+        if same_path(path, protected):
             raise StemproverError(f"{path}: refusing to overwrite an input file")
     if path.is_dir():
         raise StemproverError(f"{path}: is a directory, expected an output file name")
@@ -343,41 +408,135 @@ def save_audio(
         with signals_held():  # a signal waits until the temporary file has its name
             tmp = temporary_file(path)
     except OSError as err:
-        raise StemproverError(f"{path}: could not write audio ({err.strerror})") from err
+        raise os_error(err, path, "could not write audio") from err
     try:
         sf.write(os.fsencode(tmp), audio.T, int(sample_rate), subtype=subtype,
                  format=format_name)
         publish(tmp, path)
     except Exception as err:
         tmp.unlink(missing_ok=True)
-        reason = err.strerror if isinstance(err, OSError) else err
-        raise StemproverError(f"{path}: could not write audio ({reason})") from err
+        raise StemproverError(
+            f"{path}: could not write audio ({sound_error_reason(err)})") from err
     except BaseException:  # a signal or an interrupt
         tmp.unlink(missing_ok=True)
         raise
     return path
 
 
+TEMPORARY_SUFFIX = ".stemprover.tmp"
+TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
+"""Names :func:`temporary_file` gives: ``.<start of the name>.<8 random>.stemprover.tmp``."""
+_temporary_locks: dict[Path, int] = {}  # temporary file -> open descriptor holding its lock
+_locks_guard = threading.Lock()
+
+
 def temporary_file(path: Path) -> Path:
     """An empty hidden file next to ``path`` (its folders are made) to write into first.
 
     Its name keeps only the start of ``path``'s name, so that a long but valid output
-    name does not become a temporary name over the file system's limit.
+    name does not become a temporary name over the file system's limit. This process
+    holds an exclusive ``flock`` on it until :func:`publish` renames it (or it is removed),
+    which tells :func:`remove_stale_temporaries` of another run that it is in use; the
+    kernel drops the lock when the process dies, even by SIGKILL.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp",
+    handle, name = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=TEMPORARY_SUFFIX,
                                     dir=path.parent)
-    os.close(handle)
-    return Path(name)
+    tmp = Path(name)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a file system without locks: the file is then judged by age alone
+        os.close(handle)
+        return tmp
+    with _locks_guard:
+        for old, descriptor in list(_temporary_locks.items()):
+            if os.fstat(descriptor).st_nlink == 0:  # removed after a failure: unlock it
+                os.close(_temporary_locks.pop(old))
+        _temporary_locks[tmp] = handle
+    return tmp
 
 
-def publish(tmp: Path, path: Path) -> None:
+def _unlock(tmp: Path) -> None:
+    with _locks_guard:
+        descriptor = _temporary_locks.pop(tmp, None)
+    if descriptor is not None:
+        os.close(descriptor)
+
+
+def remove_stale_temporaries(folder: Path, before: float) -> list[Path]:
+    """Remove the temporary files of runs that died (SIGKILL, a power cut) from ``folder``.
+
+    Only names of :func:`temporary_file` (``TEMPORARY_NAME``), only plain files last
+    changed before ``before`` (seconds since the epoch: the start of this run), and only
+    those no running process holds locked. Nothing else is touched.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # not made yet, or not readable: nothing of ours can be in it
+        return removed
+    for entry in entries:
+        if not TEMPORARY_NAME.match(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= before:
+                continue
+            descriptor = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while in use
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+    return removed
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+"""Errors of ``os.link`` that mean the file system has no hard links (FAT, some network
+file systems), as opposed to a name that exists already."""
+
+
+def publish(tmp: Path, path: Path, *, replace: bool = True) -> None:
     """Give ``tmp`` the usual permissions (0644 under umask 022) and rename it to ``path``.
 
     mkstemp makes owner-only files; an output file is meant to be shared like any other.
+
+    Args:
+        tmp: The written temporary file.
+        path: Its final name.
+        replace: Replace a file at ``path``. False: the rename fails if ``path`` exists,
+            also when another process made it while this one was writing: ``tmp`` is
+            hard-linked to ``path`` (which fails for an existing name) and then removed.
+            Where the file system has no hard links, ``path`` is checked just before an
+            ``os.replace``.
+
+    Raises:
+        FileExistsError: ``replace`` is False and ``path`` exists; ``tmp`` is left as is.
     """
     os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
+    if replace:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path, follow_symlinks=False)
+        except OSError as err:
+            if err.errno not in _NO_HARD_LINKS:
+                raise
+            if os.path.lexists(path):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST),
+                                      str(path)) from None
+            os.replace(tmp, path)
+        else:
+            os.unlink(tmp)
+    _unlock(tmp)
 
 
 def _umask() -> int:
@@ -460,6 +619,8 @@ def loudness(audio: np.ndarray, sr: int) -> float:
     audio = np.asarray(audio, dtype=np.float64)
     if audio.ndim == 1:
         audio = audio[None, :]
+    import pyloudnorm  # scipy.signal: about a second, not needed by enhancement
+
     meter = pyloudnorm.Meter(int(sr))
     if audio.shape[-1] < int(round(meter.block_size * sr)):
         raise StemproverError(

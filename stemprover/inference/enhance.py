@@ -7,7 +7,10 @@
 The stem is cut into segments of the model's training length (:mod:`stemprover.inference.segment`,
 boundaries moved to quiet frames). Each segment is resampled to the model's rate with soxr,
 its channels go through the model as a batch (stereo = two items), and the result is
-brought back as ``input + resample_back(enhanced - resampled_input)``. That is a
+brought back as ``input + resample_back(change)``, where ``change`` is the model's change
+``enhanced - resampled_input`` times the validated blend, limited by
+:mod:`stemprover.inference.guard` (DC passes through; with a mixture, the change stays
+within the residual ``mixture - stem``; no octave band loses more than 0.5 dB). That is a
 complementary crossover at the model's Nyquist frequency: content above the model's band
 is kept from the input, and a model that changes nothing returns the input exactly.
 Segments that are digital silence are passed through, so silence stays silence. Outputs are
@@ -21,6 +24,7 @@ derived from ``seed`` and its position, so results do not depend on the batch si
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -34,7 +38,6 @@ from tqdm.auto import tqdm
 
 from stemprover.constants import ADAPTERS
 from stemprover.dsp.audio import (
-    STEM_FILE_SUFFIX,
     check_audio,
     is_silent,
     load_stems,
@@ -43,6 +46,8 @@ from stemprover.dsp.audio import (
 )
 from stemprover.errors import StemproverError
 from stemprover.inference.detectors import adapter_weights, detect
+from stemprover.inference.guard import MAX_DROP_DB, guard_change
+from stemprover.inference.naming import is_stem_file, output_path
 from stemprover.inference.sampler import check_steps, sample_waves
 from stemprover.inference.segment import OverlapAdder, frame_energy, plan_segments
 from stemprover.inference.streaming import ArraySink, ArraySource, FileSink, FileSource, energy_hop
@@ -78,12 +83,17 @@ class EnhanceOptions:
     batch_size: int = 8  # segment-channels per model call
     device: str = "cpu"
     dtype: str = "auto"  # "auto": bfloat16 on CUDA, float32 on CPU
-    compile: bool = False  # torch.compile the denoiser (GPU; pays off on long files)
+    # torch.compile the denoiser: its compilation (tens of seconds) is paid once per process
+    # and pays off from the duration 07 records (compile_break_even_seconds)
+    compile: bool = False
     seed: int = 0
     overlap: float = 0.25  # shared fraction of a segment, cross-faded
     tolerance: float = 0.125  # how far (fraction of a segment) a boundary may move earlier
     segment_seconds: float | None = None  # None: the model's training segment length
     use_cache: bool = True  # encode the condition once per segment (False: every step)
+    # Largest energy drop per octave band the model may cause (see inference.guard);
+    # None: no level guard, the model's change as it is (DC and mixture limits still hold).
+    max_drop_db: float | None = MAX_DROP_DB
     progress: bool = False
 
 
@@ -176,7 +186,7 @@ class Enhancer:
         self.forward = None
         self._detected: dict = {}  # last judged detection window (adapters="auto")
         if check.compile:
-            self.forward = torch.compile(self.model)
+            self.forward = QuietCompiled(torch.compile(self.model))
 
     @property
     def sample_rate(self) -> int:
@@ -248,7 +258,7 @@ class Enhancer:
                 continue
             outs.append(None)
             mix = None
-            if use_mix:
+            if mixture is not None:
                 mix = resample(gain * to_channels(mixture.read(*plan[index]), n_channels), sr,
                                model_sr)
             work.append((position, index, segment, resample(gain * segment, sr, model_sr), mix))
@@ -283,13 +293,19 @@ class Enhancer:
             use_cache=opts.use_cache,
             forward=self.forward,
         ).float().cpu().numpy()
-        for k, (position, _, segment, resampled, _) in enumerate(work):
+        for k, (position, _, segment, resampled, mix) in enumerate(work):
             rows_k = slice(k * n_channels, (k + 1) * n_channels)
             enhanced = clean[rows_k, : resampled.shape[1]]
-            # Complementary crossover: the model's change, brought back to the input rate,
-            # scaled by the validated blend of the adapters in use.
-            change = fit_length(resample(enhanced - resampled, model_sr, sr), segment.shape[1])
-            change = change * alphas[rows_k, None]
+            # The model's change, scaled by the validated blend of the adapters in use and
+            # limited by the guard (DC, mixture consistency, level); then a complementary
+            # crossover: brought back to the input rate, it leaves the band above the
+            # model's Nyquist frequency as it was.
+            change = guard_change(
+                (enhanced - resampled) * alphas[rows_k, None], resampled,
+                None if mix is None else mix - resampled, n_fft=self.config.n_fft,
+                hop_length=self.config.hop_length, sample_rate=model_sr,
+                max_drop_db=opts.max_drop_db)
+            change = fit_length(resample(change, model_sr, sr), segment.shape[1])
             outs[position] = segment + change * silence_mask(segment, sr) / gain
         return outs
 
@@ -321,6 +337,30 @@ class Enhancer:
             # nothing detected: an all-zero row, which leaves the segment unchanged
             matrix += [[float(weights.get(name, 0.0)) for name in ADAPTERS]] * n_channels
         return torch.tensor(matrix, dtype=torch.float32)
+
+
+class QuietCompiled:
+    """A ``torch.compile``-d model whose compiler messages go to the log, not the terminal.
+
+    Compilation happens at the first calls (and again for a new shape); torch's compiler
+    logs warnings about graph breaks, tensor-core precision and autotuning, and raises
+    Python warnings. They concern the compiler, not the user's audio: they are logged at
+    DEBUG level on the ``stemprover.compile`` logger (``TORCH_LOGS`` still overrides).
+    """
+
+    def __init__(self, compiled: Any):
+        self.compiled = compiled
+        self.log = logging.getLogger("stemprover.compile")
+        if "TORCH_LOGS" not in os.environ:
+            torch._logging.set_logs(all=logging.ERROR)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = self.compiled(*args, **kwargs)
+        for warning in caught:
+            self.log.debug("%s: %s", warning.category.__name__, warning.message)
+        return out
 
 
 NO_ARTIFACT = 0.05
@@ -476,66 +516,10 @@ def check_rate(sample_rate: int, name: str) -> None:
         raise StemproverError(f"{name}: sample rate {sample_rate} Hz is outside 8-96 kHz")
 
 
-FILENAME_FIELDS = ("track", "stem", "folder", "ext")
-
-
-def output_path(
-    in_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    stem: str | None = None,
-    filename: str | None = None,
-) -> Path:
-    """Where the enhanced ``in_path`` goes.
-
-    Args:
-        in_path: The input file.
-        out_dir: The output folder.
-        stem: The stem taken from a ``.stem.mp4`` input.
-        filename: A template relative to ``out_dir`` with the fields ``{track}`` (the input's
-            name without its extension), ``{stem}`` (the stem taken from a ``.stem.mp4``;
-            the input's name for other files), ``{folder}`` (the input's folder name) and
-            ``{ext}`` ("wav"), e.g. ``"{track}/{stem}.{ext}"``. None: ``<name>.enhanced.wav``,
-            ``<name>.<stem>.enhanced.wav`` for a ``<name>.stem.mp4`` file.
-
-    Raises:
-        StemproverError: for a template with an unknown field, one that leaves ``out_dir``,
-            or one whose name does not end in ``.wav``.
-    """
-    name = Path(in_path).name
-    if _is_stem_file(in_path):
-        track = name[: -len(STEM_FILE_SUFFIX)]
-        default = track + (f".{stem}" if stem else "")
-    else:
-        track = default = Path(in_path).stem
-    if filename is None:
-        return Path(out_dir) / f"{default}.enhanced.wav"
-    fields = dict(track=track, stem=stem if stem and _is_stem_file(in_path) else track,
-                  folder=Path(os.path.abspath(in_path)).parent.name, ext="wav")
-    try:
-        relative = Path(filename.format(**fields))
-    except KeyError as err:
-        raise StemproverError(
-            f"--filename {filename!r}: unknown field {{{err.args[0]}}}; use "
-            f"{', '.join('{' + f + '}' for f in FILENAME_FIELDS)}") from None
-    except (ValueError, IndexError) as err:
-        raise StemproverError(f"--filename {filename!r}: {err}") from None
-    if relative.is_absolute() or ".." in relative.parts or not relative.name.strip("."):
-        raise StemproverError(f"--filename {filename!r}: must name a file inside the output "
-                              "folder")
-    if relative.suffix.lower() != ".wav":
-        raise StemproverError(f"--filename {filename!r}: outputs are WAV files; end it in "
-                              "'.{ext}' or '.wav'")
-    return Path(out_dir) / relative
-
-
-def _is_stem_file(path: str | os.PathLike) -> bool:
-    return Path(path).name.lower().endswith(STEM_FILE_SUFFIX)
-
-
 def open_source(path: str | os.PathLike, stem: str | None = None):
     """``(source, mixture_or_None)`` for a file; a ``.stem.mp4`` yields ``stem`` and its
     mixture (loaded whole: stem files hold five compressed streams)."""
-    if not _is_stem_file(path):
+    if not is_stem_file(path):
         return FileSource.open(path), None
     if stem is None:
         raise StemproverError(f"{path}: a .stem.mp4 file holds several stems; choose one with "
@@ -576,8 +560,9 @@ def enhance_file(
         overwrite: Replace an existing output (False: refuse with an error).
         cancel: A ``threading.Event``; once set, the write stops with
             :class:`stemprover.inference.streaming.Cancelled` and leaves nothing behind.
-        audio: ``((C, n) array, sample_rate)`` enhanced in place of the file's content (the
-            stem after a mixture projection); ``in_path`` still names the output.
+        audio: ``((C, n) array or a source of :mod:`~stemprover.inference.streaming`,
+            sample_rate)`` enhanced in place of the file's content (the stem after a
+            mixture projection); ``in_path`` still names the output.
         **options: :class:`EnhanceOptions` fields.
 
     Returns:
@@ -596,8 +581,10 @@ def enhance_file(
         raise StemproverError(f"{target}: already exists; pass --overwrite to replace it")
     if audio is None:
         source, mix = open_source(in_path, stem)
-    else:
+    elif isinstance(audio[0], np.ndarray):
         source, mix = ArraySource(audio[0], int(audio[1]), str(in_path)), None
+    else:
+        source, mix = audio[0], None
     check_rate(source.sample_rate, str(in_path))
     minimum = enhancer.min_samples(source.sample_rate)
     if source.n_samples < minimum:
@@ -608,7 +595,8 @@ def enhance_file(
     if mixture is not None:
         mix = FileSource.open(mixture)
     with FileSink(target, source.sample_rate, source.n_channels, protect=protected,
-                  subtype=OUTPUT_FORMATS[output_format], cancel=cancel) as sink:
+                  subtype=OUTPUT_FORMATS[output_format], cancel=cancel,
+                  overwrite=overwrite) as sink:
         enhancer.run(source, sink, mix, name=Path(in_path).name)
         if sink.n_written != source.n_samples:
             raise StemproverError(f"{target}: wrote {sink.n_written} of {source.n_samples}")

@@ -25,8 +25,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stemprover.dsp.audio import check_path, open_sound, publish, sound_info, temporary_file
-from stemprover.errors import StemproverError, signals_held
+from stemprover.dsp.audio import (
+    check_path,
+    open_sound,
+    publish,
+    same_path,
+    sound_error_reason,
+    sound_info,
+    temporary_file,
+)
+from stemprover.errors import StemproverError, os_error, signals_held
 
 BLOCK_SAMPLES = 1 << 16  # 1.5 s at 44.1 kHz: large enough to be fast, small enough to be flat
 ENERGY_HOP_SECONDS = 0.01  # 10 ms energy frames place boundaries finer than any note
@@ -169,10 +177,12 @@ class FileSink:
         protect: Iterable[str | os.PathLike] = (),
         subtype: str = "FLOAT",
         cancel: threading.Event | None = None,
+        overwrite: bool = True,
     ):
         self.path = Path(path)
+        self.overwrite = overwrite  # False: fail if the file appears while it is written
         for protected in protect:
-            if self.path.resolve() == Path(protected).resolve():
+            if same_path(self.path, protected):
                 raise StemproverError(f"{self.path}: refusing to overwrite an input file")
         if self.path.is_dir():
             raise StemproverError(f"{self.path}: is a directory, expected an output file name")
@@ -185,7 +195,10 @@ class FileSink:
         self._handle: sf.SoundFile | None = None
 
     def _failed(self, err: OSError) -> StemproverError:
-        return StemproverError(f"{self.path}: cannot write ({err.strerror or err})")
+        if isinstance(err, FileExistsError) and not self.overwrite:
+            return StemproverError(f"{self.path}: already exists (made while this run wrote "
+                                   "it); pass --overwrite to replace it")
+        return os_error(err, self.path, "cannot write")
 
     def __enter__(self) -> FileSink:
         try:
@@ -200,7 +213,8 @@ class FileSink:
             raise self._failed(err) from err
         except (sf.LibsndfileError, RuntimeError) as err:
             self._remove_tmp()
-            raise StemproverError(f"{self.path}: cannot write ({err})") from err
+            raise StemproverError(
+                f"{self.path}: cannot write ({sound_error_reason(err)})") from err
         except BaseException:  # a signal or an interrupt: __exit__ will not run
             self._remove_tmp()
             raise
@@ -218,7 +232,7 @@ class FileSink:
             try:
                 self._handle.write(np.ascontiguousarray(block.T, dtype=np.float32))
             except (OSError, RuntimeError) as err:  # a full disk, a vanished folder
-                reason = err.strerror if isinstance(err, OSError) else err
+                reason = sound_error_reason(err, self._handle)
                 raise StemproverError(f"{self.path}: cannot write ({reason})") from err
             self.n_written += block.shape[1]
 
@@ -226,10 +240,11 @@ class FileSink:
         try:
             self._handle.close()
             if exc_type is None:
-                publish(self._tmp, self.path)
-        except OSError as err:
+                publish(self._tmp, self.path, replace=self.overwrite)
+        except (OSError, RuntimeError) as err:  # also libsndfile's final flush
             if exc_type is None:
-                raise self._failed(err) from err
+                raise (self._failed(err) if isinstance(err, OSError) else StemproverError(
+                    f"{self.path}: cannot write ({sound_error_reason(err)})")) from err
         finally:
             self._remove_tmp()
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from diffusers import UNet2DConditionModel
 from peft import LoraConfig
@@ -24,7 +23,9 @@ from safetensors.torch import load_file, save_file
 from stemprover.errors import StemproverError
 from stemprover.model.config import ModelConfig
 
-if TYPE_CHECKING:  # stemprover_model imports this module
+if TYPE_CHECKING:  # stemprover_model imports this module; pandas is slow to import
+    import pandas as pd
+
     from stemprover.model.stemprover_model import StemProverModel
 
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -146,6 +147,8 @@ def control_parameters(model: StemProverModel) -> dict[str, torch.nn.Parameter]:
 
 def adapter_report(model: StemProverModel, weights_dir: Path | None = None) -> pd.DataFrame:
     """Size of each adapter and its share of the base U-Net's parameters."""
+    import pandas as pd
+
     n_base = n_base_parameters(model.unet)
     rows = []
     for name in model.adapter_names:

@@ -132,3 +132,101 @@ class RegressionModel(nn.Module):
         load_embeddings(model, folder / EMBEDDINGS)
         model.eval()
         return model.to(device=device, dtype=dtype) if (device or dtype) else model
+
+
+SIZE_TOLERANCE = 0.05
+"""A matched regression U-Net has a parameter count within 5% of StemProver's."""
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def stemprover_size(config: ModelConfig) -> int:
+    """Parameters of the StemProver model ``config`` builds: frozen base, control branch and
+    every LoRA adapter, as 04 saves it."""
+    from stemprover.model.stemprover_model import StemProverModel  # it imports this module's kin
+
+    model = StemProverModel(config, with_control=True)
+    model.add_adapters()
+    return parameter_count(model)
+
+
+def _scaled(widths: tuple[int, ...], scale: float, step: int) -> tuple[int, ...]:
+    return tuple(max(step, int(round(w * scale / step)) * step) for w in widths)
+
+
+def matched_config(config: ModelConfig, target: int | None = None) -> ModelConfig:
+    """The regression U-Net's config with block widths whose parameter count is closest to
+    ``target`` (default: :func:`stemprover_size` of ``config``).
+
+    The widths keep the profile's proportions, scaled by one factor and rounded to multiples
+    of the group-norm and attention-head widths, then the closest candidate is refined one
+    level at a time by one such multiple.
+    """
+    import dataclasses
+    import math
+
+    target = stemprover_size(config) if target is None else int(target)
+    step = math.lcm(config.norm_num_groups, config.attention_head_dim)
+    base = tuple(config.block_out_channels)
+    cache: dict[tuple[int, ...], int] = {}
+
+    def size(widths: tuple[int, ...]) -> int:
+        if widths not in cache:
+            cfg = dataclasses.replace(config, block_out_channels=widths)
+            cache[widths] = parameter_count(RegressionModel(cfg))
+        return cache[widths]
+
+    candidates = sorted({_scaled(base, 0.5 + 0.05 * i, step) for i in range(71)},
+                        key=lambda w: (sum(w), w))
+    low, high = 0, len(candidates) - 1  # parameters grow with the widths: bisect on them
+    while low < high:
+        middle = (low + high) // 2
+        if size(candidates[middle]) < target:
+            low = middle + 1
+        else:
+            high = middle
+    best = min(candidates[max(0, low - 1): low + 1], key=lambda w: abs(size(w) - target))
+    for level in range(len(best)):
+        for delta in (-step, step):
+            widths = tuple(w + delta if i == level else w for i, w in enumerate(best))
+            if min(widths) >= step and abs(size(widths) - target) < abs(size(best) - target):
+                best = widths
+    return dataclasses.replace(config, block_out_channels=best)
+
+
+def forward_gflops_per_audio_second(model: nn.Module, config: ModelConfig) -> float:
+    """GFLOP of one forward pass over one training segment, per second of its audio.
+
+    StemProver runs one bridge step (condition embedding, branch and base); the regression
+    U-Net its single pass. Counted by ``torch.utils.flop_counter.FlopCounterMode`` on a
+    batch of one segment of ``config.segment_frames`` frames.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from stemprover.dsp.spectral import wave_to_image
+
+    wave = 0.1 * torch.randn(1, config.segment_samples, generator=torch.Generator().manual_seed(0))
+    picture = wave_to_image(wave, model.representation)
+    # with autograd on: the counter's module tracker expects it (the graph is dropped at once)
+    with FlopCounterMode(display=False) as counter:
+        if isinstance(model, RegressionModel):
+            model(picture, picture)
+        else:
+            start = model.encode_image(picture)
+            condition = model.encode_condition(picture, picture)
+            model(start, torch.full((1,), 1000.0), condition)
+    return counter.get_total_flops() / 1e9 / (config.segment_samples / config.sample_rate)
+
+
+def model_sizes(stemprover: nn.Module, regression: nn.Module) -> dict:
+    """``{"stemprover": {...}, "regression": {...}}``: parameters and forward GFLOP per audio
+    second of both models (04 records it in its run.json for the paper)."""
+    out = {}
+    for name, model in (("stemprover", stemprover), ("regression", regression)):
+        out[name] = {"parameters": parameter_count(model),
+                     "block_out_channels": list(model.config.block_out_channels),
+                     "gflops_per_audio_second": round(
+                         forward_gflops_per_audio_second(model, model.config), 3)}
+    return out

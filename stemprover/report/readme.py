@@ -17,7 +17,7 @@ from stemprover.errors import StemproverError
 from stemprover.project.paths import repo_root
 from stemprover.report import resultsio as rio
 from stemprover.report.listening import page_dir
-from stemprover.report.paper.claims import MET, MISSED, NOT_MEASURED, targets
+from stemprover.report.paper.claims import MET, MISSED, NOT_MEASURED, claims, targets
 from stemprover.report.paper.data import PaperData, finite, load
 from stemprover.report.paper.latex import fmt
 
@@ -27,9 +27,11 @@ _TEX = (
     (r"$\geq", "≥ "),
     (r"$\leq", "≤ "),
     (r"$\to$", "→"),
+    (r"$\times$", "×"),
     (r"$\Delta$", "Δ"),
     (r"\textit{n/a}", "n/a"),
     (r"\%", "%"),
+    ("{,}", ","),
     (r"\_", "_"),
     ("~", " "),
     ("$", ""),
@@ -52,13 +54,48 @@ def best_profile() -> str:
     )
 
 
-def _cell(data: PaperData, testset: str, stem: str, metric: str | None) -> str:
-    g = data.gain(testset, stem, data.best_system(testset), metric)
+def _gain_text(g) -> str:
     if not finite(g.mean):
         return "n/a"
-    # one track has no interval: a bootstrap over a single pair only repeats the mean
-    ci = f" [{fmt(g.low, 2, True)}, {fmt(g.high, 2, True)}]" if finite(g.low) and g.n > 1 else ""
+    # one excerpt has no interval: a bootstrap over a single excerpt only repeats the mean
+    ci = f" [{fmt(g.low, 2, True)}, {fmt(g.high, 2, True)}]" if g.has_interval and g.n > 1 else ""
     return tex_to_text(fmt(g.mean, 2, True) + ci)
+
+
+def _cell(data: PaperData, testset: str, stem: str, metric: str | None) -> str:
+    return _gain_text(data.gain(testset, stem, data.best_system(testset), metric))
+
+
+def _size(data: PaperData, testset: str) -> str:
+    """``6 × 4`` (excerpts × separators), or the item count when the counts are not recorded."""
+    n, tracks, separators = data.counts(testset)
+    return f"{tracks} × {separators}" if tracks and separators else str(n)
+
+
+def decomposition_markdown(data: PaperData) -> list[str]:
+    """The SI-SDR gain of the projection alone, the model alone and the cascade per test set."""
+    sisdr = data.metric("sisdr")
+    if sisdr is None or not {"postfilter", "bridge"} <= set(data.systems):
+        return []
+    lines = [
+        "Where the gain comes from: SI-SDR gain over the separator output (dB, mean of the "
+        "stems, cluster-bootstrap 95% CI over excerpts) of the Wiener projection alone "
+        "(*post-filter*), StemProver's model alone (*bridge*), the two in cascade (StemProver), "
+        "and the cascade minus the projection alone, paired on the same items:",
+        "",
+        "| test set | tracks × separators | projection alone | model alone | StemProver "
+        "(cascade) | cascade − projection |",
+        "|---|---|---|---|---|---|",
+    ]
+    for testset in data.testsets:
+        system = data.best_system(testset)
+        cells = [_gain_text(data.stem_average_gain(testset, name, sisdr))
+                 for name in ("postfilter", "bridge", system)]
+        cells.append(_gain_text(data.stem_average_gain(testset, system, sisdr,
+                                                       baseline="postfilter")))
+        lines.append(f"| {rio.testset_label(testset)} | {_size(data, testset)} | "
+                     + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def headline_markdown(data: PaperData) -> str:
@@ -68,14 +105,15 @@ def headline_markdown(data: PaperData) -> str:
         f"Profile `{data.profile}` (results computed at commit "
         f"`{rio.results_commit(repo_root() / 'results' / data.profile)}`), from "
         f"`results/{data.profile}/05_evaluation/aggregate.csv` and `significance.csv`. "
-        "Gains of StemProver over the separator output (dB), paired over tracks, with "
-        "bootstrap 95% confidence intervals, at each test set's best step count (*steps*: the "
+        "Gains of StemProver over the separator output (dB), paired item by item, with "
+        "95% confidence intervals bootstrapped over excerpts, at each test set's best step count (*steps*: the "
         f"one of {', '.join(str(k) for k in sorted(data.steps))} with the highest SI-SDR gain "
         "averaged over the stems); *separator SI-SDR* is the separator output's own "
-        "SI-SDR (dB), *tracks* the number of test excerpts.",
+        "SI-SDR (dB), *tracks × separators* the test excerpts and the separators each was "
+        "separated by (the intervals resample excerpts; one excerpt has none).",
         "",
         "| test set | steps | stem | ΔSI-SDR [95% CI] | ΔSDR [95% CI] | separator SI-SDR "
-        "| tracks |",
+        "| tracks × separators |",
         "|---|---|---|---|---|---|---|",
     ]
     for testset in data.testsets:
@@ -83,12 +121,19 @@ def headline_markdown(data: PaperData) -> str:
         for stem in data.stems:
             row = data.row(testset, stem, "identity", sisdr)
             base = tex_to_text(fmt(float(row["mean"]), 2)) if row is not None else "n/a"
-            n = int(row["n"]) if row is not None else 0
             lines.append(
                 f"| {rio.testset_label(testset)} | {steps} | {stem} "
                 f"| {_cell(data, testset, stem, sisdr)} "
-                f"| {_cell(data, testset, stem, sdr)} | {base} | {n} |"
+                f"| {_cell(data, testset, stem, sdr)} | {base} | {_size(data, testset)} |"
             )
+    lines += ["", *decomposition_markdown(data)]
+    found = targets(data)
+    said = claims(data, found)
+    for name in ("spClaimAbstract",):
+        if said.get(name):
+            lines += [tex_to_text(said[name]), ""]
+    if lines[-1] == "":
+        lines.pop()
     page = page_dir(data.profile) / "index.html"
     if page.is_file():
         link = page.relative_to(repo_root()).as_posix()
@@ -98,7 +143,6 @@ def headline_markdown(data: PaperData) -> str:
             "(mixture, separator output, baselines, StemProver, clean stem), with its "
             "spectrogram and SI-SDR; open it in a browser, it needs no network.",
         ]
-    found = targets(data)
     checked = [t for t in found if t.status != NOT_MEASURED]
     lines += [
         "",

@@ -123,6 +123,13 @@ def get_separator(name: str, **kwargs) -> Separator:
 
 def _load_all() -> None:
     # Importing the modules runs their @register decorators.
-    from stemprover.separators import classical, degraded, external, neural, oracle  # noqa: F401
+    from stemprover.separators import (  # noqa: F401
+        classical,
+        degraded,
+        external,
+        neural,
+        oracle,
+        zoo,
+    )
 
 

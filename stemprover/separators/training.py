@@ -88,8 +88,13 @@ def train_neural_separator(
     device: str = "cpu",
     threads: int | None = 1,
     progress: bool = True,
+    snapshot_steps: tuple[int, ...] = (),
 ) -> Path:
     """Train ``kind`` (``htdemucs`` | ``openunmix``) and save its checkpoint at ``out_path``.
+
+    With ``snapshot_steps`` the model is also saved at those steps, as
+    :func:`snapshot_path` (``<kind>@<step>.pt`` beside ``out_path``): one architecture then
+    gives separators of several quality levels, each with its own artifact signature.
 
     Args:
         kind: which model.
@@ -106,6 +111,7 @@ def train_neural_separator(
         device: torch device.
         threads: CPU threads while training (None: torch's default; see ``torch_threads``).
         progress: show a tqdm bar.
+        snapshot_steps: steps (below ``steps``) at which to save an earlier checkpoint too.
 
     Returns:
         ``out_path``.
@@ -114,13 +120,21 @@ def train_neural_separator(
         raise StemproverError(f"unknown neural separator {kind!r}; choose one of {KINDS}")
     if steps < 1:
         raise StemproverError(f"steps must be >= 1, got {steps}")
+    if any(not 1 <= k < steps for k in snapshot_steps):
+        raise StemproverError(f"snapshot_steps must lie in [1, {steps}), got {list(snapshot_steps)}")
     with torch_threads(threads if torch.device(device).type == "cpu" else None):
         return _train(kind, corpus_dir, Path(out_path), steps, sample_rate, seed, batch_size,
-                      segment_seconds, learning_rate, size, max_tracks, device, progress)
+                      segment_seconds, learning_rate, size, max_tracks, device, progress,
+                      set(snapshot_steps))
+
+
+def snapshot_path(out_path: str | Path, kind: str, step: int) -> Path:
+    """Where the checkpoint of ``kind`` at ``step`` is saved: ``<kind>@<step>.pt``."""
+    return Path(out_path).with_name(f"{kind}@{step}.pt")
 
 
 def _train(kind, corpus_dir, out_path, steps, sample_rate, seed, batch_size, segment_seconds,
-           learning_rate, size, max_tracks, device, progress) -> Path:
+           learning_rate, size, max_tracks, device, progress, snapshots=frozenset()) -> Path:
     seed_everything(seed)
     rng = rng_for(seed, "train", kind)
     stems = load_training_stems(corpus_dir, sample_rate, max_tracks=max_tracks)
@@ -155,7 +169,16 @@ def _train(kind, corpus_dir, out_path, steps, sample_rate, seed, batch_size, seg
         optimiser.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    elapsed = time.perf_counter() - start
+        if len(losses) in snapshots:
+            _save(snapshot_path(out_path, kind, len(losses)), kind, sample_rate, kwargs, model,
+                  losses, time.perf_counter() - start, stems, seed)
+    _save(out_path, kind, sample_rate, kwargs, model, losses, time.perf_counter() - start,
+          stems, seed)
+    return out_path
+
+
+def _save(out_path, kind, sample_rate, kwargs, model, losses, elapsed, stems, seed) -> None:
+    steps = len(losses)
     tail = losses[-max(1, steps // 10):]
     state = {
         "kind": kind,
@@ -175,4 +198,3 @@ def _train(kind, corpus_dir, out_path, steps, sample_rate, seed, batch_size, seg
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, out_path)
-    return out_path

@@ -132,9 +132,11 @@ def pretraining_data(cfg: PretrainConfig, bridge: bool):
     if not bridge:
         return CleanSegments(manifest, "train"), CleanSegments(manifest, "valid", limit=cfg.n_valid)
 
-    valid = load_pairs(manifest, "valid")
+    held_out = [cfg.holdout_family] if cfg.holdout_family else []
+    valid = load_pairs(manifest, "valid", exclude_families=held_out)
     keep = validation_indices(valid, max(cfg.n_valid, cfg.n_monitor))
-    return load_pairs(manifest, "train"), torch.utils.data.Subset(valid, keep)
+    train = load_pairs(manifest, "train", exclude_families=held_out)
+    return train, torch.utils.data.Subset(valid, keep)
 
 
 def base_monitor(cfg: PretrainConfig, model, valid, out_dir: Path):

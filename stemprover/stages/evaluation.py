@@ -6,11 +6,15 @@
 Test sets (:mod:`stemprover.data.testsets`): ``synthetic`` (corpus test split, rendered with the
 held-out soundfont, separated by the separators used for the training pairs),
 ``cross_separator`` (the same tracks separated by a separator never used for training
-pairs), ``real`` (the MUSDB18 excerpt shipped in stempeg) and ``musdb`` (a local MUSDB18
-test set, only when ``musdb_root`` is set).
+pairs), ``real`` (the MUSDB18 excerpt shipped in stempeg), ``quality_sweep`` and
+``real_sweep`` (the corpus test tracks and the real track, every stem degraded by a family held
+out of the pairs and the validation, ``sweep_family``, at each of ``sweep_severities``: the
+separator column is ``<family>:severity=<s>``, and the identity system's SI-SDR is each item's
+input quality) and ``musdb`` (a local MUSDB18 test set, only when ``musdb_root`` is set).
 
 Systems: ``identity`` (the separator output), ``postfilter`` (classical Wiener post-filter),
-``regression`` (the U-Net of the same size trained without diffusion), ``stemprover@K``
+``regression`` (a U-Net trained without diffusion, its widths matched to StemProver's
+parameter count by 04), ``stemprover@K``
 for K sampling steps, ``bridge`` (StemProver's model alone at its own step count, without
 the mixture projection), and the oracles ``irm1`` and ``irm2`` as upper references. The
 learned systems (``regression`` and ``stemprover@K``) share one mixture projection
@@ -19,9 +23,21 @@ learned systems (``regression`` and ``stemprover@K``) share one mixture projecti
 Files written to ``out_dir``:
 
 * ``per_track.csv``: ``testset, stem, system, track, separator, metric, value``;
-* ``aggregate.csv``: exactly ``testset, stem, system, metric, mean, ci_low, ci_high, n``
-  (bootstrap 95% CI, :func:`stemprover.metrics.stats.aggregate`);
-* ``significance.csv``: paired test of every system against ``identity``;
+* ``aggregate.csv``: ``testset, stem, system, metric, mean, ci_low, ci_high, n`` (the
+  contract), then ``n_tracks, n_separators`` (:func:`stemprover.metrics.stats.aggregate`).
+  ``n`` counts items, an item being one excerpt separated by one separator (its ``track`` is
+  ``<excerpt>@<separator>``); ``n_tracks`` counts the distinct excerpts and ``n_separators``
+  the distinct separators. The 95% CI is a cluster bootstrap over excerpts (the items of one
+  excerpt are resampled together), empty where ``n_tracks`` is 1;
+* ``significance.csv``: paired tests, one row per (testset, stem, system, baseline, metric),
+  columns :data:`stemprover.metrics.stats.SIGNIFICANCE_COLUMNS`. ``baseline`` names the system
+  the row is compared with: ``identity`` for every system, and for each ``stemprover@K`` also
+  ``postfilter`` (the projection alone), ``regression`` and ``bridge`` (the model alone), see
+  :func:`system_pairs`. ``mean_diff`` is system minus baseline over the items, ``ci_low`` /
+  ``ci_high`` its cluster-bootstrap 95% CI (empty with one excerpt), ``p_value`` the Wilcoxon
+  signed-rank test on the excerpts' mean differences, ``p_fdr`` its Benjamini-Hochberg
+  adjustment over the whole file, and ``better`` +1 / -1 only when the CI excludes 0 and
+  ``p_fdr`` < 0.05 (0 otherwise);
 * ``phase_bands.csv``: mean phase deviation per octave band (radians);
 * ``examples/*.flac``: short 16-bit clips; ``spectrograms.npz``: see :func:`save_spectrograms`;
 * ``evaluation.json``: config, counts and seconds per system.
@@ -101,7 +117,7 @@ from stemprover.separators import get_separator
 SystemFn = Callable[[TestItem], dict[str, np.ndarray]]
 """A system maps a separated item to stem -> ``(2, n_samples)`` float32 estimates."""
 
-TESTSETS = ("synthetic", "cross_separator", "real")
+TESTSETS = ("synthetic", "cross_separator", "real", "quality_sweep", "real_sweep")
 
 
 @dataclass
@@ -116,6 +132,10 @@ class EvaluationConfig(Common):
     )
     cross_separators: list[str] = field(default_factory=lambda: ["htdemucs"])  # never in pairs
     real_separators: list[str] = field(default_factory=lambda: ["htdemucs"])
+    # quality_sweep (corpus test tracks) and real_sweep (the real track): every stem degraded by
+    # a family held out of the pairs and the validation, at each severity (about 0 to +20 dB in)
+    sweep_family: str = "bandsplit"
+    sweep_severities: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
     musdb_root: str | None = None  # a local MUSDB18(-HQ) adds the "musdb" test set
     musdb_subset: str = "test"
     musdb_max_tracks: int | None = None  # None: all 50 test tracks
@@ -139,6 +159,8 @@ class EvaluationConfig(Common):
     separator_weights: str = ""  # 01's trained neural separators
     manifest: str = ""  # 02's pairs: which separators the model saw in training
     n_bootstrap: int = 200  # resamples of each CI (cpu/gpu: 2000)
+    # Zimtohrli MOS on the middle of each item (about 0.2 s of CPU per audio second); None: off
+    perceptual_seconds: float | None = None
     example_testsets: list[str] = field(default_factory=lambda: ["synthetic", "real"])
     example_stems: list[str] | None = None  # None: every evaluated stem
     example_seconds: float = 1.0
@@ -267,7 +289,8 @@ def score_item(
     for stem in cfg.stems:
         values = {k: float(v) for k, v in bss[stem].items()}
         speech = stem == "vocals"
-        pair = evaluate_pair(ests[stem], refs[stem], item.sample_rate, stft_cfg=stft_cfg, speech=speech)
+        pair = evaluate_pair(ests[stem], refs[stem], item.sample_rate, stft_cfg=stft_cfg,
+                             speech=speech, perceptual_seconds=cfg.perceptual_seconds)
         values.update({k: float(v) for k, v in pair.items()})
         rows += [{**base, "stem": stem, "metric": k, "value": v} for k, v in values.items()]
         report = phase_report(ests[stem], refs[stem], item.sample_rate, stft_cfg, bands="octave")
@@ -335,11 +358,23 @@ def evaluate_items(
     result = EvaluationResult(
         per_track,
         aggregate(per_track, n_resamples=cfg.n_bootstrap, seed=cfg.seed),
-        significance(per_track, "identity", n_resamples=cfg.n_bootstrap, seed=cfg.seed),
+        significance(per_track, "identity", n_resamples=cfg.n_bootstrap, seed=cfg.seed,
+                     pairs=system_pairs(list(systems))),
         phase_bands,
         seconds,
     )
     return result, kept
+
+
+PAIRED_BASELINES = ("postfilter", "regression", "bridge")
+"""What each StemProver system is also tested against, beside the separator output: the
+projection alone, the regression U-Net behind the same projection, and the model alone."""
+
+
+def system_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """``(system, baseline)`` pairs of ``significance.csv`` beyond the tests against identity."""
+    ours = [n for n in names if n.startswith("stemprover@")]
+    return [(s, b) for s in ours for b in PAIRED_BASELINES if b in names]
 
 
 def build_items(cfg: EvaluationConfig) -> list[TestItem]:
@@ -361,10 +396,20 @@ def build_items(cfg: EvaluationConfig) -> list[TestItem]:
             base = corpus_items(corpus, testset, cfg.n_tracks, seconds)
             specs = [resolve_separator(s, cfg.separator_weights) for s in specs]
             items += separate_items(base, specs, get_separator, sr)
+    sweep = sweep_specs(cfg)
+    if "quality_sweep" in cfg.testsets:
+        if not corpus.is_dir():
+            raise StemproverError(f"no corpus at {corpus}: run 01_phase_analysis first")
+        items += separate_items(corpus_items(corpus, "quality_sweep", cfg.n_tracks, seconds),
+                                sweep, get_separator, sr)
     real = []
+    real_seconds = seconds if cfg.real_seconds is None else cfg.real_seconds
+    if "real_sweep" in cfg.testsets:
+        audio, rate = stempeg_example()
+        base = real_items([("stempeg_example", audio, rate)], "real_sweep", real_seconds)
+        items += separate_items(base, sweep, get_separator, sr)
     if "real" in cfg.testsets:
         audio, rate = stempeg_example()
-        real_seconds = seconds if cfg.real_seconds is None else cfg.real_seconds
         real += real_items([("stempeg_example", audio, rate)], "real", real_seconds)
     if cfg.musdb_root:
         tracks = musdb_tracks(cfg.musdb_root, subset=cfg.musdb_subset)
@@ -372,6 +417,11 @@ def build_items(cfg: EvaluationConfig) -> list[TestItem]:
     specs = [resolve_separator(s, cfg.separator_weights) for s in cfg.real_separators]
     items += separate_items(real, specs, get_separator, sr)
     return items
+
+
+def sweep_specs(cfg: EvaluationConfig) -> list[str]:
+    """Separator specs of the quality sweep: the held-out family at each severity."""
+    return [f"{cfg.sweep_family}:severity={severity:g}" for severity in cfg.sweep_severities]
 
 
 def featured_system(names: list[str], default_steps: int | None = None) -> str:
@@ -399,7 +449,7 @@ def default_step_count(cfg: EvaluationConfig) -> int | None:
 
 def headline(sig: pd.DataFrame, metrics: tuple[str, ...] = ("si_sdr", "sdr")) -> pd.DataFrame:
     """Gain of every system over identity, per test set and stem, for the headline metrics."""
-    rows = sig[sig["metric"].isin(metrics)]
+    rows = sig[sig["metric"].isin(metrics) & (sig["baseline"] == "identity")]
     columns = ["testset", "stem", "system", "metric", "mean_diff", "ci_low", "ci_high", "n"]
     return rows[columns + ["p_fdr"]].reset_index(drop=True)
 
@@ -430,6 +480,9 @@ def run_evaluation(
         save_spectrograms(kept, cfg, out_dir / "spectrograms.npz", enhanced)
     seen = separators_in_pairs(cfg.manifest)
     cross = sorted({parse_separator(s)[0] for s in cfg.cross_separators})
+    if seen is not None and "quality_sweep" in cfg.testsets and cfg.sweep_family in seen:
+        raise StemproverError(f"the quality sweep's family {cfg.sweep_family!r} made training "
+                              "pairs: it would not be held out")
     summary = {
         "config": to_dict(cfg),
         "separators_in_training_pairs": None if seen is None else sorted(seen),

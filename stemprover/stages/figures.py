@@ -72,10 +72,8 @@ class FiguresConfig(Common):
     step_metrics: list[str] = field(default_factory=lambda: ["si_sdr", "phase_dev_hf"])
     ablation_metric: str = "si_sdr"  # metric of the ablation bars
     strict: bool | None = None  # raise on a missing input; None: all but the smoke profile
-    # input SI-SDR bins (dB) of the quality-sweep figure: 3 dB wide over the sweep's 0-15 dB
-    gain_bin_edges: list[float] = field(
-        default_factory=lambda: [-6.0, -3.0, 0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0]
-    )
+    # input SI-SDR bin edges (dB) of the quality-sweep figure; None: metrics.stats' default
+    gain_bin_edges: list[float] | None = None
 
 
 def figures_out_dir(profile: str) -> Path:
@@ -531,20 +529,22 @@ def gain_vs_input(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path
     per bin (bootstrapped over excerpts), and the zero line: above it a system improves
     stems of that quality, below it it harms them.
     """
-    from stemprover.report.sweep_bins import binned_gains
+    from stemprover.metrics.stats import INPUT_BIN_EDGES_DB, gain_by_input_bin
 
     source = rio.stage_file(profile, "05_evaluation", "per_track.csv")
     per_track = pd.read_csv(source)
     if QUALITY_SWEEP not in set(per_track["testset"]):
         raise FigureAbsent(f"{source.name} has no {QUALITY_SWEEP} test set")
-    table = binned_gains(per_track, GAIN_SYSTEMS, cfg.gain_bin_edges)
+    sweep = per_track[per_track["testset"] == QUALITY_SWEEP]
+    table = gain_by_input_bin(sweep, GAIN_SYSTEMS, edges=cfg.gain_bin_edges or INPUT_BIN_EDGES_DB,
+                              seed=cfg.seed)
     if table.empty:
         raise StemproverError(f"{source}: no {QUALITY_SWEEP} item of {', '.join(GAIN_SYSTEMS)}")
     return _save(plot_gain_by_input(table), out_dir, "gain_vs_input"), [source]
 
 
 def plot_gain_by_input(table: pd.DataFrame):
-    """Draw a table of :data:`stemprover.report.sweep_bins.BIN_COLUMNS` (one panel per stem,
+    """Draw a table of :data:`stemprover.metrics.stats.BIN_COLUMNS` (one panel per stem,
     ``all`` first); x is each bin's centre, in dB of input SI-SDR."""
     plt = _plt()
     stems = rio.ordered_stems(table[table["stem"] != "all"])

@@ -48,6 +48,7 @@ from stemprover.model import (
 )
 from stemprover.model import adapters as lora
 from stemprover.model.adapters import adapter_report, control_parameters
+from stemprover.model.regression import matched_config, model_sizes
 from stemprover.model.serialize import read_meta
 from stemprover.model.unet import freeze
 from stemprover.project.inputs import require, resolve_inputs
@@ -130,7 +131,7 @@ def train_control_lora(
     cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = _stage_dir(profile, out_dir)
-        train = train if train is not None else load_pairs(manifest_path(cfg), "train")
+        train = train if train is not None else training_pairs(cfg)
         check_rate(train, cfg.sample_rate)
         base = base if base is not None else _base_dir(cfg)
         model = load_base(base, model_config(profile, **model_overrides(cfg)))
@@ -224,12 +225,20 @@ def _phase_adapter(phase: str, batch: dict, generator: torch.Generator | None = 
     return phase
 
 
+def training_pairs(cfg: LoraTrainConfig):
+    """The training pairs of every family but ``cfg.holdout_family``."""
+    held_out = [cfg.holdout_family] if cfg.holdout_family else []
+    return load_pairs(manifest_path(cfg), "train", exclude_families=held_out)
+
+
 def _valid_pairs(cfg: LoraTrainConfig):
-    """The held-out pairs of the budget curve and the blend choice (None when there are none)."""
+    """The held-out pairs of the budget curve and the blend choice (None when there are none):
+    the valid pairs of ``cfg.holdout_family`` when one is held out, else every valid pair."""
     if not cfg.eval_every and not cfg.blend_grid:
         return None
     try:
-        return load_pairs(manifest_path(cfg), "valid")
+        return load_pairs(manifest_path(cfg), "valid",
+                          families=[cfg.holdout_family] if cfg.holdout_family else None)
     except StemproverError:
         return None
 
@@ -313,6 +322,12 @@ def regression_config_from_base(cfg: LoraTrainConfig, base) -> dict:
     return overrides
 
 
+def regression_model_config(cfg: LoraTrainConfig, mcfg):
+    """The regression U-Net's ModelConfig: ``mcfg`` with widths matched to StemProver's
+    parameter count (``cfg.regression_size == "matched"``), or ``mcfg`` itself."""
+    return matched_config(mcfg) if cfg.regression_size == "matched" else mcfg
+
+
 def train_regression(
     cfg: LoraTrainConfig,
     profile: str,
@@ -332,14 +347,14 @@ def train_regression(
     cfg = resolve_inputs(cfg, profile)
     with cpu_threads(cfg.torch_threads):
         out_dir = _stage_dir(profile, out_dir)
-        train = train if train is not None else load_pairs(manifest_path(cfg), "train")
+        train = train if train is not None else training_pairs(cfg)
         base = base if base is not None else _base_dir(cfg)
         check_rate(train, cfg.sample_rate)
         mcfg = model_config(profile, **regression_config_from_base(cfg, base))
         if mcfg.mode != "pixel":
             raise StemproverError("the regression baseline runs in pixel mode; set model.mode=pixel")
         torch.manual_seed(cfg.seed)
-        model = RegressionModel(mcfg)
+        model = RegressionModel(regression_model_config(cfg, mcfg))
         accelerator = make_accelerator(cfg.mixed_precision)
         loss_fn = loss_for(model, cfg.loss).to(accelerator.device)
         params = dict(model.named_parameters())
@@ -356,6 +371,9 @@ def train_regression(
         if not accelerator.is_main_process:
             return model
         model.save_pretrained(out_dir / "weights" / "regression")
+        reference = StemProverModel(mcfg, with_control=True)
+        reference.add_adapters(ADAPTERS)
+        update_run(out_dir, model_sizes=model_sizes(reference, model))
         last = [r for r in CsvLog(out_dir / "train_log.csv").rows() if r["phase"] == "regression"]
         if last:
             kept = kept_steps(CsvLog(out_dir / "budget_curve.csv")).get("regression")

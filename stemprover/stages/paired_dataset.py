@@ -16,7 +16,8 @@ import librosa
 import numpy as np
 
 from stemprover.corpus import corpus_summary
-from stemprover.data.pairs import adapter_for, read_manifest
+from stemprover.data.pairs import adapter_for, pair_family, read_manifest
+from stemprover.metrics.signal import si_sdr
 from stemprover.report.style import STYLE
 
 
@@ -54,9 +55,69 @@ def dataset_card(manifest_path: str | Path, corpus_dir: str | Path) -> dict[str,
         "per_artifact": count("artifact"),
         "per_adapter": dict(sorted(Counter(adapter_for(p["artifact"]) for p in pairs).items())),
         "per_severity": count("severity"),
+        "per_family": dict(sorted(Counter(pair_family(p) for p in pairs).items())),
+        "input_si_sdr": input_quality(manifest_path),
         "corpus": corpus_summary(Path(corpus_dir)),
         "config": manifest.get("config", {}),
     }
+
+
+QUALITY_EDGES_DB = tuple(range(-15, 45, 5))  # histogram bins of input SI-SDR, dB
+
+
+def input_quality(manifest_path: str | Path, max_per_family: int = 1500) -> dict[str, Any]:
+    """Input SI-SDR (dB) of the separated side of the pairs, per separator family.
+
+    Up to ``max_per_family`` pairs of each family, spread over the manifest, are read. Identity
+    pairs (the clean stem as input) are counted apart, as their SI-SDR is unbounded.
+
+    Returns:
+        ``{"edges_db": [...], family: {"n", "n_identity", "quantiles": {"5", "25", "50",
+        "75", "95"}, "counts": [...]}}``.
+    """
+    manifest = read_manifest(manifest_path)
+    root = Path(manifest_path).parent
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for entry in manifest["pairs"]:
+        by_family.setdefault(pair_family(entry), []).append(entry)
+    result: dict[str, Any] = {"edges_db": list(QUALITY_EDGES_DB)}
+    for family, entries in sorted(by_family.items()):
+        picks = entries[:: max(1, len(entries) // max_per_family)][:max_per_family]
+        values, identity = [], 0
+        for entry in picks:
+            with np.load(root / entry["file"]) as data:
+                if np.array_equal(data["separated"], data["clean"]):
+                    identity += 1
+                    continue
+                values.append(si_sdr(data["separated"], data["clean"]))
+        values = np.asarray(values)
+        counts, _ = np.histogram(np.clip(values, QUALITY_EDGES_DB[0], QUALITY_EDGES_DB[-1]),
+                                 bins=QUALITY_EDGES_DB)
+        quantiles = {str(q): round(float(np.percentile(values, q)), 2)
+                     for q in (5, 25, 50, 75, 95)} if values.size else {}
+        result[family] = {"n": int(len(picks)), "n_identity": identity,
+                          "quantiles": quantiles, "counts": counts.tolist()}
+    return result
+
+
+def plot_input_quality(card: dict[str, Any]):
+    """Histogram of the pairs' input SI-SDR per separator family (from :func:`input_quality`)."""
+    import matplotlib.pyplot as plt
+
+    quality = card["input_si_sdr"]
+    edges = np.asarray(quality["edges_db"], dtype=float)
+    families = [f for f in quality if f != "edges_db"]
+    plt.style.use(str(STYLE))
+    fig, axes = plt.subplots(1, len(families), figsize=(6.5, 1.8), sharex=True, squeeze=False)
+    for ax, family in zip(axes[0], families):
+        counts = np.asarray(quality[family]["counts"])
+        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="C0")
+        extra = quality[family]["n_identity"]
+        ax.set_title(f"{family}" + (f" (+{extra} identity)" if extra else ""), fontsize=7)
+        ax.set_xlabel("input SI-SDR (dB)")
+    axes[0, 0].set_ylabel("pairs")
+    fig.tight_layout()
+    return fig
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -80,6 +141,16 @@ def card_markdown(card: dict[str, Any]) -> str:
         lines += [f"| {title} | pairs |", "|---|---|"]
         lines += [f"| {name} | {n} |" for name, n in card[key].items()]
         lines.append("")
+    quality = card.get("input_si_sdr", {})
+    lines += ["Input SI-SDR (dB) of the separated side, per separator family (identity pairs: "
+              "the clean stem as input):", "",
+              "| family | pairs read | identity | 5 % | 25 % | median | 75 % | 95 % |",
+              "|---|---|---|---|---|---|---|---|"]
+    for family, q in quality.items():
+        if family == "edges_db":
+            continue
+        cells = [str(q["quantiles"].get(k, "")) for k in ("5", "25", "50", "75", "95")]
+        lines.append(f"| {family} | {q['n']} | {q['n_identity']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -11,8 +11,13 @@ peak resident set size of the process, sampled every 10 ms by a thread (tracemal
 see torch's allocations). RSS never shrinks much once the allocator holds pages, so the
 duration sweep runs from short to long: a flat peak across it means memory does not grow
 with duration. HTDemucs (default size, random weights: the same cost as trained ones) is
-timed on the same clip and device, through ``demucs.apply.apply_model``, and the mixture
-projection of four stems (:mod:`stemprover.inference.projection`) on the same clip. Training
+timed through ``demucs.apply.apply_model`` on the separator clip, and on that same clip one
+stem's enhancement (``separator_cost_ratio``) and the command's four-stem path, the streamed
+mixture projection then the four stems (``four_stem_separator_ratio``). The projection alone
+is timed on the RTF clip, and its peak memory against song length in fresh processes
+(:mod:`stemprover.bench.memory`); start-up is timed in fresh processes
+(:mod:`stemprover.bench.startup`), and torch.compile's cost and saving give the duration from
+which ``--compile`` pays off. Training
 throughput (seconds of audio learned per wall-clock second, FLOPs per audio second) of each
 training stage is measured by :mod:`stemprover.bench.throughput` and written to ``training.csv``.
 """
@@ -36,12 +41,14 @@ import torch
 from tqdm.auto import tqdm
 
 from stemprover.bench.clips import CLIP_RATE, write_test_clip
+from stemprover.bench.memory import projection_memory
 from stemprover.bench.scaling import scaling_table
+from stemprover.bench.startup import startup_seconds
 from stemprover.bench.throughput import throughput_summary, training_throughput
 from stemprover.constants import STEMS
 from stemprover.errors import StemproverError
 from stemprover.inference.enhance import EnhanceOptions, Enhancer, enhance_file, resolve_model
-from stemprover.inference.projection import project
+from stemprover.inference.projection import load_projected, project
 from stemprover.project.inputs import input_path, resolve_inputs
 from stemprover.project.paths import cache_dir, repo_root
 from stemprover.project.runtime import cpu_threads, resolve_device
@@ -75,6 +82,14 @@ class PerformanceConfig:
     scaling_files: int = 4  # clips of the enhanced catalogue
     scaling_clip_seconds: float = 4.0  # seconds per clip
     scaling_steps: int = 1  # sampling steps of the enhancement
+    # the command's four-stem path (--project: streamed projection, then the four stems)
+    # timed against one HTDemucs separation of the separator clip
+    four_stems: bool = True
+    compile: bool = True  # time torch.compile: compile seconds, speed with and without
+    startup: bool = True  # seconds from a fresh process to a loaded model (startup_seconds)
+    startup_repeats: int = 3  # fresh processes; the median is reported
+    # song lengths (minutes) whose projection peak memory is measured, each in its own process
+    memory_minutes: list[float] = field(default_factory=lambda: [1.0, 10.0, 30.0])
 
 
 def resolve_model_path(cfg: PerformanceConfig) -> Path:
@@ -152,6 +167,63 @@ def time_projection(clip: Path) -> float:
     start = time.perf_counter()
     project(stems, rate, mixture)
     return time.perf_counter() - start
+
+
+def time_four_stems(enhancer: Enhancer, clip: Path, device: str, folder: Path) -> dict[str, float]:
+    """The ``--project`` path on ``clip``: its four stems projected, then each cleaned.
+
+    The stems are the clip and three time-rolled copies of it (each a quarter of the clip
+    apart), and the mixture their sum, written as files; the time runs from reading them to
+    the fourth written output, as the command does it
+    (:func:`~stemprover.inference.projection.load_projected`, then
+    :func:`~stemprover.inference.enhance.enhance_file` with the mixture).
+    """
+    audio, rate = sf.read(str(clip), dtype="float32", always_2d=True)
+    shifts = np.linspace(0, len(audio), len(STEMS), endpoint=False).astype(int)
+    paths = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, shift in zip(STEMS, shifts):
+        paths[stem] = str(folder / f"song_{stem}.wav")
+        sf.write(paths[stem], np.roll(audio, int(shift), axis=0), rate, subtype="FLOAT")
+    mixture = str(folder / "song_mixture.wav")
+    sf.write(mixture, sum(sf.read(p, dtype="float32")[0] for p in paths.values()), rate,
+             subtype="FLOAT")
+    seconds_audio = len(audio) / rate
+    with tempfile.TemporaryDirectory() as out_dir, PeakMemory(device) as memory:
+        start = time.perf_counter()
+        projected, _ = load_projected(paths, mixture)
+        projection = time.perf_counter() - start
+        for path in paths.values():
+            enhance_file(path, out_dir, enhancer, mixture=mixture,
+                         audio=(projected[path], rate))
+        _sync(device)
+        elapsed = time.perf_counter() - start
+    return {"audio_seconds": seconds_audio, "time_s": elapsed, "rtf": elapsed / seconds_audio,
+            "projection_s": projection, "peak_mem_mb": memory.peak_mb}
+
+
+def time_compile(model, clip: Path, device: str, steps: int = 1) -> dict[str, float | None]:
+    """What ``--compile`` costs and saves on ``clip``.
+
+    The compiled enhancer runs the clip twice: the first run holds the compilation, the
+    second the compiled speed. Compilation pays off from ``break_even_seconds`` of audio
+    per process (None: the compiled model is not faster here).
+    """
+    plain = time_enhance(model, clip, device, steps=steps)
+    enhancer = Enhancer(model, device=device, steps=steps, compile=True)
+    seconds_audio = sf.info(str(clip)).duration
+    times = []
+    with tempfile.TemporaryDirectory() as out_dir:
+        for _ in range(2):
+            start = time.perf_counter()
+            enhance_file(clip, out_dir, enhancer)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    compiled_rtf = times[1] / seconds_audio
+    overhead = times[0] - times[1]
+    saving = plain["rtf"] - compiled_rtf  # seconds saved per audio second
+    return {"compile_seconds": overhead, "rtf_compiled": compiled_rtf, "rtf_eager": plain["rtf"],
+            "break_even_seconds": overhead / saving if saving > 0 else None}
 
 
 def time_htdemucs(clip: Path, device: str, segment: float = 10.0, seed: int = 0) -> float:
@@ -236,13 +308,29 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
         rows["duration"].append({"duration_s": seconds, **time_enhance(
             model, path, device, steps=cfg.duration_steps, **common)})
         bar.update()
-    separator_rtf = None
+    separator_rtf, extra = None, {}
     if cfg.separator:
+        # One clip for both systems: the ratio is then a ratio of times, no per-second
+        # extrapolation across clip lengths.
         seconds = cfg.separator_clip_seconds or cfg.clip_seconds
         path = write_test_clip(clips / f"clip_{seconds:g}s.wav", seconds, cfg.seed)
-        separator_rtf = time_htdemucs(path, device, cfg.separator_segment, cfg.seed) / seconds
+        separator_time = time_htdemucs(path, device, cfg.separator_segment, cfg.seed)
+        separator_rtf = separator_time / seconds
+        one_stem = time_enhance(model, path, device, steps=1, seed=cfg.seed)
+        extra["separator_cost_ratio_same_clip"] = one_stem["time_s"] / separator_time
+        if cfg.four_stems:
+            four = time_four_stems(Enhancer(model, device=device, steps=1, seed=cfg.seed),
+                                   path, device, clips / "four_stems")
+            extra["four_stem"] = four
+            extra["four_stem_separator_ratio"] = four["time_s"] / separator_time
         bar.update()
     projection_rtf = time_projection(clip) / cfg.clip_seconds
+    if cfg.compile:
+        extra["compile"] = time_compile(model, clip, device)
+    if cfg.startup:
+        extra["startup"] = startup_seconds(model_path, cfg.startup_repeats)
+    if cfg.memory_minutes:
+        extra["projection_memory"] = projection_memory(list(cfg.memory_minutes), clips)
     tables = {name: pd.DataFrame(r) for name, r in rows.items()}
     if cfg.training:
         tables["training"] = training_throughput(
@@ -257,7 +345,7 @@ def _run(cfg: PerformanceConfig, out_dir: Path, profile: str,
             steps=cfg.scaling_steps, seed=cfg.seed)
         bar.update()
     bar.close()
-    summary = summarise(cfg, tables, separator_rtf, device, model_path, projection_rtf)
+    summary = summarise(cfg, tables, separator_rtf, device, model_path, projection_rtf, extra)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         table.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
@@ -278,14 +366,20 @@ def scaling_processes(cfg: PerformanceConfig, device: str) -> list[int]:
 
 def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
               separator_rtf: float | None, device: str, model_path: Path,
-              projection_rtf: float | None = None) -> dict[str, Any]:
+              projection_rtf: float | None = None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary.json content (see DESIGN.md's contract).
 
-    ``separator_cost_ratio`` is taken at one sampling step (the predictive model, the cheapest
-    enhancement); ``separator_cost_ratios`` holds it for every step count measured.
-    ``projection_rtf`` is the mixture projection of a song's four stems (CPU, numpy and
-    torch), paid once per song on top of the four stems' enhancement.
+    ``separator_cost_ratio`` is enhancement time over HTDemucs separation time, both at one
+    sampling step on the same clip (the separator clip); ``separator_cost_ratios`` holds
+    the real-time factor of every step count on the RTF clip over HTDemucs' on its clip.
+    ``four_stem_separator_ratio`` is the ``--project`` path (projection plus four stems) over
+    one HTDemucs separation of the same clip. ``projection_rtf`` is the mixture projection of
+    a song's four stems alone. ``startup_seconds`` is a fresh process's time to a loaded
+    model; ``compile`` what torch.compile costs and saves; ``projection_memory`` the peak
+    memory of the projection for each song length.
     """
+    extra = extra or {}
 
     steps = tables["steps"].set_index("steps")
     four = steps.loc[4, "time_s"] if 4 in steps.index else None
@@ -309,16 +403,24 @@ def summarise(cfg: PerformanceConfig, tables: dict[str, pd.DataFrame],
     # Both are real-time factors, so the ratio equals the ratio of times on one clip.
     ratios = ({str(int(k)): float(r / separator_rtf) for k, r in steps["rtf"].items()}
               if separator_rtf else {})
-    ratio_steps = min((int(k) for k in ratios), default=None)
     training = tables.get("training")
     return {
         "device": device_name(device),
         "rtf": {str(int(s)): float(r) for s, r in steps["rtf"].items()},
         "peak_mem_mb": float(steps["peak_mem_mb"].max()),
         "peak_mem_kind": "cuda_max_allocated" if device.startswith("cuda") else "process_rss",
-        "separator_cost_ratio": ratios[str(ratio_steps)] if ratios else None,
-        "separator_cost_ratio_steps": ratio_steps,
+        "separator_cost_ratio": extra.get("separator_cost_ratio_same_clip"),
+        "separator_cost_ratio_steps": 1 if "separator_cost_ratio_same_clip" in extra else None,
         "separator_cost_ratios": ratios,
+        "four_stem_separator_ratio": extra.get("four_stem_separator_ratio"),
+        "four_stem": extra.get("four_stem"),
+        "startup_seconds": (extra["startup"]["startup_seconds"] if "startup" in extra
+                            else None),
+        "startup": extra.get("startup"),
+        "compile": extra.get("compile"),
+        "compile_break_even_seconds": (extra["compile"]["break_even_seconds"]
+                                       if "compile" in extra else None),
+        "projection_memory": extra.get("projection_memory"),
         "separator": "htdemucs (default size, random weights, demucs.apply.apply_model)",
         "separator_rtf": separator_rtf,
         "separator_clip_seconds": cfg.separator_clip_seconds or cfg.clip_seconds,

@@ -68,6 +68,8 @@ class PhaseStudyConfig(Common):
     train_segment_seconds: float = 1.0  # training example length, s
     neural_size: str = "tiny"  # tiny | small | base model configs
     retrain: bool = False  # retrain even if a checkpoint with this config exists
+    # earlier checkpoints kept as separators of lower quality (<kind>@<step>.pt): 02's zoo
+    snapshot_steps: list[int] = field(default_factory=list)
     device: str = "auto"  # torch device of the neural separators; auto: cuda when present
 
 
@@ -84,6 +86,8 @@ def train_or_reuse(cfg: PhaseStudyConfig, corpus_dir: Path, weights_dir: Path,
         path = weights_dir / f"{kind}.pt"
         wanted = {"steps": cfg.train_steps, "sample_rate": cfg.sample_rate, "seed": cfg.seed,
                   "size": cfg.neural_size}
+        if cfg.snapshot_steps:
+            wanted["snapshot_steps"] = list(cfg.snapshot_steps)
         meta_path = weights_dir / f"{kind}.json"
         if path.is_file() and meta_path.is_file() and not cfg.retrain:
             meta = json.loads(meta_path.read_text())
@@ -95,6 +99,7 @@ def train_or_reuse(cfg: PhaseStudyConfig, corpus_dir: Path, weights_dir: Path,
             seed=cfg.seed, batch_size=cfg.train_batch_size,
             segment_seconds=cfg.train_segment_seconds, size=cfg.neural_size,
             device=resolve_device(cfg.device), progress=progress,
+            snapshot_steps=tuple(cfg.snapshot_steps),
         )
         state = torch.load(path, map_location="cpu", weights_only=True)
         meta = {**wanted, "train_seconds": state["train_seconds"],

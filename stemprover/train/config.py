@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from stemprover.constants import ADAPTERS
+from stemprover.constants import ADAPTERS, FAMILIES
+from stemprover.errors import StemproverError
 from stemprover.project.config import COMMON_KEYS, Common
 from stemprover.project.inputs import require
 from stemprover.train.losses import LossConfig
@@ -30,6 +31,10 @@ class PretrainConfig(Common):
     mixed_precision: str = "auto"  # bf16 on CUDA, full precision on CPU
     torch_threads: int = 0  # CPU intra-op threads; 0 = torch's default, 1 avoids stalls when shared
     autoencoder_steps: int = 0  # latent mode only: steps of the spectrogram autoencoder
+    holdout_family: str = ""  # a separator family of the pairs kept out of training (as in 04)
+
+    def __post_init__(self) -> None:
+        check_family(self.holdout_family)
     n_valid: int = 16  # held-out segments (bridge: pairs) for the validation loss
     max_minutes: float = 0.0  # training-time cap (the plateau usually comes first); 0 = none
     eval_every: int = 0  # steps between budget-curve validations; 0 = none
@@ -62,6 +67,10 @@ class LoraTrainConfig(Common):
     general_share: float = 0.0  # general phase: share of pairs conditioned on `general`, not their type
     regression: bool = True  # also train the regression baseline with the same budget
     parallel_regression: bool = False  # train it in a second process, beside the branch (a core each)
+    # the regression U-Net's widths: "matched" scales them until its parameters are within 5 %
+    # of StemProver's (frozen base + branch + adapters), so the comparison is at equal size;
+    # "profile" keeps the profile's widths (a U-Net the size of StemProver's base alone)
+    regression_size: Literal["matched", "profile"] = "matched"
     n_valid: int = 8  # held-out pairs for validation SI-SDR and phase deviation
     valid_steps: int = 4  # sampling steps used in validation
     valid_strength: float = 1.0  # bridge: start at the separated stem (SDEdit: noise level)
@@ -73,10 +82,17 @@ class LoraTrainConfig(Common):
     adapter_minutes: float = 0.0  # time cap of each specialised adapter; 0 = none
     blend_grid: int = 11  # alphas 0, 0.1, ..., 1 tried per adapter on the validation pairs
     valid_scheduler: Literal["ddim", "dpmpp"] = "ddim"
+    # leave-one-family-out: the pairs of this separator family (stemprover.data.pairs.FAMILIES)
+    # never train; the budget curve, the kept step and the blend are chosen on its valid pairs,
+    # and validation reports it beside the families trained on. "": every family trains
+    holdout_family: str = ""
     base: str = ""  # input: 03's base model folder ("": this profile's, see project.inputs)
     manifest: str = ""  # input: 02's manifest.json ("": this profile's)
     loss: LossConfig = field(default_factory=LossConfig)
     model: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_family(self.holdout_family)
 
     @property
     def total_steps(self) -> int:
@@ -91,6 +107,12 @@ class LoraTrainConfig(Common):
         if not self.general_minutes:
             return 0.0
         return self.general_minutes + self.adapter_minutes * (len(ADAPTERS) - 1)
+
+
+def check_family(name: str) -> None:
+    """Refuse a held-out family that no pair can have (it would hold nothing out)."""
+    if name and name not in FAMILIES:
+        raise StemproverError(f"holdout_family {name!r}: choose one of {', '.join(FAMILIES)} or ''")
 
 
 def manifest_path(cfg: PretrainConfig | LoraTrainConfig) -> Path:

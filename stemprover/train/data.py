@@ -72,12 +72,16 @@ class CleanSegments(torch.utils.data.Dataset):
             return {"clean": torch.from_numpy(np.asarray(data["clean"], dtype=np.float32))}
 
 
-def load_pairs(manifest_path: Path, split: str):
-    """The paired dataset of a split (``stemprover.data.pairs.PairDataset``)."""
+def load_pairs(manifest_path: Path, split: str, *, families: list[str] | None = None,
+               exclude_families: list[str] | tuple[str, ...] = ()):
+    """The paired dataset of a split (``stemprover.data.pairs.PairDataset``), optionally only
+    or without some separator families."""
 
-    dataset = PairDataset(manifest_path, split)
+    dataset = PairDataset(manifest_path, split, families=families,
+                          exclude_families=exclude_families)
     if len(dataset) == 0:
-        raise StemproverError(f"{manifest_path}: no {split} pairs")
+        chosen = f" of families {families}" if families else ""
+        raise StemproverError(f"{manifest_path}: no {split} pairs{chosen}")
     return dataset
 
 

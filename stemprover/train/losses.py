@@ -44,10 +44,11 @@ class LossConfig:
     min_snr_gamma: float = 5.0  # Min-SNR-γ weighting of the diffusion loss (Hang 2023); 0 = off
     clean_weighting: Literal["none", "alpha_bar"] = "alpha_bar"  # x0 at high noise is a guess
     bridge_one_share: float = 0.5  # bridge: share of items at t = 1, where every call starts
+    harm: float = 0.0  # bridge: hinge on the dB an item's prediction loses against its input
 
     def __post_init__(self) -> None:
         names = ("diffusion", "complex", "phase_cosine", "inst_freq", "mrstft", "snr",
-                 "min_snr_gamma")
+                 "min_snr_gamma", "harm")
         negative = [name for name in names if getattr(self, name) < 0]
         if negative:
             raise StemproverError(f"LossConfig: {', '.join(negative)} must not be negative")

@@ -171,8 +171,36 @@ def bridge_step(
     # Spectral terms are per-item ratios (log SNR, phase errors): an item near the clean end
     # (small t) has almost no error left, and its normalised gradient would be noise as loud
     # as a hard item's. Weighting them by t keeps the gradient on the work still to do.
-    return loss_fn(pred_image, clean_img, phase=phase, target_phase=target_phase,
-                   diffusion=model_error, sample_weights=times)
+    loss, terms = loss_fn(pred_image, clean_img, phase=phase, target_phase=target_phase,
+                          diffusion=model_error, sample_weights=times)
+    if loss_fn.cfg.harm > 0:
+        terms["harm"] = harm_db(pred_image, separated_img, clean_img).mean() / 10.0
+        loss = loss + loss_fn.cfg.harm * terms["harm"]
+    return loss, terms
+
+
+HARM_CEILING_DB = 40.0  # an input above this SNR is transparent: matching 40 dB leaves it alone
+
+
+def picture_snr_db(estimate: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Per-item SNR (dB) of a picture batch ``(B, ...)`` against the clean pictures."""
+    dims = tuple(range(1, clean.ndim))
+    signal = clean.float().pow(2).sum(dims)
+    error = (estimate.float() - clean.float()).pow(2).sum(dims)
+    return 10.0 * torch.log10((signal + 1e-8) / (error + 1e-8))
+
+
+def harm_db(predicted: torch.Tensor, separated: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """How many dB the prediction of each item falls below its separated input (0 if none).
+
+    A stem that is already good gives the network little to gain and much to lose; this hinge
+    counts only the loss, so it asks the model to leave such a stem alone without pulling
+    the gains on poor stems towards zero. The input's SNR is capped at
+    :data:`HARM_CEILING_DB`: an identity pair (the clean stem as input) has an infinite SNR
+    that no prediction can match, and would otherwise dominate the term.
+    """
+    reference = picture_snr_db(separated, clean).detach().clamp(max=HARM_CEILING_DB)
+    return torch.relu(reference - picture_snr_db(predicted, clean))
 
 
 def regression_step(model, loss_fn: PhaseAwareLoss, batch: dict, generator, mixture_dropout=0.0):

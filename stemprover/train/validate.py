@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stemprover.constants import ADAPTERS
+from stemprover.data.pairs import pair_family
 from stemprover.dsp.phase import mean_phase_deviation
 from stemprover.dsp.spectral import StftConfig
 from stemprover.inference.sampler import sample_waves
@@ -160,6 +161,39 @@ def summarize(table: pd.DataFrame) -> dict:
     return summary
 
 
+def pair_families(dataset) -> list[str] | None:
+    """The separator family of every pair of a PairDataset (None for other datasets)."""
+    entries = getattr(dataset, "entries", None)
+    return None if entries is None else [pair_family(e) for e in entries]
+
+
+def family_indices(families: list[str] | None, holdout: str, n_items: int, dataset) -> list[int]:
+    """Validation items: ``n_items`` of the trained families, balanced over the adapters, plus
+    ``n_items`` of the held-out family (leave-one-family-out), when one is held out."""
+    if families is None or not holdout:
+        return validation_indices(dataset, n_items)
+    groups = [[i for i in group if families[i] != holdout]
+              for group in indices_by_adapter(dataset).values()]
+    groups = [group for group in groups if group]
+    per_group = max(1, n_items // max(len(groups), 1))
+    seen = sorted(i for group in groups for i in spread(group, per_group))[:n_items]
+    unseen = [i for i, f in enumerate(families) if f == holdout]
+    return sorted(seen + spread(unseen, n_items))
+
+
+def family_gains(table: pd.DataFrame, holdout: str) -> dict:
+    """Mean SI-SDR gain over the input per system, for each family and for seen vs held out."""
+    scores = table.pivot_table(index=["item", "family"], columns="system", values="si_sdr")
+    gains = scores.drop(columns="input").sub(scores["input"], axis=0).reset_index()
+    gains["group"] = np.where(gains["family"] == holdout, "held out", "trained on")
+    result = {}
+    for column in ("family", "group"):
+        for key, group in gains.groupby(column):
+            result[key] = {system: float(group[system].mean()) for system in scores.columns
+                           if system != "input"} | {"n": int(len(group))}
+    return result
+
+
 def validation_indices(dataset, n_items: int) -> list[int]:
     """About ``n_items`` held-out pairs, balanced over the adapters' artifact types."""
     groups = [g for g in indices_by_adapter(dataset).values() if g]
@@ -194,15 +228,21 @@ def validate_stage(
     with cpu_threads(cfg.torch_threads):
         out_dir = Path(out_dir) if out_dir is not None else results_dir(profile, "04_lora_training")
         valid = valid if valid is not None else load_pairs(manifest_path(cfg), "valid")
-        indices = validation_indices(valid, cfg.n_valid)
+        families = pair_families(valid)
+        indices = family_indices(families, cfg.holdout_family, cfg.n_valid, valid)
         table = evaluate_on_pairs(
             models, valid, indices, sample_rate=cfg.sample_rate,
             stft_cfg=StftConfig(cfg.n_fft, cfg.hop_length), steps=cfg.valid_steps,
             strength=cfg.valid_strength, scheduler=cfg.valid_scheduler, seed=cfg.seed,
             batch_size=cfg.batch_size, progress=progress,
         )
+        if families is not None:
+            table["family"] = [families[i] for i in table["item"]]
         table.to_csv(out_dir / "valid_metrics.csv", index=False)
         summary = summarize(table)
+        if families is not None:
+            summary["holdout_family"] = cfg.holdout_family or None
+            summary["by_family"] = family_gains(table, cfg.holdout_family)
         summary["settings"] = {"steps": cfg.valid_steps, "strength": cfg.valid_strength,
                                "scheduler": cfg.valid_scheduler, "n_pairs": len(indices),
                                "adapter_choice": "the pair's artifact type"}

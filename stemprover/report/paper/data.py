@@ -2,9 +2,12 @@
 
 :class:`PaperData` reads the stage outputs (05 is required; the others are optional in
 the smoke profile and required otherwise) and answers the few questions the text asks:
-a system's mean, its gain over the separator output with a CI, that gain averaged
-over the four stems with a CI bootstrapped over tracks, and which step count of StemProver
-is best on each test set (the highest SI-SDR gain averaged over the stems).
+a system's mean, its gain over the separator output (or over another system) with a CI,
+that gain averaged over the four stems with a CI bootstrapped over excerpts (the items of one
+excerpt, separated by several separators, are resampled together), and which step count of
+StemProver is best on each test set (the highest SI-SDR gain averaged over the stems).
+The quality sweep (:data:`SWEEP_TESTSETS`) is not one of :attr:`PaperData.testsets`: it is
+read as gain against input SI-SDR (:meth:`PaperData.input_bins`), not as one mean.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ import numpy as np
 import pandas as pd
 
 from stemprover.errors import StemproverError
-from stemprover.metrics.stats import bootstrap_ci
+from stemprover.metrics.stats import gain_by_input_bin, paired_test, track_excerpt
 from stemprover.project.config import load_profile
 from stemprover.project.paths import repo_root
 from stemprover.report import resultsio as rio
 from stemprover.report.resultsio import budget_curves  # the figure's own reading of the curves
 
 NAN = float("nan")
+SWEEP_TESTSETS = ("quality_sweep",)
+"""Test sets reported by input quality (gain against the input's SI-SDR), not as one mean."""
 METRIC_CANDIDATES = {
     "sisdr": ("si_sdr", "sisdr"),
     "sdr": ("sdr",),
@@ -39,13 +44,41 @@ METRIC_CANDIDATES = {
 
 @dataclass
 class Gain:
-    """System minus baseline: mean with a 95% CI (NaN when unknown) over ``n`` tracks."""
+    """System minus baseline: mean with a 95% CI (NaN when unknown or with one excerpt) over
+    ``n`` items, which are ``n_tracks`` excerpts under ``n_separators`` separators."""
 
     mean: float
     low: float = NAN
     high: float = NAN
     n: int = 0
     p: float = NAN
+    n_tracks: int = 0
+    n_separators: int = 0
+
+    @property
+    def has_interval(self) -> bool:
+        return finite(self.low) and finite(self.high) and self.n_tracks != 1
+
+    def verdict(self, higher: bool = True, alpha: float = 0.05) -> str:
+        """``"shown"`` (CI excludes 0 the ``higher`` way and the Wilcoxon p < ``alpha``),
+        ``"opposite"`` (the same the other way), ``"inside"`` (the CI contains 0),
+        ``"untested"`` (the CI excludes 0 but the test does not reject), or ``"none"``."""
+        if not self.has_interval:
+            return "none"
+        if self.low <= 0 <= self.high:
+            return "inside"
+        if finite(self.p) and self.p >= alpha:
+            return "untested"
+        return "shown" if (self.low > 0) == higher else "opposite"
+
+    def resolved(self, higher: bool = True, alpha: float = 0.05) -> bool | None:
+        """Whether the gain is shown in the ``higher`` (or lower) direction: its paired CI
+        excludes 0 that way and its Wilcoxon p-value, where known, is below ``alpha``.
+        None without an interval (one excerpt, or no per-item data)."""
+        if not self.has_interval:
+            return None
+        outside = self.low > 0 if higher else self.high < 0
+        return bool(outside and (not finite(self.p) or self.p < alpha))
 
 
 @dataclass
@@ -68,13 +101,31 @@ class PaperData:
     @property
     def testsets(self) -> list[str]:
         """Test sets, the main (synthetic held-out) one first, then in the paper's order."""
-        names = list(dict.fromkeys(self.aggregate["testset"]))
+        names = [t for t in dict.fromkeys(self.aggregate["testset"]) if t not in SWEEP_TESTSETS]
         order = [self.main_testset, "cross_separator", "real", "musdb"]
         return sorted(names, key=lambda t: (order.index(t) if t in order else len(order), str(t)))
 
     @property
     def main_testset(self) -> str:
-        return rio.main_testset(self.aggregate)
+        a = self.aggregate
+        return rio.main_testset(a[~a["testset"].isin(SWEEP_TESTSETS)] if set(
+            a["testset"]) - set(SWEEP_TESTSETS) else a)
+
+    @property
+    def sweep_testsets(self) -> list[str]:
+        return [t for t in SWEEP_TESTSETS if t in set(self.aggregate["testset"])]
+
+    def input_bins(self, systems: list[str] | None = None, metric: str | None = None):
+        """Gain against input SI-SDR on the quality sweep (:func:`gain_by_input_bin`), or None."""
+        sweep, pt = self.sweep_testsets, self.per_track
+        metric = metric or self.metric("sisdr")
+        if not sweep or pt is None or metric is None:
+            return None
+        key = ("bins", tuple(systems or ()), metric)
+        if key not in self._gains:
+            names = systems or [s for s in self.systems if s != "identity"]
+            self._gains[key] = gain_by_input_bin(pt[pt["testset"].isin(sweep)], names, metric)
+        return self._gains[key]
 
     @property
     def stems(self) -> list[str]:
@@ -137,7 +188,7 @@ class PaperData:
     ) -> Gain:
         """Paired gain over ``baseline`` (significance.csv when it has it, else mean difference)."""
         sig = self.significance
-        if sig is not None and baseline == "identity" and metric is not None:
+        if sig is not None and metric is not None:
             rows = sig[
                 (sig.testset == testset)
                 & (sig.stem == stem)
@@ -148,10 +199,32 @@ class PaperData:
             if not rows.empty:
                 r = rows.iloc[0]
                 p = float(r["p_fdr"]) if "p_fdr" in r else float(r.get("p_value", NAN))
-                return Gain(float(r.mean_diff), float(r.ci_low), float(r.ci_high), int(r.n), p)
+                n_tracks = int(r["n_tracks"]) if "n_tracks" in r and finite(r["n_tracks"]) else 0
+                n_seps = (int(r["n_separators"])
+                          if "n_separators" in r and finite(r["n_separators"]) else 0)
+                low, high = float(r.ci_low), float(r.ci_high)
+                if n_tracks == 1 or int(r.n) == 1:  # one excerpt bounds nothing
+                    low = high = NAN
+                return Gain(float(r.mean_diff), low, high, int(r.n), p, n_tracks, n_seps)
         return Gain(
             self.mean(testset, stem, system, metric) - self.mean(testset, stem, baseline, metric)
         )
+
+    def counts(self, testset: str) -> tuple[int, int, int]:
+        """``(items, excerpts, separators)`` of a test set (the separator output's SI-SDR rows)."""
+        a = self.aggregate
+        rows = a[(a.testset == testset) & (a.system == "identity")]
+        sisdr = self.metric("sisdr")
+        if sisdr is not None and not rows[rows.metric == sisdr].empty:
+            rows = rows[rows.metric == sisdr]
+        if rows.empty:
+            return 0, 0, 0
+        row = rows.loc[rows["n"].idxmax()]
+        n = int(row["n"])
+        tracks = int(row["n_tracks"]) if "n_tracks" in row and finite(row["n_tracks"]) else 0
+        seps = int(row["n_separators"]) if "n_separators" in row and finite(
+            row["n_separators"]) else 0
+        return n, tracks, seps
 
     def stem_average_gain(
         self,
@@ -161,7 +234,8 @@ class PaperData:
         baseline: str = "identity",
         seed: int = 0,
     ) -> Gain:
-        """Gain averaged over the stems; CI bootstrapped over tracks that have every stem."""
+        """Gain averaged over the stems; CI bootstrapped over the excerpts of the items that
+        have every stem, and the Wilcoxon p-value of the excerpts' mean gains."""
         if metric is None:
             return Gain(NAN)
         key = (testset, system, metric, baseline, seed)
@@ -189,11 +263,17 @@ class PaperData:
             diff = wide[system][stems] - wide[baseline][stems]
         except KeyError:
             return fallback
-        per_track = diff.dropna().mean(axis=1).to_numpy()
-        mean, low, high, n = bootstrap_ci(
-            per_track, seed=seed, key=("paper", testset, system, metric)
-        )
-        return Gain(mean, low, high, n) if n else fallback
+        per_item = diff.dropna().mean(axis=1)
+        if per_item.empty:
+            return fallback
+        tracks = per_item.index.get_level_values("track")
+        test = paired_test(per_item.to_numpy(), np.zeros(len(per_item)), seed=seed,
+                           key=("paper", testset, system, metric, baseline),
+                           clusters=tracks.map(track_excerpt))
+        separators = (per_item.index.get_level_values("separator") if "separator" in keys
+                      else tracks.map(lambda t: str(t).split("@", 1)[-1]))
+        return Gain(test["mean_diff"], test["ci_low"], test["ci_high"], int(test["n"]),
+                    test["p_value"], int(test["n_tracks"]), int(pd.Index(separators).nunique()))
 
 
 def _read_optional(path: Path, reader, missing: list[str]):
@@ -253,4 +333,9 @@ def _read_budget(profile: str) -> pd.DataFrame | None:
 
 
 def finite(value: float) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+    if value is None:
+        return False
+    try:
+        return not math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False

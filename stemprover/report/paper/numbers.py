@@ -15,7 +15,13 @@ from stemprover.bench.throughput import KINDS, PREVIOUS_RELEASE_AUDIO_S_PER_S
 from stemprover.project.paths import repo_root
 from stemprover.project.provenance import code_commit
 from stemprover.report import resultsio as rio
-from stemprover.report.paper.claims import one_step_cost, training_target, training_throughput
+from stemprover.report.paper.claims import (
+    four_stem_cost,
+    model_sizes,
+    one_step_cost,
+    training_target,
+    training_throughput,
+)
 from stemprover.report.paper.data import NAN, PaperData
 from stemprover.report.paper.latex import Macros, decimals_for, escape, fmt, macro_name
 
@@ -48,18 +54,20 @@ def build_numbers(data: PaperData) -> Macros:
         m.add([*parts, "high"], fmt(float(row.ci_high), d))
         m.add([*parts, "n"], fmt(int(row.n)))
     if data.significance is not None:
-        for r in data.significance.itertuples():
+        sig = data.significance
+        baselines = sig["baseline"] if "baseline" in sig.columns else ["identity"] * len(sig)
+        for r, baseline in zip(sig.itertuples(), baselines):
             d = decimals_for(r.metric)
-            add_gain(
-                m,
-                ["gain", r.testset, r.stem, r.system, r.metric],
-                data.gain(r.testset, r.stem, r.system, r.metric),
-                d,
-            )
-            m.add(["gain", r.testset, r.stem, r.system, r.metric, "p"], fmt(float(r.p_fdr), 3))
+            # against the separator output: spGain...; against another system: spGain...Vs...
+            versus = [] if baseline == "identity" else ["vs", baseline]
+            parts = ["gain", r.testset, r.stem, r.system, *versus, r.metric]
+            add_gain(m, parts, data.gain(r.testset, r.stem, r.system, r.metric, baseline), d)
+            m.add([*parts, "p"], fmt(float(r.p_fdr), 3))
     for testset in data.testsets:
-        n_tracks = data.aggregate[data.aggregate.testset == testset]["n"].max()
-        m.add(["n tracks", testset], fmt(int(n_tracks)))
+        n_items, n_tracks, n_separators = data.counts(testset)
+        m.add(["n items", testset], fmt(int(n_items)))
+        m.add(["n tracks", testset], fmt(int(n_tracks)) if n_tracks else fmt(NAN))
+        m.add(["n separators", testset], fmt(int(n_separators)) if n_separators else fmt(NAN))
         m.add(["best steps", testset], fmt(int(data.best_steps(testset))))
         for system in data.systems:
             if system == "identity":
@@ -70,11 +78,22 @@ def build_numbers(data: PaperData) -> Macros:
                     gain = data.stem_average_gain(testset, system, metric)
                     add_gain(m, ["avg gain", testset, system, metric], gain, decimals_for(metric))
     m.add("steps evaluated", ", ".join(str(k) for k in sorted(data.steps)))
+    add_sizes(m, data)
     m.add("n testsets", fmt(len(data.testsets)))
     m.add("n stems", fmt(len(data.stems)))
     add_performance(m, data)
     add_config(m, data)
     return m
+
+
+def add_sizes(m: Macros, data: PaperData) -> None:
+    """``\\spSize<Model>Parameters`` and ``...Gflops``: 04's record of both models' sizes."""
+    sizes = model_sizes(data) or {}
+    for name in ("stemprover", "regression"):
+        row = sizes.get(name) or {}
+        count = row.get("parameters")
+        m.add(["size", name, "parameters"], fmt(int(count)) if count is not None else fmt(NAN))
+        m.add(["size", name, "gflops"], fmt(float(row.get("gflops_per_audio_second", NAN)), 1))
 
 
 def add_performance(m: Macros, data: PaperData) -> None:
@@ -90,6 +109,7 @@ def add_performance(m: Macros, data: PaperData) -> None:
     m.add("peak mem mb", fmt(float(peak), 0))
     m.add("separator cost ratio", fmt(float(s.get("separator_cost_ratio") or NAN), 2))
     m.add("separator cost ratio one step", fmt(one_step_cost(s), 2))
+    m.add("four stem separator ratio", fmt(four_stem_cost(s)[0], 2))
     sep = s.get("separator_rtf", s.get("htdemucs_rtf"))
     m.add("separator rtf", fmt(float(sep) if sep is not None else NAN, 3))
     m.add("perf device", escape(s.get("device", "n/a")))

@@ -15,6 +15,7 @@ from stemprover.report.paper.claims import (
     MET,
     MISSED,
     Target,
+    four_stem_cost,
     interval,
     is_paired,
     one_step_cost,
@@ -116,8 +117,10 @@ def gains(data: PaperData) -> str:
     for t in data.testsets:
         groups.append(len(rows))
         system = data.best_system(t)
+        _, tracks, separators = data.counts(t)
+        size = f" ({tracks} $\\times$ {separators})" if tracks and separators else ""
         for stem in data.stems:
-            row = [escape(rio.testset_label(t)), fmt(data.best_steps(t)), escape(stem)]
+            row = [escape(rio.testset_label(t)) + size, fmt(data.best_steps(t)), escape(stem)]
             p = NAN
             for m in metrics:
                 g = data.gain(t, stem, system, m)
@@ -240,6 +243,9 @@ def performance(data: PaperData) -> str:
     if sep is not None:
         rows.append(["HTDemucs separation, real-time factor", fmt(sep, 3)])
     rows.append(["enhancement (1 step) / HTDemucs time", fmt(one_step_cost(s), 2)])
+    four_stems, _ = four_stem_cost(s)
+    if finite(four_stems):
+        rows.append(["four stems + projection / HTDemucs time", fmt(four_stems, 2)])
     training = (s.get("training") or {}).get("kinds") or {}
     for kind, row in training.items():
         label = escape(KIND_LABELS.get(kind, kind))
