@@ -1,7 +1,8 @@
 # StemProver: the Makefile is the contract. CI only calls `make test`.
 #   make reproduce [PROFILE=auto|smoke|cpu|gpu] [FROM=NN]   notebooks 01-08, then the paper
 #   make test                                               lint, unit tests, nbval, smoke paper,
-#                                                           the smoke listening page in chromium
+#                                                           the smoke listening page in chromium,
+#                                                           the smoke paper's layout and pages
 SHELL := /bin/bash
 PY := .venv/bin/python
 PROFILE ?= auto
@@ -24,6 +25,7 @@ nbval: install
 test: lint unit nbval
 	$(MAKE) --no-print-directory paper PROFILE=smoke
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_listening_browser.py -k built_smoke_page
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_paper_pages.py -k built_smoke_paper
 
 reproduce: install
 	$(PY) -m stemprover.stages.reproduce --profile $(PROFILE) --from $(FROM)

@@ -9,7 +9,7 @@ VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 APT_PACKAGES="ffmpeg fluidsynth fluid-soundfont-gm musescore-general-soundfont timgm6mb-soundfont \
 festival festvox-kallpc16k latexmk texlive-latex-extra texlive-latex-recommended \
-texlive-fonts-recommended chromium chromium-driver"
+texlive-fonts-recommended chromium chromium-driver poppler-utils"
 
 missing=""
 for pkg in $APT_PACKAGES; do

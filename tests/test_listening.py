@@ -163,27 +163,78 @@ def test_notebook_shows_a_player_and_a_spectrogram_per_clip(examples, monkeypatc
 
 
 # ---------------------------------------------------------------- the page
-def test_page_shows_every_clip_with_its_spectrogram_score_and_provenance(examples, tmp_path):
+def test_page_has_one_player_per_example_and_a_switch_to_every_clip(examples, tmp_path):
     folder, index = examples
     results = folder.parents[1]
     (results / "05_evaluation" / "run.json").write_text(json.dumps({"code_commit": "abc1234"}))
     page = listening.build_page(results, tmp_path / "page")
     text = page.read_text()
+    players = re.findall(r'<audio controls loop preload="metadata" src="([^"]+)"', text)
+    assert len(players) == len(index["examples"]) == 2
+    assert all(p.endswith("_identity.flac") for p in players)  # the switch starts there
+    buttons = re.findall(r'<button type="button" aria-pressed="(true|false)" '
+                         r'data-src="([^"]+)" data-image="([^"]+)" data-score="([^"]+)">', text)
     n_clips = sum(len(e["clips"]) for e in index["examples"])
-    sources = re.findall(r'<audio controls preload="metadata" src="([^"]+)"', text)
-    images = re.findall(r'<img src="([^"]+)"', text)
-    assert len(sources) == len(images) == n_clips == 10
-    for path in sources + images:
-        assert (page.parent / path).is_file()
-    for path in sources:
-        info = sf.info(page.parent / path)
+    assert len(buttons) == n_clips == 10
+    assert [b[0] for b in buttons].count("true") == len(players)  # one chosen clip per row
+    for _, audio, image, _ in buttons:
+        assert (page.parent / audio).is_file() and (page.parent / image).is_file()
+        info = sf.info(page.parent / audio)
         assert info.format == "FLAC" and info.duration <= MAX_CLIP_SECONDS
-    assert text.count("SI-SDR 20.00 dB") == text.count("SI-SDR 40.00 dB") == 2
+        assert info.channels == 2  # the input's channels, not a mono mix
+    scores = [b[3] for b in buttons]
+    assert scores.count("SI-SDR 20.00 dB") == scores.count("SI-SDR 40.00 dB") == 2
     assert "Profile <code>cpu</code>" in text and "<code>abc1234</code>" in text
-    # no script, style sheet, font or icon from elsewhere: the page works offline
-    assert "<script" not in text and "stylesheet" not in text and "http" not in text
+    assert "8000 Hz, stereo" in text
+    # one inline script, nothing from elsewhere: the page works offline
+    assert text.count("<script") == 1 and "<script>" in text and "src=\"http" not in text
+    assert "stylesheet" not in text and "http" not in text
     assert re.findall(r"<link[^>]*>", text) == ['<link rel="icon" href="data:,">']
     assert sum(p.stat().st_size for p in page.parent.rglob("*")) < listening.PAGE_MAX_MB * 1e6
+
+
+def test_each_row_says_what_to_listen_for():
+    row = {"testset": "synthetic", "stem": "vocals",
+           "separator": "degraded:artifact=musical_noise,severity=0.6"}
+    text = listening.listen_for(row)
+    assert "musical noise" in text and "breaths" in text
+    text = listening.listen_for({"testset": "real", "stem": "bass", "separator": "htdemucs"})
+    assert text.startswith("Listen for clean note onsets")
+    sweep = listening.listen_for({"testset": "quality_sweep", "stem": "drums",
+                                  "separator": "degraded:bleed:severity=0.1"})
+    assert "leaves it alone" in sweep and "bleed" in sweep
+
+
+def test_the_model_alone_is_heard_beside_the_four_stem_path():
+    order = sorted(["clean", "stemprover@4", "bridge", "identity", "stemprover@1", "mixture",
+                    "postfilter", "regression"], key=listening.clip_order)
+    assert order == ["mixture", "identity", "postfilter", "regression", "bridge",
+                     "stemprover@1", "stemprover@4", "clean"]
+    assert listening.clip_label("bridge") == "model alone"
+
+
+def test_the_quality_sweep_row_is_its_best_stem_at_its_mildest_severity(tmp_path):
+    from stemprover.stages import evaluation
+
+    t = np.arange(4000) / fx.CLIP_RATE
+    clean = {s: np.tile(np.sin(2 * np.pi * f * t), (2, 1)).astype(np.float32)
+             for s, f in (("vocals", 440), ("bass", 110))}
+    noise = np.random.default_rng(0).normal(size=(2, t.size)).astype(np.float32)
+    items = []
+    for severity in (0.1, 0.5):
+        separated = {"vocals": clean["vocals"] + 0.5 * noise, "bass": clean["bass"] + 0.01 * noise}
+        items.append(TestItem("quality_sweep", f"x@degraded:bleed:severity={severity}",
+                              "degraded", fx.CLIP_RATE, clean["vocals"] + clean["bass"],
+                              clean, separated))
+    cfg = SimpleNamespace(example_testsets=["synthetic"], example_stems=None,
+                          stems=["vocals", "bass"], example_seconds=1.0, examples_max_mb=1.0)
+    keep = evaluation.example_keep(cfg, items)
+    assert [keep(i) for i in items] == [True, False]
+    outputs = {"identity": items[0].separated}
+    evaluation.save_examples({"quality_sweep": (items[0], outputs)}, cfg, tmp_path, "")
+    index = read_examples(tmp_path)
+    assert [(e["testset"], e["stem"]) for e in index["examples"]] == [("quality_sweep", "bass")]
+    assert index["examples"][0]["channels"] == 2
 
 
 def test_page_names_a_missing_run_record(examples, tmp_path):
@@ -220,3 +271,19 @@ def test_cpu_page_is_committed_under_paper_and_required(root):
         listening.build_profile_page("cpu")
     fx.write_examples(root / "results" / "cpu" / "05_evaluation" / "examples")
     assert listening.build_profile_page("cpu") == root / "paper" / "demo" / "cpu" / "index.html"
+
+
+def test_the_figure_example_is_the_released_models_default_step_count(tmp_path):
+    from stemprover.stages import evaluation
+
+    model = tmp_path / "model"
+    model.mkdir()
+    cfg = SimpleNamespace(model_dir=str(model))
+    assert evaluation.default_step_count(cfg) is None  # no model: no default to show
+    for formulation, steps in (("bridge", 1), ("sdedit", 4)):
+        (model / "stemprover.json").write_text(json.dumps({"config": {"formulation": formulation}}))
+        assert evaluation.default_step_count(cfg) == steps
+    names = ["identity", "stemprover@1", "stemprover@2", "stemprover@4"]
+    assert evaluation.featured_system(names, 1) == "stemprover@1"
+    assert evaluation.featured_system(names, 2) == "stemprover@2"
+    assert evaluation.featured_system(names, None) == "stemprover@4"

@@ -9,6 +9,8 @@ only where they are absent are these tests skipped.
 
 import functools
 import http.server
+import io
+import re
 import shutil
 import threading
 import time
@@ -44,7 +46,7 @@ return {
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
   resources: performance.getEntriesByType('resource').map(r => r.name),
   sheets: Array.from(document.styleSheets).map(s => s.href),
-  scripts: document.scripts.length,
+  scripts: Array.from(document.scripts).map(s => s.src),
 };
 """
 
@@ -57,7 +59,8 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,900", "--mute-audio"):
+                 "--window-size=1280,900", "--mute-audio",
+                 "--autoplay-policy=no-user-gesture-required"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -68,10 +71,35 @@ def browser():
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """A static server that answers byte ranges, as the hosts of a page do (GitHub Pages,
+    nginx): a browser seeking in a clip, or reloading it on a switch, asks for one."""
+
     failed: list
 
     def log_message(self, *args):
         pass
+
+    def send_head(self):
+        found = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if not found or not path.is_file():
+            return super().send_head()
+        size = path.stat().st_size
+        first = int(found.group(1))
+        last = min(int(found.group(2)) if found.group(2) else size - 1, size - 1)
+        if first >= size:
+            self.send_error(416)
+            return None
+        with open(path, "rb") as handle:
+            handle.seek(first)
+            body = handle.read(last - first + 1)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        return io.BytesIO(body)
 
     def log_request(self, code="-", size="-"):
         if isinstance(code, int) and code >= 400:
@@ -130,7 +158,7 @@ def page_problems(driver, url: str, page: Path, screenshot: str) -> list[str]:
     base = url.rsplit("/", 1)[0] + "/"
     problems += [f"outside resource {r}" for r in state["resources"] if not r.startswith(base)]
     problems += [f"external style sheet {s}" for s in state["sheets"] if s]
-    problems += ["a script on the page"] if state["scripts"] else []
+    problems += [f"outside script {src}" for src in state["scripts"] if src]
     problems += _link_problems(state["links"], page)
     problems += [f"console {e['level']}: {e['message']}" for e in driver.get_log("browser")
                  if e["level"] in ("SEVERE", "WARNING")]
@@ -158,10 +186,23 @@ def test_page_loads_every_clip_image_and_link_from_a_web_server(browser, serve, 
     problems = page_problems(browser, base + "index.html", fixture_page, "listening_http.png")
     assert problems + failed == []
     players = browser.execute_script("return document.querySelectorAll('audio').length")
-    assert players == 10
-    durations = browser.execute_script(
-        "return Array.from(document.querySelectorAll('audio')).map(a => a.duration)")
+    assert players == 2  # one per example; the switch reaches the other clips
+    durations = []
+    for row in range(players):
+        n_buttons = browser.execute_script(
+            "return document.querySelectorAll('div.player')[arguments[0]]"
+            ".querySelectorAll('button[data-src]').length", row)
+        for k in range(n_buttons):
+            target = browser.execute_script(SWITCH, row, k)["expected"]
+            state = _wait(browser, PLAYBACK, [row],
+                          lambda s, t=target: s["src"].endswith(t) and s["ready"] >= 1
+                          or s["error"] is not None)
+            assert state["error"] is None and state["ready"] >= 1, (target, state)
+            durations.append(browser.execute_script(
+                "return document.querySelectorAll('div.player audio')[arguments[0]].duration",
+                row))
     assert durations == pytest.approx([fx.CLIP_SECONDS] * 10, abs=0.01)
+    assert failed == []
 
 
 def test_page_loads_every_clip_image_and_link_as_a_file(browser, fixture_page):
@@ -179,6 +220,86 @@ def test_a_missing_clip_is_caught(browser, serve, tmp_path):
     assert any("real_vocals_identity.flac: readyState 0" in p for p in problems)
     assert any(p.startswith("broken link") and "identity" in p for p in problems)
     assert "/media/real_vocals_identity.flac: HTTP 404" in failed
+
+
+SWITCH = """
+const player = document.querySelectorAll('div.player')[arguments[0]];
+const audio = player.querySelector('audio');
+const target = player.querySelectorAll('button[data-src]')[arguments[1]];
+target.click();
+return {src: audio.getAttribute('src'), expected: target.dataset.src,
+        image: player.querySelector('img.spec').getAttribute('src'),
+        pressed: Array.from(player.querySelectorAll('button[aria-pressed="true"]'))
+                      .map(b => b.dataset.src)};
+"""
+PLAYBACK = """
+const audio = document.querySelectorAll('div.player audio')[arguments[0]];
+return {time: audio.currentTime, paused: audio.paused, ready: audio.readyState,
+        src: audio.currentSrc, error: audio.error ? audio.error.code : null,
+        message: audio.error ? audio.error.message : null};
+"""
+
+
+def _wait(driver, script, args, until, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    state = driver.execute_script(script, *args)
+    while not until(state) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        state = driver.execute_script(script, *args)
+    return state
+
+
+@pytest.fixture(scope="module")
+def long_page(tmp_path_factory):
+    """A page with 3 s clips, long enough to switch in the middle of one."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from stemprover.data.testsets import TestItem
+    from stemprover.stages.evaluation import save_examples
+
+    root = tmp_path_factory.mktemp("listening_long")
+    results = root / "results" / "smoke"
+    t = np.arange(3 * fx.CLIP_RATE) / fx.CLIP_RATE
+    clean = np.tile(0.5 * np.sin(2 * np.pi * 440 * t), (2, 1)).astype(np.float32)
+    other = np.tile(0.5 * np.sin(2 * np.pi * 1000 * t), (2, 1)).astype(np.float32)
+    item = TestItem("synthetic", "track", "hpss", fx.CLIP_RATE, clean + other,
+                    {"vocals": clean}, {"vocals": clean + 0.2 * other})
+    outputs = {name: {"vocals": clean + a * other} for name, a in fx.CLIP_NOISE.items()}
+    cfg = SimpleNamespace(example_stems=None, stems=["vocals"], example_seconds=3.0,
+                          examples_max_mb=1.0)
+    kept = {"synthetic": (item, outputs), "real": (item, outputs)}
+    save_examples(kept, cfg, results / "05_evaluation" / "examples", "stemprover@4")
+    return listening.build_page(results, root / "demo")
+
+
+def test_switching_systems_keeps_the_play_position_and_keeps_playing(browser, serve, long_page):
+    base, failed = serve(long_page.parent)
+    browser.get_log("browser")
+    browser.get(base + "index.html")
+    start = "const a = document.querySelectorAll('div.player audio')[0]; a.currentTime = 1.0; a.play();"
+    browser.execute_script(start)
+    before = _wait(browser, PLAYBACK, [0], lambda s: not s["paused"] and s["time"] > 1.1)
+    assert not before["paused"] and before["time"] > 1.1, before
+    switched = browser.execute_script(SWITCH, 0, 3)  # a StemProver clip
+    assert switched["src"] == switched["expected"] and switched["pressed"] == [switched["src"]]
+    assert switched["image"] == switched["expected"].replace(".flac", ".png")
+    after = _wait(browser, PLAYBACK, [0],
+                  lambda s: s["src"].endswith(switched["expected"]) and s["ready"] >= 1
+                  and not s["paused"])
+    assert after["src"].endswith(switched["expected"]) and after["error"] is None
+    assert not after["paused"], after
+    # the new clip goes on from where the old one was (plus the time the switch took)
+    assert before["time"] - 0.05 <= after["time"] < before["time"] + 1.0, (before, after)
+    paused = "document.querySelectorAll('div.player audio')[1].pause();"
+    browser.execute_script(paused)  # a paused row stays paused, at its position
+    browser.execute_script("document.querySelectorAll('div.player audio')[1].currentTime = 2.0;")
+    browser.execute_script(SWITCH, 1, 1)
+    still = _wait(browser, PLAYBACK, [1], lambda s: s["ready"] >= 1 and abs(s["time"] - 2.0) < 0.05)
+    assert still["paused"] and abs(still["time"] - 2.0) < 0.05, still
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert errors == [] and failed == []
 
 
 @pytest.mark.skipif(not SMOKE_PAGE.is_file(),
@@ -200,5 +321,7 @@ def test_committed_page_loads_every_clip_and_image_in_the_browser(browser, serve
     problems = page_problems(browser, base + "index.html", page,
                              f"listening_{page.parent.name}.png")
     assert problems + failed == []
-    players = browser.execute_script("return document.querySelectorAll('audio').length")
-    assert players == len(list((page.parent / "media").glob("*.flac")))
+    heard = browser.execute_script(
+        "return Array.from(document.querySelectorAll('audio[src], button[data-src]'))"
+        ".map(e => e.getAttribute('data-src') || e.getAttribute('src'))")
+    assert {Path(h).name for h in heard} == {p.name for p in (page.parent / "media").glob("*.flac")}

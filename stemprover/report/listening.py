@@ -6,14 +6,19 @@
     show_examples("results/cpu/05_evaluation/examples")
 
 Both read ``results/<profile>/05_evaluation/examples/`` alone (the clips and their index,
-:mod:`stemprover.stages.evaluation`): for each test set and stem, one player per clip (mixture,
-separator output, every system, clean), its spectrogram on a colour scale shared along the
-row, and its SI-SDR against the clean clip from the index. No number is typed here.
+:mod:`stemprover.stages.evaluation`). The notebook shows one player per clip. The page shows
+one player per example (a test set and stem) with an A/B switch between the systems: the
+mixture, the separator output, the post-filter, the regression U-Net, StemProver's model alone
+on the stem, StemProver after the four-stem projection at each step count, and the clean stem.
+Switching keeps the play position and keeps playing, so a listener hears the same bar through
+each system. Each row says what to listen for (from its stem and the separator's artifact), and
+shows the spectrogram and the SI-SDR of the chosen clip. No number is typed here.
 
-The page (``index.html`` and ``media/``: lossless FLAC clips, PNG spectrograms) has no
-script, no external style sheet and no web font, so it works offline, from a file or any
-static host. cpu and gpu pages go to ``paper/demo/<profile>/`` (committed, linked from the
-README); the smoke page goes to ``build/demo/smoke/`` so tests never touch committed files.
+The page (``index.html`` and ``media/``: lossless FLAC clips, PNG spectrograms) has one small
+inline script for the switch, no external script, style sheet or web font, so it works
+offline, from a file or any static host. cpu and gpu pages go to ``paper/demo/<profile>/``
+(committed, linked from the README); the smoke page goes to ``build/demo/smoke/`` so tests
+never touch committed files.
 """
 
 from __future__ import annotations
@@ -39,8 +44,10 @@ from stemprover.project.provenance import code_commit
 from stemprover.report import resultsio as rio
 from stemprover.report.clip_plots import RANGE_DB, Spectrogram, clip_png, spectrogram
 
-PAGE_MAX_MB = 15.0  # the committed page and its media stay below this
-CLIP_LABELS = {"mixture": "mixture", "clean": "clean stem"}
+PAGE_MAX_MB = 20.0  # the committed page and its stereo media stay below this
+CLIP_LABELS = {"mixture": "mixture", "clean": "clean stem", "identity": "separator output",
+               "bridge": "model alone"}
+FIRST_HEARD = "identity"  # the switch starts at the separator output: the thing to improve on
 STAGE = "05_evaluation"
 STYLE = """
 body { font-family: Georgia, 'DejaVu Serif', serif; margin: 2em auto; max-width: 72em;
@@ -57,11 +64,78 @@ figcaption { font-size: 0.85em; display: flex; justify-content: space-between; g
 span.score { font-variant-numeric: tabular-nums; white-space: nowrap; }
 footer { margin-top: 2.5em; color: #666; font-size: 0.85em; }
 code { font-size: 0.95em; }
+p.listen { margin: 0.3em 0; }
+div.player { border: 1px solid #e4e4e4; border-radius: 4px; padding: 0.6em; max-width: 46em; }
+div.player img { display: block; width: 100%; max-width: 600px; height: auto; }
+div.player audio { width: 100%; max-width: 600px; margin: 0.4em 0; }
+div.choices { display: flex; flex-wrap: wrap; gap: 0.3em; }
+div.choices button { font: inherit; font-size: 0.9em; padding: 0.25em 0.6em; cursor: pointer;
+                     border: 1px solid #888; border-radius: 3px; background: #f6f6f6; }
+div.choices button[aria-pressed="true"] { background: #0072B2; color: #fff; border-color: #0072B2; }
+p.now { font-size: 0.9em; margin: 0.4em 0 0; display: flex; gap: 1em; flex-wrap: wrap; }
+p.downloads { font-size: 0.8em; color: #555; margin: 0.3em 0 0; }
 """
+SCRIPT = """
+document.querySelectorAll('div.player').forEach(function (player) {
+  var audio = player.querySelector('audio');
+  var image = player.querySelector('img.spec');
+  var now = player.querySelector('p.now');
+  var buttons = player.querySelectorAll('button[data-src]');
+  buttons.forEach(function (button) {
+    button.addEventListener('click', function () {
+      if (button.getAttribute('aria-pressed') === 'true') { return; }
+      var time = audio.currentTime;
+      var playing = !audio.paused && !audio.ended;
+      buttons.forEach(function (other) {
+        other.setAttribute('aria-pressed', other === button ? 'true' : 'false');
+      });
+      audio.addEventListener('loadedmetadata', function () {
+        // a seek to the very end (or to 0, where it already is) can fail in some demuxers
+        var end = isFinite(audio.duration) ? audio.duration - 0.05 : time;
+        if (time > 0) { audio.currentTime = Math.max(0, Math.min(time, end)); }
+        if (playing) { audio.play().catch(function () {}); }
+      }, {once: true});
+      audio.src = button.dataset.src;
+      image.src = button.dataset.image;
+      image.alt = 'spectrogram of the ' + button.textContent + ' clip';
+      now.querySelector('b').textContent = button.textContent;
+      now.querySelector('span.score').textContent = button.dataset.score;
+    });
+  });
+});
+"""
+LISTEN_FOR_ARTIFACT = {
+    "hf_loss": "the top octave: cymbals, breath and the s and t of the words, dulled in the "
+               "separator output",
+    "musical_noise": "a watery, twittering haze between notes (musical noise)",
+    "bleed": "other instruments leaking in behind the stem (bleed)",
+    "phase_smear": "soft, smeared attacks and a hollow, phasey tone",
+}
+LISTEN_FOR_STEM = {
+    "vocals": "consonants and breaths, and the accompaniment leaking in behind the voice",
+    "drums": "the snap of each hit and the shimmer of the cymbals",
+    "bass": "clean note onsets, and the kick drum leaking into the low end",
+    "other": "sustained chords without warble, and the voice leaking in",
+}
 
 
 def clip_label(system: str) -> str:
     return CLIP_LABELS.get(system) or rio.system_label(system)
+
+
+def listen_for(example: dict) -> str:
+    """What a listener should attend to in one row: the artifact its separator leaves (when
+    the separator name says) and what goes wrong in its stem."""
+    separator = str(example.get("separator") or "")
+    artifact = next((text for name, text in LISTEN_FOR_ARTIFACT.items() if name in separator),
+                    None)
+    stem = LISTEN_FOR_STEM.get(example["stem"], "what the separator left or took away")
+    if example["testset"] == "quality_sweep":
+        lead = ("A stem the separator already got nearly right: a good system leaves it alone, "
+                "so listen for anything it adds or takes away, and for ")
+    else:
+        lead = "Listen for "
+    return lead + (f"{artifact}; and for {stem}." if artifact else f"{stem}.")
 
 
 def score_text(value: float | None) -> str:
@@ -84,7 +158,9 @@ def example_source(example: dict) -> str:
         parts.append(f"separated by {example['separator']}")
     if example.get("start_s") is not None:
         parts.append(f"from {example['start_s']:.2f} s")
-    parts.append(f"{example['seconds']:.2f} s at {example['sample_rate']} Hz, mono")
+    channels = {1: "mono", 2: "stereo"}.get(example.get("channels", 1),
+                                            f"{example.get('channels')} channels")
+    parts.append(f"{example['seconds']:.2f} s at {example['sample_rate']} Hz, {channels}")
     return ", ".join(parts)
 
 
@@ -128,27 +204,45 @@ def show_examples(folder: str | Path, stems: Iterable[str] | None = None) -> Non
                      f"<table>{''.join(rows)}</table>"))
 
 
+def _player(example: dict) -> str:
+    """One player for an example: the chosen clip's spectrogram, the audio element, the A/B
+    switch (one button per clip) and the chosen clip's label and SI-SDR."""
+    esc = html.escape
+    clips = example["clips"]
+    first = next((c for c in clips if c["system"] == FIRST_HEARD), clips[0])
+    name, label = Path(first["file"]).stem, clip_label(first["system"])
+    buttons, downloads = [], []
+    for clip in clips:
+        stem, text = Path(clip["file"]).stem, clip_label(clip["system"])
+        pressed = "true" if clip is first else "false"
+        buttons.append(
+            f'<button type="button" aria-pressed="{pressed}" data-src="media/{esc(stem)}.flac" '
+            f'data-image="media/{esc(stem)}.png" data-score="{esc(score_text(clip["si_sdr_db"]))}"'
+            f">{esc(text)}</button>")
+        downloads.append(f'<a href="media/{esc(stem)}.flac" download>{esc(text)}</a>')
+    return (
+        '<div class="player">'
+        f'<img class="spec" src="media/{esc(name)}.png" width="600" height="280" '
+        f'alt="spectrogram of the {esc(label)} clip">'
+        f'<audio controls loop preload="metadata" src="media/{esc(name)}.flac"></audio>'
+        f'<div class="choices" role="group" aria-label="system heard">{"".join(buttons)}</div>'
+        f'<p class="now">now: <b>{esc(label)}</b>'
+        f'<span class="score">{esc(score_text(first["si_sdr_db"]))}</span></p>'
+        f'<p class="downloads">FLAC: {" · ".join(downloads)}</p></div>'
+    )
+
+
 def render_page(profile: str, examples: list[dict], computed_at: str, built_at: str) -> str:
     """The page's HTML; each clip's media are ``media/<file stem>.flac`` and ``.png``."""
     esc = html.escape
     sections = []
     for example in examples:
-        cards = []
-        for clip in example["clips"]:
-            name, label = Path(clip["file"]).stem, clip_label(clip["system"])
-            cards.append(
-                f'<figure class="clip" id="{esc(name)}">'
-                f"<figcaption><b>{esc(label)}</b>"
-                f'<span class="score">{score_text(clip["si_sdr_db"])}</span></figcaption>'
-                f'<img src="media/{esc(name)}.png" width="300" height="140" '
-                f'alt="spectrogram of the {esc(label)} clip">'
-                f'<audio controls preload="metadata" src="media/{esc(name)}.flac"></audio>'
-                f'<a href="media/{esc(name)}.flac" download>download (FLAC)</a></figure>'
-            )
+        anchor = f"{example['testset']}-{example['stem']}"
         sections.append(
-            f"<section><h2>{esc(example_title(example))}</h2>"
+            f'<section id="{esc(anchor)}"><h2>{esc(example_title(example))}</h2>'
             f'<p class="source">{esc(example_source(example))}</p>'
-            f'<div class="row">{"".join(cards)}</div></section>'
+            f'<p class="listen">{esc(listen_for(example))}</p>'
+            f"{_player(example)}</section>"
         )
     note = (" The smoke profile is a tiny pipeline check: its clips and numbers mean nothing."
             if profile == "smoke" else "")
@@ -165,13 +259,18 @@ def render_page(profile: str, examples: list[dict], computed_at: str, built_at: 
 <h1>StemProver: listening examples</h1>
 <p>Profile <code>{esc(profile)}</code>; results computed at commit
 <code>{esc(computed_at)}</code>, page built at commit <code>{esc(built_at)}</code>.{note}</p>
-<p>Each row is one excerpt of one test set and stem: the mixture, the separator output, every
-system, and the clean stem, as heard (mono, one gain per row). Above each player: the clip's
-spectrogram (dBFS, {RANGE_DB:.0f} dB shown, the same scale along a row) and its SI-SDR against
-the clean clip.</p>
+<p>Each row is one excerpt of one test set and stem, with one player. Press play, then switch
+between the systems with the buttons: the clip changes at the same point and keeps playing
+(it loops), so you hear the same bar through each. <b>separator output</b> is the stem as
+separated; <b>model alone</b> is StemProver's model on this stem only; <b>StemProver</b> is the
+four-stem path, the model after the Wiener projection of all four stems over the mixture, at
+each step count; <b>post-filter</b> is that projection alone. Clips are as heard, one gain per
+row; above the player, the chosen clip's spectrogram (dBFS, {RANGE_DB:.0f} dB shown, the same
+scale along a row), and beside its name its SI-SDR against the clean clip.</p>
 {chr(10).join(sections)}
 <footer>Generated by <code>stemprover.report.listening</code> from
 <code>results/{esc(profile)}/{STAGE}/examples/</code>; do not edit.</footer>
+<script>{SCRIPT}</script>
 </body>
 </html>
 """
@@ -279,7 +378,7 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-CLIP_SYSTEMS = ("identity", "postfilter", "regression")
+CLIP_SYSTEMS = ("identity", "postfilter", "regression", "bridge")
 
 
 MAX_CLIP_SECONDS = 4.0  # the listening page promises short clips, whatever example_seconds says
@@ -336,6 +435,7 @@ def index_examples(folder: Path) -> dict:
             score = None if system == "clean" else round(si_sdr(audio, clean), 2)
             clips.append({"system": system, "file": files[system].name, "si_sdr_db": score})
         examples.append({"testset": testset, "stem": stem, "sample_rate": rate,
+                         "channels": int(clean.shape[0]) if clean.ndim > 1 else 1,
                          "seconds": round(clean.shape[-1] / rate, 3), "clips": clips})
     return {"examples": examples}
 

@@ -48,10 +48,11 @@ Both are small because they are committed with the results: the FLAC clips feed 
 players of notebook 05 and the listening page (:mod:`stemprover.report.listening`), the arrays
 feed the before/after/clean figure of ``08_figures``.
 
-``examples/`` holds ``<testset>_<stem>_<system>.flac`` (16-bit mono FLAC, ``@`` written ``_``) and
+``examples/`` holds ``<testset>_<stem>_<system>.flac`` (16-bit FLAC with the channels of the input
+at the evaluation's sample rate, ``@`` written ``_``) and
 ``examples.json``, their index::
 
-    {"examples": [{"testset": "real", "stem": "vocals", "sample_rate": 22050,
+    {"examples": [{"testset": "real", "stem": "vocals", "sample_rate": 22050, "channels": 2,
                    "seconds": 3.0, "track": ..., "separator": ..., "start_s": 1.5,
                    "clips": [{"system": "mixture", "file": "real_vocals_mixture.flac",
                               "si_sdr_db": -6.4}, ..., {"system": "clean", ...,
@@ -70,6 +71,7 @@ feed the before/after/clean figure of ``08_figures``.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -428,11 +430,27 @@ def sweep_specs(cfg: EvaluationConfig) -> list[str]:
     return [f"{cfg.sweep_family}:severity={severity:g}" for severity in cfg.sweep_severities]
 
 
-def featured_system(names: list[str]) -> str:
-    """The enhanced system shown in examples: StemProver at 4 steps, else the closest."""
-    candidates = ["stemprover@4", *sorted(n for n in names if n.startswith("stemprover@"))]
+def featured_system(names: list[str], default_steps: int | None = None) -> str:
+    """The enhanced system shown in the spectrogram figure: StemProver at the released
+    model's default step count, else at 4 steps, else the closest."""
+    first = [f"stemprover@{default_steps}"] if default_steps else []
+    candidates = [*first, "stemprover@4", *sorted(n for n in names if n.startswith("stemprover@"))]
     candidates += ["regression", "postfilter"]
     return next((n for n in candidates if n in names), "")
+
+
+def default_step_count(cfg: EvaluationConfig) -> int | None:
+    """The steps ``stemprover enhance`` takes with 04's model when none are given
+    (:func:`stemprover.inference.enhance.default_steps`); None without that model."""
+    from types import SimpleNamespace
+
+    from stemprover.inference.enhance import default_steps
+
+    record = input_path(cfg.model_dir) / "stemprover.json" if cfg.model_dir else None
+    if record is None or not record.is_file():
+        return None
+    formulation = json.loads(record.read_text()).get("config", {}).get("formulation", "bridge")
+    return default_steps(SimpleNamespace(is_bridge=formulation == "bridge"), None)
 
 
 def headline(sig: pd.DataFrame, metrics: tuple[str, ...] = ("si_sdr", "sdr")) -> pd.DataFrame:
@@ -453,16 +471,16 @@ def run_evaluation(
     cfg = resolve_inputs(cfg, profile)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    keep = set(cfg.example_testsets)
     with cpu_threads(cfg.torch_threads):
         items = build_items(cfg) if items is None else items
         systems = make_systems(cfg) if systems is None else systems
-        result, kept = evaluate_items(items, systems, cfg, keep=lambda item: item.testset in keep)
+        result, kept = evaluate_items(items, systems, cfg, keep=example_keep(cfg, items))
     result.per_track.to_csv(out_dir / "per_track.csv", index=False)
     result.aggregate.to_csv(out_dir / "aggregate.csv", index=False)
     result.significance.to_csv(out_dir / "significance.csv", index=False)
     result.phase_bands.to_csv(out_dir / "phase_bands.csv", index=False)
-    enhanced = featured_system(list(systems))
+    default = default_step_count(cfg)
+    enhanced = featured_system(list(systems), default)
     if kept:
         save_examples(kept, cfg, out_dir / "examples", enhanced)
         save_spectrograms(kept, cfg, out_dir / "spectrograms.npz", enhanced)
@@ -475,6 +493,8 @@ def run_evaluation(
         "cross_separators_seen_in_training": None if seen is None else sorted(seen & set(cross)),
         "n_items": {t: int(sum(i.testset == t for i in items)) for t in sorted({i.testset for i in items})},
         "systems": list(systems),
+        "default_steps": default,  # the released model's step count when none is given
+        "featured_system": enhanced,  # the system of spectrograms.npz
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
     }
     (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -482,6 +502,25 @@ def run_evaluation(
 
 
 """Systems heard next to the mixture, the clean stem and every StemProver step count."""
+
+QUALITY_SWEEP = "quality_sweep"
+
+
+def _severity(track: str) -> float:
+    """``"x@degraded:bleed:severity=0.3"`` -> 0.3 (inf when the track names none)."""
+    found = re.search(r"severity=([0-9.]+)", str(track))
+    return float(found.group(1)) if found else float("inf")
+
+
+def example_keep(cfg: Any, items: list) -> Callable[[Any], bool]:
+    """Which items are heard: the first of each of ``cfg.example_testsets``, and of a quality
+    sweep, when one was evaluated, the first at its mildest severity (a good stem)."""
+    wanted = set(cfg.example_testsets) | {t for t in (i.testset for i in items)
+                                          if t == QUALITY_SWEEP}
+    mildest = min((_severity(i.track) for i in items if i.testset == QUALITY_SWEEP),
+                  default=None)
+    return lambda item: item.testset in wanted and (
+        item.testset != QUALITY_SWEEP or _severity(item.track) == mildest)
 
 
 def clip_window(audio: np.ndarray, n_samples: int) -> tuple[int, int]:
@@ -509,8 +548,17 @@ def example_stems(cfg: Any) -> list[str]:
     return list(cfg.example_stems or cfg.stems)
 
 
+def best_stem(item: Any, stems: list[str]) -> list[str]:
+    """The stem whose separated version is closest to its clean one (SI-SDR), as a list."""
+    from stemprover.metrics.signal import si_sdr
+
+    scores = {s: si_sdr(item.separated[s], item.clean[s]) for s in stems if s in item.clean}
+    return [max(scores, key=scores.get)] if scores else []
+
+
 def save_examples(kept: dict, cfg: Any, folder: Path, enhanced: str) -> list[Path]:
-    """Write 16-bit mono clips, trimmed so the folder stays under ``cfg.examples_max_mb``.
+    """Write 16-bit clips with the channels of the input, trimmed so the folder stays under
+    ``cfg.examples_max_mb``. Of a quality sweep, only its best stem is written.
 
     Args:
         kept: ``{testset: (item, {system: {stem: (C, N)}})}``.
@@ -527,22 +575,26 @@ def save_examples(kept: dict, cfg: Any, folder: Path, enhanced: str) -> list[Pat
         old.unlink(missing_ok=True)
     stems = example_stems(cfg)
     sets = {(t, stem): example_clips(item, outs, stem, enhanced)
-            for t, (item, outs) in kept.items() for stem in stems if stem in item.clean}
+            for t, (item, outs) in kept.items()
+            for stem in (best_stem(item, stems) if t == QUALITY_SWEEP else stems)
+            if stem in item.clean}
     n_files = sum(len(c) for c in sets.values())
     sample_rate = next(iter(kept.values()))[0].sample_rate
-    # At most 2 bytes per mono sample (FLAC compresses below it) plus a header per file.
-    budget_s = (cfg.examples_max_mb * 1e6 - 100 * n_files) / (2 * sample_rate * max(n_files, 1))
+    channels = max(np.asarray(c["clean"]).shape[0] for c in sets.values()) if sets else 1
+    # At most 2 bytes per sample and channel (FLAC compresses below it) plus a header per file.
+    budget_s = ((cfg.examples_max_mb * 1e6 - 100 * n_files)
+                / (2 * channels * sample_rate * max(n_files, 1)))
     n_samples = int(min(cfg.example_seconds, budget_s, MAX_CLIP_SECONDS) * sample_rate)
     paths, found = [], {}
     for (testset, stem), clips in sets.items():
         start, end = clip_window(clips["clean"], n_samples)
-        mono = {name: np.mean(audio[..., start:end], axis=0) for name, audio in clips.items()}
+        excerpt = {name: np.asarray(audio)[..., start:end] for name, audio in clips.items()}
         # One gain per example keeps the levels comparable and avoids 16-bit clipping.
-        peak = max(float(np.max(np.abs(x))) for x in mono.values())
+        peak = max(float(np.max(np.abs(x))) for x in excerpt.values())
         gain = 0.99 / peak if peak > 0.99 else 1.0
-        for name, audio in mono.items():
+        for name, audio in excerpt.items():
             path = folder / f"{testset}_{stem}_{name.replace('@', '_')}.flac"
-            save_audio(path, (gain * audio)[None].astype(np.float32), sample_rate, subtype="PCM_16")
+            save_audio(path, (gain * audio).astype(np.float32), sample_rate, subtype="PCM_16")
             paths.append(path)
         item = kept[testset][0]
         found[testset, stem] = {"track": item.track, "separator": item.separator,

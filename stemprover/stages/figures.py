@@ -22,7 +22,13 @@ performance             ``07_performance/summary.json`` (+ its CSVs)
 detector_maps           ``01_phase_analysis/**/*.npz`` holding one map per artifact
 training_curves         loss CSVs of ``03_base_pretraining`` and ``04_lora_training``
 budget_curve            ``budget_curve.csv`` of ``03_base_pretraining`` and ``04_lora_training``
+gain_vs_input           ``05_evaluation/per_track.csv``, its ``quality_sweep`` test set
 ======================  ==============================================================
+
+A figure whose test set this run did not evaluate (``gain_vs_input`` without a quality sweep)
+is *absent*, not missing: every profile records it in the manifest and goes on, and the paper
+says that the figure is not drawn. Before a figure is saved, :func:`check_log_axes` refuses a
+log-scaled axis over non-positive data in every profile (matplotlib would silently drop it).
 """
 
 from __future__ import annotations
@@ -44,6 +50,17 @@ from stemprover.report.resultsio import budget_curves
 from stemprover.report.style import pyplot
 
 STAGE = "08_figures"
+QUALITY_SWEEP = "quality_sweep"
+GAIN_SYSTEMS = ("bridge", "postfilter", "stemprover@1", "stemprover@2", "stemprover@4", "regression")
+"""Systems of the gain figure, each against the identity on the same item."""
+
+
+class FigureAbsent(StemproverError):
+    """The run did not evaluate what the figure shows (not an error in any profile)."""
+
+
+class LogAxisError(StemproverError):
+    """A log-scaled axis holds non-positive data (an error in every profile)."""
 
 
 @dataclass
@@ -55,6 +72,8 @@ class FiguresConfig(Common):
     step_metrics: list[str] = field(default_factory=lambda: ["si_sdr", "phase_dev_hf"])
     ablation_metric: str = "si_sdr"  # metric of the ablation bars
     strict: bool | None = None  # raise on a missing input; None: all but the smoke profile
+    # input SI-SDR bin edges (dB) of the quality-sweep figure; None: metrics.stats' default
+    gain_bin_edges: list[float] | None = None
 
 
 def figures_out_dir(profile: str) -> Path:
@@ -69,7 +88,89 @@ def _plt():
     return pyplot()
 
 
+def _data_values(ax, which: str) -> np.ndarray:
+    """Every finite data coordinate drawn on one axis (``"x"`` or ``"y"``) of ``ax``.
+
+    Lines, collections (``fill_between``, scatter) and patches (bars) count; coordinates in
+    axes units (the x of an ``axhline``) do not.
+    """
+    from matplotlib.collections import PathCollection
+
+    index = 0 if which == "x" else 1
+    chunks = []
+
+    def in_data(artist) -> bool:
+        return artist.get_transform().contains_branch_seperately(ax.transData)[index]
+
+    for line in ax.get_lines():
+        if in_data(line):
+            chunks.append(np.asarray(line.get_xydata(), dtype=float)[:, index])
+    for collection in ax.collections:
+        if isinstance(collection, PathCollection):  # scatter: the offsets are the data
+            if collection.get_offset_transform().contains_branch_seperately(ax.transData)[index]:
+                chunks.append(np.asarray(collection.get_offsets(), dtype=float)[:, index])
+        elif in_data(collection):  # fill_between and other polygons: their vertices
+            for path in collection.get_paths():
+                chunks.append(np.asarray(path.vertices, dtype=float)[:, index])
+    for patch in ax.patches:
+        if in_data(patch) and hasattr(patch, "get_bbox"):
+            box = patch.get_bbox()
+            chunks.append(np.array([box.x0, box.x1] if which == "x" else [box.y0, box.y1]))
+    values = np.concatenate(chunks) if chunks else np.empty(0)
+    return values[np.isfinite(values)]
+
+
+def check_log_axes(fig, name: str = "figure") -> None:
+    """Raise :class:`LogAxisError` when a log-scaled axis of ``fig`` holds data <= 0."""
+    for k, ax in enumerate(fig.axes):
+        for which in ("x", "y"):
+            if getattr(ax, f"get_{which}scale")() != "log":
+                continue
+            values = _data_values(ax, which)
+            if (values <= 0).any():
+                raise LogAxisError(
+                    f"{name}: panel {k + 1} has a log {which} axis over non-positive data "
+                    f"(min {values.min():.3g}); use a linear or symlog axis"
+                )
+
+
+def _readable_log_axis(ax, which: str = "y") -> None:
+    """Log ticks at 1, 2 and 5 times each power of ten, labelled as plain numbers, so a
+    range under a decade still gets several labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+
+
+def _value_scale(ax, values, which: str = "y", robust: bool = False) -> str:
+    """Log for positive data spanning at least a factor of 4 (with readable ticks), linear
+    otherwise; returns the scale. ``robust`` limits a linear axis to the 1st-99th percentile
+    of the data (plus a margin), so that a few stray spikes do not flatten the curves."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    setter = getattr(ax, f"set_{which}scale")
+    if values.size and values.min() > 0 and values.max() / values.min() >= 4:
+        setter("log")
+        _readable_log_axis(ax, which)
+        return "log"
+    setter("linear")
+    if robust and values.size:
+        low, high = np.percentile(values, [1, 99])
+        margin = 0.1 * (high - low) or 0.1 * max(abs(high), 1e-6)
+        getattr(ax, f"set_{which}lim")(low - margin, high + margin)
+    return "linear"
+
+
+CHECKED: set[str] = set()
+"""Names of the figures whose axes :func:`_save` checked in this process (for the manifest)."""
+
+
 def _save(fig, out_dir: Path, name: str) -> Path:
+    check_log_axes(fig, name)
+    CHECKED.add(name)
     path = out_dir / f"{name}.pdf"
     tmp = path.with_suffix(".tmp.pdf")
     # A fixed creation date keeps the committed PDFs byte-stable across reruns.
@@ -113,8 +214,26 @@ def spectrograms(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path,
         ax.set_xlabel("time (s)")
     for ax in axes.ravel():
         ax.grid(False)
-    fig.suptitle(example.title, fontsize=8)
+    fig.suptitle(example.title + _default_note(profile, source), fontsize=8)
     return _save(fig, out_dir, "spectrograms"), [source]
+
+
+def _default_note(profile: str, source: Path) -> str:
+    """``" (the default: 1 step)"`` when 05 recorded the released model's step count and the
+    example shows it; a note that it does not otherwise (from ``evaluation.json``)."""
+    try:
+        record = json.loads(rio.stage_file(profile, "05_evaluation", "evaluation.json").read_text())
+    except (StemproverError, ValueError):
+        return ""
+    steps = record.get("default_steps")
+    if steps is None:
+        return ""
+    with np.load(source, allow_pickle=False) as data:
+        shown = rio.system_steps(str(data["system"])) if "system" in data.files else None
+    unit = "step" if int(steps) == 1 else "steps"
+    if shown == int(steps):
+        return f" (the default: {steps} {unit})"
+    return f" (not the default of {steps} {unit})"
 
 
 def phase_error_bands(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, list[Path]]:
@@ -240,7 +359,8 @@ def performance(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, 
         axes[0].axhline(separator_rtf, color="C1", linestyle="--", label="HTDemucs separation")
     axes[0].axhline(1.0, color="0.5", linestyle=":", linewidth=0.8, label="real time")
     axes[0].set_xscale("log")
-    axes[0].set_yscale("log")
+    drawn_rtf = [rtf[s] for s in x] + [1.0] + ([separator_rtf] if separator_rtf else [])
+    _value_scale(axes[0], drawn_rtf, "y")
     axes[0].set_xticks(x, [str(s) for s in x])
     axes[0].minorticks_off()
     axes[0].set_xlabel("steps")
@@ -317,15 +437,19 @@ def training_curves(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Pa
     fig, axes = plt.subplots(1, len(curves), figsize=(6.5, 2.3), squeeze=False)
     inputs = []
     for ax, (stage, runs) in zip(axes[0], curves.items()):
+        drawn = []
         for k, (label, path, table) in enumerate(runs):
             ax.plot(table["step"], table["loss"], color=f"C{k}", alpha=0.3, linewidth=0.6)
             window = max(1, len(table) // 25)
             smooth = table["loss"].rolling(window, min_periods=1).mean()
             ax.plot(table["step"], smooth, color=f"C{k}", label=label)
             inputs.append(path)
-        ax.set_yscale("log")
+            drawn.append(table["loss"].to_numpy(dtype=float))
+        # Losses with an SNR term go negative: a log axis would drop them.
+        scale = _value_scale(ax, np.concatenate(drawn) if drawn else [], "y", robust=True)
+        title = stage.split("_", 1)[1].replace("_", " ")
+        ax.set_title(title + (" (1st-99th percentile)" if scale == "linear" else ""))
         ax.set_xlabel("step")
-        ax.set_title(stage.split("_", 1)[1].replace("_", " "))
         ax.legend(fontsize=6.5)
     axes[0, 0].set_ylabel("training loss")
     return _save(fig, out_dir, "training_curves"), inputs
@@ -364,8 +488,22 @@ def budget_curve(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path,
         ax.axvline(base_end, color="0.5", linestyle=":", linewidth=0.8)
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation ΔSI-SDR (dB)")
-    fig.legend(loc="outside right center", fontsize=6.5)
+    handles, labels = ax.get_legend_handles_labels()
+    if by_type:  # colour: artifact type; line and marker: phase, named once
+        handles, labels = _budget_type_key(table, by_type, handles, labels)
+    fig.legend(handles, labels, loc="outside right center", fontsize=6.5)
     return _save(fig, out_dir, "budget_curve"), inputs
+
+
+def _budget_type_key(table: pd.DataFrame, columns: list[str], handles, labels):
+    """The main panel's entries, then one colour per artifact type of the second panel."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = list(handles), list(labels)
+    for k, column in enumerate(columns):
+        handles.append(Line2D([], [], color=f"C{k % 8}", marker="s", linestyle="none"))
+        labels.append(f"type: {column.removeprefix('gain_').replace('_', ' ')}")
+    return handles, labels
 
 
 def _budget_by_type(ax, table: pd.DataFrame, columns: list[str]) -> None:
@@ -381,8 +519,54 @@ def _budget_by_type(ax, table: pd.DataFrame, columns: list[str]) -> None:
                     label=f"{column.removeprefix('gain_')}: {PHASE_LABELS[phase]}")
     ax.axhline(0.0, color="0.5", linewidth=0.8)
     ax.set_xlabel("training minutes")
-    ax.set_title("per artifact type", fontsize=8)
-    ax.legend(fontsize=5.5)
+    ax.set_title("per artifact type (solid: general, dashed: regression)", fontsize=8)
+
+
+def gain_vs_input(profile: str, cfg: FiguresConfig, out_dir: Path) -> tuple[Path, list[Path]]:
+    """Gain over the separator output against the input's SI-SDR (quality sweep of 05).
+
+    One panel for all stems pooled, then one per stem; a line per system with its 95% CI
+    per bin (bootstrapped over excerpts), and the zero line: above it a system improves
+    stems of that quality, below it it harms them.
+    """
+    from stemprover.metrics.stats import INPUT_BIN_EDGES_DB, gain_by_input_bin
+
+    source = rio.stage_file(profile, "05_evaluation", "per_track.csv")
+    per_track = pd.read_csv(source)
+    if QUALITY_SWEEP not in set(per_track["testset"]):
+        raise FigureAbsent(f"{source.name} has no {QUALITY_SWEEP} test set")
+    sweep = per_track[per_track["testset"] == QUALITY_SWEEP]
+    table = gain_by_input_bin(sweep, GAIN_SYSTEMS, edges=cfg.gain_bin_edges or INPUT_BIN_EDGES_DB,
+                              seed=cfg.seed)
+    if table.empty:
+        raise StemproverError(f"{source}: no {QUALITY_SWEEP} item of {', '.join(GAIN_SYSTEMS)}")
+    return _save(plot_gain_by_input(table), out_dir, "gain_vs_input"), [source]
+
+
+def plot_gain_by_input(table: pd.DataFrame):
+    """Draw a table of :data:`stemprover.metrics.stats.BIN_COLUMNS` (one panel per stem,
+    ``all`` first); x is each bin's centre, in dB of input SI-SDR."""
+    plt = _plt()
+    stems = rio.ordered_stems(table[table["stem"] != "all"])
+    stems = ["all", *stems] if "all" in set(table["stem"]) else stems
+    fig, axes = plt.subplots(1, len(stems), figsize=(6.5, 2.4), sharey=True, squeeze=False)
+    systems = [s for s in GAIN_SYSTEMS if s in set(table["system"])]
+    for ax, stem in zip(axes[0], stems):
+        for k, system in enumerate(systems):
+            rows = table[(table["stem"] == stem) & (table["system"] == system)]
+            rows = rows.sort_values("bin_low")
+            centre = (rows["bin_low"] + rows["bin_high"]) / 2
+            ax.plot(centre, rows["mean"], marker="o", color=f"C{k % 8}",
+                    label=rio.system_label(system))
+            ax.fill_between(centre, rows["ci_low"], rows["ci_high"], color=f"C{k % 8}",
+                            alpha=0.15, lw=0)
+        ax.axhline(0.0, color="0.3", linewidth=0.8)
+        ax.set_title("all stems" if stem == "all" else stem)
+        ax.set_xlabel("input SI-SDR (dB)")
+    axes[0, 0].set_ylabel("ΔSI-SDR over the input (dB)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6))
+    return fig
 
 
 Producer = Callable[[str, FiguresConfig, Path], tuple[Path, list[Path]]]
@@ -395,6 +579,7 @@ PRODUCERS: dict[str, Producer] = {
     "detector_maps": detector_maps,
     "training_curves": training_curves,
     "budget_curve": budget_curve,
+    "gain_vs_input": gain_vs_input,
 }
 """Figure name -> its one producer; the paper includes ``NAME.pdf`` for each."""
 
@@ -403,22 +588,32 @@ def draw_all(profile: str, cfg: FiguresConfig | None = None, only=None) -> dict[
     """Draw every figure (or those in ``only``) and write the stage's manifest.
 
     Returns:
-        ``{"made": [names], "skipped": [names]}``; ``results/<profile>/08_figures/
-        manifest.json`` records each figure's file and the results it was drawn from.
+        ``{"made": [names], "skipped": [names], "absent": [names]}``; ``results/<profile>/
+        08_figures/manifest.json`` records each figure's file and the results it was drawn
+        from, and why a figure was skipped or is absent (:class:`FigureAbsent`).
 
     Raises:
-        StemproverError: an input is missing or malformed and the run is strict.
+        StemproverError: an input is missing or malformed and the run is strict, or a
+            figure has a log axis over non-positive data (any profile).
     """
     cfg = cfg or FiguresConfig()
     strict = profile != "smoke" if cfg.strict is None else cfg.strict
     out_dir = figures_out_dir(profile)
     root = repo_root()
-    manifest: dict[str, dict] = {"profile": profile, "figures": {}, "skipped": {}}
+    manifest: dict[str, dict] = {"profile": profile, "figures": {}, "skipped": {}, "absent": {}}
     for name, producer in PRODUCERS.items():
         if only and name not in only:
             continue
+        CHECKED.discard(name)
         try:
             path, inputs = producer(profile, cfg, out_dir)
+        except FigureAbsent as exc:
+            print(f"figures: {name} not drawn: {exc}")
+            manifest["absent"][name] = str(exc)
+            (out_dir / f"{name}.pdf").unlink(missing_ok=True)  # no stale figure from a past run
+            continue
+        except LogAxisError as exc:
+            raise StemproverError(f"figure {name}: {exc}") from None
         except StemproverError as exc:
             if strict:
                 raise StemproverError(f"figure {name}: {exc}") from None
@@ -428,10 +623,12 @@ def draw_all(profile: str, cfg: FiguresConfig | None = None, only=None) -> dict[
         manifest["figures"][name] = {
             "file": str(path.relative_to(root)),
             "inputs": sorted({str(p.relative_to(root)) for p in inputs}),
+            "log_axes": "checked" if name in CHECKED else "not checked",
         }
     target = results_dir(profile, STAGE) / "manifest.json"
     target.write_text(json.dumps(manifest, indent=2) + "\n")
-    return {"made": list(manifest["figures"]), "skipped": list(manifest["skipped"])}
+    return {"made": list(manifest["figures"]), "skipped": list(manifest["skipped"]),
+            "absent": list(manifest["absent"])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,9 @@
     python -m stemprover.stages.reproduce --profile smoke --paper-only  # `make paper`
 
 Each notebook is executed by papermill with its profile parameters into
-``build/notebooks/<profile>/``; the source notebooks are never overwritten.
+``build/notebooks/<profile>/``; the source notebooks are never overwritten. For the cpu and
+gpu profiles, stripped copies of the executed notebooks (:mod:`stemprover.report.executed`)
+go to ``results/<profile>/notebooks/`` after each stage, for readers of the committed results.
 The run stops at the first failing stage and names it.
 """
 
@@ -19,7 +21,11 @@ from stemprover.errors import StemproverError
 from stemprover.project.config import PROFILES, stage_params
 from stemprover.project.paths import STAGES, repo_root, results_dir, stage_name
 from stemprover.project.provenance import update_run
+from stemprover.report.executed import publish
 from stemprover.report.paper import build_paper
+
+PUBLISHED = ("cpu", "gpu")
+"""Profiles whose executed notebooks are copied, stripped, next to their results."""
 
 
 def resolve_profile(profile: str) -> str:
@@ -84,7 +90,18 @@ def run_notebooks(profile: str, first: str = "01") -> list[str]:
             ) from None
         print(f"reproduce [{profile}] {stage} done in {seconds:.0f} s", flush=True)
         ran.append(stage)
+        if profile in PUBLISHED:
+            publish_executed(profile, out_dir)
     return ran
+
+
+def publish_executed(profile: str, out_dir: Path) -> list[Path]:
+    """Stripped copies of the profile's executed notebooks in ``results/<profile>/notebooks/``."""
+    executed = [out_dir / f"{s}.ipynb" for s in STAGES if (out_dir / f"{s}.ipynb").is_file()]
+    try:
+        return publish(executed, repo_root() / "results" / profile / "notebooks")
+    except ValueError as exc:
+        raise StemproverError(f"reproduce: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,16 @@ Where things go:
   ``build/demo/smoke/`` for smoke).
 
 A build fails with :class:`~stemprover.errors.StemproverError` on a missing figure, an
-undefined reference or citation, a missing bibliography entry or any LaTeX error.
+undefined reference or citation, a missing bibliography entry or any LaTeX error. A cpu/gpu
+paper is refused when the code or the paper's sources differ from their last commit (it would
+name a ``+dirty`` commit); ``STEMPROVER_ALLOW_DIRTY=1`` builds it anyway with a red draft mark on
+its title page. The smoke paper builds on any tree.
+
+Layout checks (:func:`layout_problems`): the main text ends within :data:`MAIN_PAGES` pages
+(the page of the ``sp:references`` label, set after a ``\\clearpage``, minus one), and no table
+is wider than the text block (an overfull box of :data:`OVERFULL_PT` or more in a table's
+lines). A cpu/gpu build prints them as warnings; ``tests/test_paper_pages.py`` fails on them
+for the smoke paper.
 """
 
 from __future__ import annotations
@@ -21,18 +30,28 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from stemprover.errors import StemproverError
 from stemprover.project.paths import repo_root
+from stemprover.project.provenance import CODE_PATHS
+from stemprover.report import resultsio as rio
 from stemprover.report.listening import build_profile_page
 from stemprover.report.paper import claims as claims_mod
 from stemprover.report.paper import tables as tables_mod
 from stemprover.report.paper.data import load
+from stemprover.report.paper.latex import Macros, escape
 from stemprover.report.paper.numbers import build_numbers
+from stemprover.stages.figures import FiguresConfig
 
 SOURCES = ("main.tex", "refs.bib", "sections")
+MAIN_PAGES = 8  # an ICASSP or ISMIR paper: eight pages of text, then references and appendix
+OVERFULL_PT = 10.0  # a table at least this much wider than the text block loses a column
+PAPER_SOURCES = ("paper/main.tex", "paper/refs.bib", "paper/sections")
+ALLOW_DIRTY = "STEMPROVER_ALLOW_DIRTY"
+DRAFT_MARK = r"\textcolor{red}{\textbf{DRAFT: built from a modified tree at %s}}\\"
 FIGURE = re.compile(r"\\stemfig(?:\[[^\]]*\])?\{([A-Za-z0-9_]+)\}")
 LOG_PROBLEMS = (
     (re.compile(r"Reference `([^']+)' on page \S+ undefined"), "undefined reference"),
@@ -93,8 +112,10 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def generate(profile: str, where: Layout | None = None, strict: bool | None = None) -> list[Path]:
-    """Write ``generated/{numbers,claims,paths}.tex`` and ``tables/*.tex``; return the paths."""
+def generate(profile: str, where: Layout | None = None, strict: bool | None = None,
+             draft: str = "") -> list[Path]:
+    """Write ``generated/{numbers,claims,paths,figures}.tex`` and ``tables/*.tex``; return the
+    paths. ``draft`` names a modified tree's commit for the title page's draft mark."""
     where = where or layout(profile)
     data = load(profile, strict=strict)
     found = claims_mod.targets(data)
@@ -103,6 +124,7 @@ def generate(profile: str, where: Layout | None = None, strict: bool | None = No
         "generated/numbers.tex": build_numbers(data).tex(header),
         "generated/claims.tex": claims_mod.claims(data, found).tex(header),
         "generated/paths.tex": f"% {header}\n\\newcommand{{\\spFigDir}}{{{where.figures_rel}}}\n",
+        "generated/figures.tex": figure_macros(profile, where, draft).tex(header),
     }
     for name, body in tables_mod.all_tables(data, found).items():
         files[f"tables/{name}.tex"] = f"% {header}\n{body}"
@@ -111,6 +133,138 @@ def generate(profile: str, where: Layout | None = None, strict: bool | None = No
         _write(where.generated / name, text)
         paths.append(where.generated / name)
     return paths
+
+
+GAIN_FIGURE = r"""\begin{figure}[t]
+  \centering
+  \stemfig{gain_vs_input}
+  \caption{Gain in SI-SDR over the separator output against the input's own SI-SDR on the
+  quality sweep, all stems pooled (left) and per stem: mean over the items of each bin of input SI-SDR,
+  each item paired with its own input, with a 95\% CI bootstrapped over excerpts. Above the
+  zero line a system improves stems of that quality.}
+  \label{fig:gain_vs_input}
+\end{figure}
+Figure~\ref{fig:gain_vs_input} shows the gain of each system against the quality of its input."""
+GAIN_ABSENT = ("This run has no quality-sweep test set, so the gain against the input's SI-SDR "
+               "is not drawn.")
+PAIRED_PANEL = (" Right: each row minus the reference, item by item, with its paired 95\\% CI "
+                "(dashed: zero).")
+
+
+def figure_macros(profile: str, where: Layout, draft: str = "") -> Macros:
+    """Text that depends on what 08 drew: the gain figure or a sentence saying it is absent,
+    the ablation caption's second panel when the grid has one, and the draft mark."""
+    m = Macros()
+    drawn = (where.figures / "gain_vs_input.pdf").is_file()
+    m.add("fig gain vs input", GAIN_FIGURE if drawn else GAIN_ABSENT)
+    m.add("fig ablations panels", PAIRED_PANEL if _ablations_paired(profile) else "")
+    m.add("draft note", DRAFT_MARK % escape(draft) if draft else "")
+    return m
+
+
+def _ablations_paired(profile: str) -> bool:
+    """Whether the ablation figure has its paired panel (the same test as the figure's)."""
+    try:
+        path = rio.stage_file(profile, "06_ablations", "ablations.csv")
+        return rio.has_paired(rio.ablation_table(path, FiguresConfig().ablation_metric))
+    except (StemproverError, KeyError, ValueError):
+        return False
+
+
+def tree_state(paths: tuple[str, ...] = (*CODE_PATHS, *PAPER_SOURCES)) -> str:
+    """``""`` when ``paths`` match the last commit (or the tree is no git checkout), else the
+    commit they were changed from (``+dirty``); untracked files under them count as changes."""
+    root = repo_root()
+    try:
+        changed = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=root,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""  # not a git checkout (an archive): the title page names the commit unknown
+    return f"{head}+dirty" if changed else ""
+
+
+def check_tree(profile: str) -> str:
+    """The draft mark for a cpu/gpu paper from a modified tree ("" for a clean one, and for
+    smoke). Raises unless ``STEMPROVER_ALLOW_DIRTY=1``."""
+    if profile == "smoke":
+        return ""
+    state = tree_state()
+    if not state:
+        return ""
+    if os.environ.get(ALLOW_DIRTY) != "1":
+        raise StemproverError(
+            f"paper build: the code or paper sources differ from commit {state.split('+')[0]}; "
+            f"commit them and build again (or set {ALLOW_DIRTY}=1 for a marked draft)"
+        )
+    print(f"paper: WARNING: building a DRAFT from a modified tree ({state})", file=sys.stderr)
+    return state
+
+
+_OVERFULL = re.compile(r"Overfull \\hbox \(([\d.]+)pt too wide\) (in paragraph|in alignment|"
+                       r"detected) at lines? (\d+)(?:--(\d+))?")
+_PAREN = re.compile(r"\(([^\s()]*)|\)")
+_PATH = re.compile(r"\.{0,2}/[^\s()]+")
+
+
+def overfull_boxes(log: str) -> list[tuple[float, str, str, int, int]]:
+    """Every overfull hbox of a LaTeX log: ``(points, kind, file, first line, last line)``.
+
+    The file is the innermost one open at the warning: TeX writes ``(path`` when it opens a
+    file and ``)`` when it closes it; other parentheses of the log are matched as they come.
+    """
+    found, stack, position = [], [], 0
+    for match in _OVERFULL.finditer(log):
+        for token in _PAREN.finditer(log, position, match.start()):
+            if token.group(0) == ")":
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(token.group(1) if _PATH.fullmatch(token.group(1)) else None)
+        position = match.end()
+        first = int(match.group(3))
+        last = int(match.group(4) or first)
+        name = next((f for f in reversed(stack) if f), "")
+        found.append((float(match.group(1)), match.group(2), name, first, last))
+    return found
+
+
+def table_overflows(log: str, source: Path, min_pt: float = OVERFULL_PT) -> list[str]:
+    """Overfull boxes of ``min_pt`` or more in a table: an alignment row, or lines of a
+    source file that hold a ``tabular`` or a generated table."""
+    problems = []
+    for points, kind, name, first, last in overfull_boxes(log):
+        if points < min_pt:
+            continue
+        path = (source / name).resolve() if name else None
+        lines = path.read_text(errors="replace").splitlines() if path and path.is_file() else []
+        text = "\n".join(lines[max(first - 1, 0):last])
+        if kind == "in alignment" or "tabular" in text or "\\input{tables/" in text:
+            problems.append(f"a table in {name or 'main.tex'} (lines {first}-{last}) is "
+                            f"{points:g} pt wider than the text block")
+    return problems
+
+
+def main_text_pages(aux: str) -> int | None:
+    """Pages of the main text: the page of the ``sp:references`` label (after a
+    ``\\clearpage``) minus one; None when the label is not in the aux file."""
+    found = re.search(r"\\newlabel\{sp:references\}\{\{[^{}]*\}\{(\d+)\}", aux)
+    return int(found.group(1)) - 1 if found else None
+
+
+def layout_problems(where: Layout, max_pages: int = MAIN_PAGES) -> list[str]:
+    """What is wrong with a built paper's layout (:func:`table_overflows`, page count)."""
+    log_path, aux_path = where.out / "main.log", where.out / "main.aux"
+    log = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    aux = aux_path.read_text(errors="replace") if aux_path.is_file() else ""
+    problems = table_overflows(log, where.source)
+    pages = main_text_pages(aux)
+    if pages is None:
+        problems.append("main.tex has no sp:references label: the main text is not measured")
+    elif pages > max_pages:
+        problems.append(f"the main text takes {pages} pages, more than {max_pages}")
+    return problems
 
 
 def required_figures(source: Path) -> list[str]:
@@ -194,15 +348,18 @@ def build_paper(profile: str, latex: bool = True, strict: bool | None = None) ->
         The built PDF (None when ``latex`` is False).
     """
 
+    draft = check_tree(profile)
     where = layout(profile)
     stage_sources(where)
-    generate(profile, where, strict=strict)
+    generate(profile, where, strict=strict, draft=draft)
     build_profile_page(profile, strict=strict)
     if not latex:
         return None
     check_figures(required_figures(where.source), where.figures)
     pdf = run_latexmk(where)
     print(f"paper: built {pdf.relative_to(repo_root())}")
+    for problem in layout_problems(where):
+        print(f"paper: WARNING: {problem}", file=sys.stderr)
     gpu_exists = (repo_root() / "results" / "gpu" / "05_evaluation" / "aggregate.csv").is_file()
     if profile == "gpu" or (profile == "cpu" and not gpu_exists):
         shutil.copy2(pdf, repo_root() / "paper" / "stemprover.pdf")

@@ -44,12 +44,41 @@ def _tabular(spec: str, header: list[str], rows: list[list[str]], groups: list[i
     return "\n".join(lines) + "\n"
 
 
-def _bold_best(cells: list[str], values: list[float], higher: bool, skip: list[bool]) -> list[str]:
+SIGNED_ERRORS = ("hfenergyerrordb",)
+"""Normalised names of signed errors: the best value is the one closest to zero."""
+
+
+def _bold_best(cells: list[str], values: list[float], higher: bool | None,
+               skip: list[bool]) -> list[str]:
+    """Bold the best cell: the highest (``higher``), the lowest (False) or, for a signed
+    error (None), the one closest to zero."""
     candidates = [v if finite(v) and not s else np.nan for v, s in zip(values, skip)]
     if np.all(np.isnan(candidates)):
         return cells
-    best = np.nanargmax(candidates) if higher else np.nanargmin(candidates)
+    if higher is None:
+        best = np.nanargmin(np.abs(candidates))
+    else:
+        best = np.nanargmax(candidates) if higher else np.nanargmin(candidates)
     return [f"\\textbf{{{c}}}" if i == best else c for i, c in enumerate(cells)]
+
+
+def _direction(metric: str) -> bool | None:
+    """True: higher is better; False: lower is better; None: closest to zero is best."""
+    name = rio.norm(metric)
+    if name in SIGNED_ERRORS:
+        return None
+    return name in ("pesqwb", "pesq", "stoi", "estoi")
+
+
+def _two_lines(label: str, width: int = 11) -> tuple[str, str]:
+    """A header label split into two balanced lines (the second empty when it is short)."""
+    words = label.split(" ")
+    if len(label) <= width or len(words) == 1:
+        return label, ""
+    cuts = [(abs(len(" ".join(words[:k])) - len(" ".join(words[k:]))), k)
+            for k in range(1, len(words))]
+    k = min(cuts)[1]
+    return " ".join(words[:k]), " ".join(words[k:])
 
 
 def headline(data: PaperData) -> str:
@@ -129,19 +158,16 @@ def quality(data: PaperData) -> str:
             for s in systems
         ]
         cells = [fmt(v, decimals_for(metric)) for v in values]
-        cells = _bold_best(
-            cells,
-            values,
-            rio.norm(metric) in ("pesqwb", "pesq", "stoi", "estoi"),
-            [s in ORACLES for s in systems],
-        )
+        cells = _bold_best(cells, values, _direction(metric), [s in ORACLES for s in systems])
         for row, cell in zip(body, cells):
             row.append(cell)
-    header = [
-        "system",
-        *(escape(rio.metric_label(m)) + (" (voc.)" if v else "") for m, v in metrics),
-    ]
-    return _tabular("l" + "r" * len(metrics), header, body)
+    # two header lines keep the table at the text's width without shrinking its font
+    labels = [_two_lines(rio.metric_label(m) + (" (voc.)" if v else "")) for m, v in metrics]
+    lines = ["\\begin{tabular}{l" + "r" * len(metrics) + "}", "\\toprule",
+             " & ".join(["", *(escape(a) for a, _ in labels)]) + r" \\",
+             " & ".join(["system", *(escape(b) for _, b in labels)]) + r" \\", "\\midrule"]
+    lines += [" & ".join(row) + r" \\" for row in body]
+    return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
 
 
 def ablations(data: PaperData) -> str:
@@ -247,7 +273,10 @@ def performance(data: PaperData) -> str:
 def targets(found: list[Target]) -> str:
     mark = {MET: "\\textcolor{metcolor}{met}", MISSED: "\\textcolor{missedcolor}{missed}"}
     rows = [[x.what, x.criterion, x.measured, mark.get(x.status, "not measured")] for x in found]
-    return _tabular("p{0.32\\linewidth}lll", ["target", "criterion", "measured", "status"], rows)
+    # wrapped columns that sum (with the column gaps) to less than the text width
+    wrap = ">{\\raggedright\\arraybackslash}p{%s\\linewidth}"
+    spec = "".join(wrap % w for w in ("0.28", "0.19", "0.29")) + "l"
+    return _tabular(spec, ["target", "criterion", "measured", "status"], rows)
 
 
 def separators(data: PaperData) -> str:
