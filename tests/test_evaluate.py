@@ -287,7 +287,6 @@ def test_notebook_parameters_match_the_profiles(stage):
 def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkeypatch):
     import stemprover.stages.evaluation as evaluation
     from stemprover.inference.enhance import enhance
-    from stemprover.inference.postfilter import postfilter
     from stemprover.inference.projection import enhance_stems
     from tests.test_enhance import RegressionFake
 
@@ -299,7 +298,7 @@ def test_learned_systems_share_the_projection_and_the_bridge_goes_without(monkey
     systems = make_systems(cfg)
     assert sorted(systems) == ["bridge", "postfilter", "regression", "stemprover@1"]
     item = _item(3, 5.0)
-    filtered = postfilter(item.separated, SR, mixture=item.mixture)
+    filtered = projected_input(item.separated, SR, item.mixture)
     out = systems["postfilter"](item)
     assert sorted(out) == sorted(STEMS)
     for stem in STEMS:  # the post-filter system is the shared projection, unchanged
