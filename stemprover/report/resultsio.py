@@ -22,6 +22,8 @@ from stemprover.errors import StemproverError
 from stemprover.project.paths import STAGES, repo_root, results_dir, stage_name
 from stemprover.report.training import budget_curve
 
+ABLATION_METRIC = "si_sdr"  # the metric the ablation table, bars and paired columns compare
+
 AGGREGATE_COLUMNS = ("testset", "stem", "system", "metric", "mean", "ci_low", "ci_high", "n")
 REFERENCE_LINES = {"identity": "--", "regression": ":", "postfilter": "-."}
 """Systems drawn as horizontal reference lines next to StemProver, with their line style."""

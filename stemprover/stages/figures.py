@@ -70,7 +70,7 @@ class FiguresConfig(Common):
     seed: int = 0  # unused: drawing is deterministic; accepted because every stage gets it
     testset: str = ""  # test set of metric_vs_steps; "" picks the synthetic held-out set
     step_metrics: list[str] = field(default_factory=lambda: ["si_sdr", "phase_dev_hf"])
-    ablation_metric: str = "si_sdr"  # metric of the ablation bars
+    ablation_metric: str = rio.ABLATION_METRIC  # metric of the ablation bars
     strict: bool | None = None  # raise on a missing input; None: all but the smoke profile
     # input SI-SDR bin edges (dB) of the quality-sweep figure; None: metrics.stats' default
     gain_bin_edges: list[float] | None = None

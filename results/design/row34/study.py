@@ -90,11 +90,18 @@ def train(name: str, minutes: float, harm: float, lr: float, batch_size: int, se
     print(f"{name}: {step} steps in {minutes} min, {len(data)} pairs")
 
 
-def sweep(names: list[str], n_tracks: int, seconds: float, perceptual: bool) -> None:
+VALID_SPECS = ["hpss", "degraded:artifact=bleed,severity=0.6",
+               "degraded:artifact=musical_noise,severity=0.6",
+               *[f"zoo:severity={s},seed={k}" for k, s in enumerate((0.05, 0.2, 0.5, 0.9))]]
+
+
+def sweep(names: list[str], n_tracks: int, seconds: float, perceptual: bool,
+          split: str = "test") -> None:
     torch.set_num_threads(1)
     corpus = cache_dir("cpu", "corpus")
-    base = corpus_items(corpus, "quality_sweep", n_tracks, seconds)
-    specs = [f"bandsplit:severity={s:g}" for s in SEVERITIES]
+    base = corpus_items(corpus, "quality_sweep", n_tracks, seconds, split=split)
+    specs = [f"bandsplit:severity={s:g}" for s in SEVERITIES] if split == "test" else VALID_SPECS
+    suffix = "" if split == "test" else f"_{split}"
     models = {name: load_model(model_dir(name)) for name in names}
     rows = []
     items = list(separate_items(base, specs, get_separator, 22050))
@@ -117,15 +124,15 @@ def sweep(names: list[str], n_tracks: int, seconds: float, perceptual: bool) -> 
                                                          item.sample_rate)
                 rows.append(row)
     table = pd.DataFrame(rows)
-    out = HERE / "sweep_scores.csv"
+    out = HERE / f"sweep_scores{suffix}.csv"
     if out.exists():  # keep other models' rows
         old = pd.read_csv(out)
         table = pd.concat([old[~old["system"].isin(table["system"])], table])
     table.to_csv(out, index=False)
-    summarize(table)
+    summarize(table, suffix)
 
 
-def summarize(table: pd.DataFrame) -> None:
+def summarize(table: pd.DataFrame, suffix: str = "") -> None:
     """Gain over the separator output by input-SI-SDR bin: ``sweep_gains.csv``."""
     keys = ["track", "separator", "stem"]
     identity = table[table["system"] == "identity"].set_index(keys)["si_sdr"]
@@ -138,7 +145,11 @@ def summarize(table: pd.DataFrame) -> None:
     gains["all"] = table[table["system"] != "identity"].groupby("system")["gain"].mean()
     counts = table[table["system"] == "identity"]["bin"].value_counts().reindex(gains.columns[:-1])
     gains.loc["n items"] = [*counts.tolist(), int((table["system"] == "identity").sum())]
-    gains.round(2).to_csv(HERE / "sweep_gains.csv")
+    family = table["separator"].str.split(":").str[0]
+    by_family = table[table["system"] != "identity"].assign(family=family).pivot_table(
+        index="system", columns="family", values="gain", aggfunc="mean")
+    gains = pd.concat([gains, by_family], axis=1)
+    gains.round(2).to_csv(HERE / f"sweep_gains{suffix}.csv")
     print(gains.round(2).to_string())
 
 
@@ -160,12 +171,14 @@ def main() -> None:
     s.add_argument("--n-tracks", type=int, default=6)
     s.add_argument("--seconds", type=float, default=4.0)
     s.add_argument("--perceptual", action="store_true")
+    s.add_argument("--split", default="test", help="test: the band-split sweep; valid: the "
+                   "training families on the valid split")
     args = parser.parse_args()
     if args.command == "train":
         train(args.name, args.minutes, args.harm, args.lr, args.batch_size, args.seed,
               args.exclude, args.init)
     else:
-        sweep(args.names, args.n_tracks, args.seconds, args.perceptual)
+        sweep(args.names, args.n_tracks, args.seconds, args.perceptual, args.split)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ from stemprover.report.paper import tables as tables_mod
 from stemprover.report.paper.data import load
 from stemprover.report.paper.latex import Macros, escape
 from stemprover.report.paper.numbers import build_numbers
-from stemprover.stages.figures import FiguresConfig
 
 SOURCES = ("main.tex", "refs.bib", "sections")
 MAIN_PAGES = 8  # an ICASSP or ISMIR paper: eight pages of text, then references and appendix
@@ -166,7 +165,7 @@ def _ablations_paired(profile: str) -> bool:
     """Whether the ablation figure has its paired panel (the same test as the figure's)."""
     try:
         path = rio.stage_file(profile, "06_ablations", "ablations.csv")
-        return rio.has_paired(rio.ablation_table(path, FiguresConfig().ablation_metric))
+        return rio.has_paired(rio.ablation_table(path, rio.ABLATION_METRIC))
     except (StemproverError, KeyError, ValueError):
         return False
 
