@@ -139,12 +139,11 @@ def test_wav_written_to_a_pipe_is_read(tiny_model, tmp_path, capsys, riff_size, 
 
 # 4. signals and the folders a run makes ----------------------------------------------------
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_signal_leaves_nothing_behind(tiny_model, tmp_path, signum):
+def _start_long_run(tiny_model, tmp_path, out):
+    """``enhance`` of a 2-minute file into ``out``, returned once its first file exists."""
     rng = np.random.default_rng(0)
     long = _write(tmp_path / "long.wav", (0.1 * rng.standard_normal((2, RATE * 120)))
                   .astype(np.float32))
-    out = tmp_path / "made" / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "stemprover", "enhance", str(long), "-o",
                              str(out), "--model", str(tiny_model), "-q"],
@@ -153,6 +152,13 @@ def test_signal_leaves_nothing_behind(tiny_model, tmp_path, signum):
     while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_leaves_nothing_behind(tiny_model, tmp_path, signum):
+    out = tmp_path / "made" / "out"
+    proc = _start_long_run(tiny_model, tmp_path, out)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum and "Traceback" not in err, err
@@ -841,18 +847,8 @@ def test_stale_temporary_files_are_removed_and_nothing_else(tmp_path):
 
 
 def test_a_rerun_removes_what_a_killed_run_left(tiny_model, tmp_path):
-    rng = np.random.default_rng(0)
-    long = _write(tmp_path / "long.wav", (0.1 * rng.standard_normal((2, RATE * 120)))
-                  .astype(np.float32))
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "stemprover", "enhance", str(long), "-o",
-                             str(out), "--model", str(tiny_model), "-q"],
-                            stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 60
-    while not (out.is_dir() and any(out.iterdir())) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.02)
+    proc = _start_long_run(tiny_model, tmp_path, out)
     proc.kill()  # SIGKILL: no cleanup runs
     proc.communicate(timeout=60)
     left = list(out.iterdir())
