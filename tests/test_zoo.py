@@ -192,6 +192,10 @@ def test_family_validation_reports_held_out_beside_trained_families(tmp_path):
         rows += [{"system": "input", "item": item, "family": family, "si_sdr": 0.0},
                  {"system": "model", "item": item, "family": family,
                   "si_sdr": -1.0 if family == "neural" else 2.0}]
+    from stemprover.train.validate import summary_systems
+
+    assert summary_systems({"input": {}, "model": {}, "settings": {}, "by_adapter": {},
+                            "by_family": {}}) == ["input", "model"]
     gains = family_gains(pd.DataFrame(rows), "neural")
     assert gains["held out"] == {"model": -1.0, "n": 2}
     assert gains["trained on"] == {"model": 2.0, "n": 3}

@@ -12,6 +12,7 @@ import pandas as pd
 
 from stemprover.constants import ADAPTERS
 from stemprover.report.style import STYLE
+from stemprover.train.validate import summary_systems
 
 
 def _style() -> None:
@@ -45,7 +46,7 @@ def plot_validation(summary: dict, png_path: Path | None = None):
     import matplotlib.pyplot as plt
 
     _style()
-    systems = [s for s in summary if s not in ("settings", "by_adapter")]
+    systems = summary_systems(summary)
     fig, axes = plt.subplots(1, 2, figsize=(7, 3))
     for ax, metric, label in zip(axes, ("si_sdr", "phase_dev"),
                                  ("SI-SDR (dB)", "phase deviation (rad)")):

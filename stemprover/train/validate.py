@@ -161,6 +161,15 @@ def summarize(table: pd.DataFrame) -> dict:
     return summary
 
 
+SUMMARY_TABLES = ("settings", "by_adapter", "by_family")
+"""Keys of a validation summary that are not systems."""
+
+
+def summary_systems(summary: dict) -> list[str]:
+    """The systems of a validation summary (its other keys hold settings and breakdowns)."""
+    return [key for key in summary if key not in SUMMARY_TABLES]
+
+
 def pair_families(dataset) -> list[str] | None:
     """The separator family of every pair of a PairDataset (None for other datasets)."""
     entries = getattr(dataset, "entries", None)
@@ -241,11 +250,11 @@ def validate_stage(
         table.to_csv(out_dir / "valid_metrics.csv", index=False)
         summary = summarize(table)
         if families is not None:
-            summary["holdout_family"] = cfg.holdout_family or None
             summary["by_family"] = family_gains(table, cfg.holdout_family)
         summary["settings"] = {"steps": cfg.valid_steps, "strength": cfg.valid_strength,
                                "scheduler": cfg.valid_scheduler, "n_pairs": len(indices),
-                               "adapter_choice": "the pair's artifact type"}
+                               "adapter_choice": "the pair's artifact type",
+                               "holdout_family": cfg.holdout_family or None}
         by_adapter = table.groupby(["system", "adapter"])[["si_sdr", "phase_dev"]].mean()
         summary["by_adapter"] = {
             f"{system}/{adapter}": {k: float(v) for k, v in row.items()}
