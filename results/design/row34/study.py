@@ -127,7 +127,7 @@ def sweep(names: list[str], n_tracks: int, seconds: float, perceptual: bool,
     out = HERE / f"sweep_scores{suffix}.csv"
     if out.exists():  # keep other models' rows
         old = pd.read_csv(out)
-        table = pd.concat([old[~old["system"].isin(table["system"])], table])
+        table = pd.concat([old[~old["system"].isin(table["system"])], table], ignore_index=True)
     table.to_csv(out, index=False)
     summarize(table, suffix)
 
