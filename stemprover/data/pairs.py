@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from stemprover.constants import ADAPTERS, ARTIFACTS, STEMS
 from stemprover.corpus import list_tracks, load_track
+from stemprover.data.testsets import separator_name
 from stemprover.dsp.audio import resample
 from stemprover.errors import StemproverError
 from stemprover.inference.projection import project
@@ -160,13 +161,10 @@ def separator_jobs(cfg: PairsConfig, track: str) -> list[tuple[str, dict[str, An
 
 def separator_family(label: str) -> str:
     """The family (one of :data:`~stemprover.constants.FAMILIES`) of a pair's separator label."""
-    if label.startswith("degraded"):
-        return "degraded"
-    if label.startswith("zoo"):
-        return "zoo"
-    if label.split("@")[0] in ("htdemucs", "openunmix"):
-        return "neural"
-    return "classical"
+    name = separator_name(label)
+    if name in ("degraded", "zoo"):
+        return name
+    return "neural" if name in ("htdemucs", "openunmix") else "classical"
 
 
 def sounding_units(

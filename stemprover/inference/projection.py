@@ -143,8 +143,8 @@ def project_streams(stems: Mapping[str, Any], mixture: Any, sinks: Mapping[str, 
     adders = {stem: frames.adder() for stem in STEMS}
     for first, last in blocks:
         mix = frames.spectra(mixture, first, last)
-        power = {stem: np.mean(np.abs(frames.spectra(stems[stem], first, last))
-                               .astype(np.float64) ** 2, axis=-1) / scale**2
+        own = {stem: frames.spectra(stems[stem], first, last) for stem in STEMS}
+        power = {stem: np.mean(np.abs(own[stem]).astype(np.float64) ** 2, axis=-1) / scale**2
                  for stem in STEMS}  # |magnitude x phase|^2: the phase drops out
         mix = mix.astype(np.complex128)
         n_channels = mix.shape[-1]
@@ -155,8 +155,7 @@ def project_streams(stems: Mapping[str, Any], mixture: Any, sinks: Mapping[str, 
         for stem in STEMS:
             filtered = power[stem][..., None] * _apply(spatial[stem][None], whitened)
             if share < 1.0:
-                own = frames.spectra(stems[stem], first, last)
-                filtered = own + share * (filtered - own)
+                filtered = own[stem] + share * (filtered - own[stem])
             sinks[stem].write(adders[stem].add(filtered, first, last))
     for stem in STEMS:
         sinks[stem].write(adders[stem].finish())

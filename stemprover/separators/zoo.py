@@ -32,7 +32,7 @@ family and the stem, so a separator is deterministic given its arguments.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import librosa
 import numpy as np
@@ -133,11 +133,8 @@ class MaskZoo(MaskSeparator):
         self.name = f"zoo-{self.severity:g}-{self.seed}"
 
     def draws(self) -> dict[str, ZooDraw]:
-        """The knob amounts of each stem (recorded in the pair manifest)."""
+        """The knob amounts of each stem."""
         return {s: draw_knobs(self.severity, rng_for(self.seed, "zoo", "knobs", s)) for s in STEMS}
-
-    def describe(self) -> dict[str, dict[str, float]]:
-        return {stem: asdict(draw) for stem, draw in self.draws().items()}
 
     def masks(self, mix_spec, ref_specs, sample_rate, n_fft):
         # The complex ideal mask S_j / X returns the stem exactly; its magnitude exceeds 1
