@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 MAX_DROP_DB = 0.5  # ~ removing bleed 10 dB below the stem (0.41 dB): more is shrinkage
-RESTORE_SHARE = 0.8  # a band over the bound comes back to 0.8 x 0.5 = 0.4 dB below its input
+RESTORE_SHARE = 0.6  # a band over the bound comes back to 0.6 x 0.5 = 0.3 dB below its input
 LEVEL_SECONDS = 0.25  # level is judged over spans this long: about the ear's loudness window
 LOWEST_BAND_HZ = 62.5  # the bins below are one band: an octave there holds one or two bins
 
